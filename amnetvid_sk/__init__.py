@@ -1,0 +1,66 @@
+"""amnetvid-sk: video memorability prediction (AMNetVid) the scikit-learn way.
+
+Names are imported lazily so that ``import amnetvid_sk`` and light commands
+(``amnetvid sql``, ``amnetvid info``) do not pay for importing torch.
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    # errors
+    "AmnetvidError": "errors",
+    "VideoDecodeError": "errors",
+    "WeightsError": "errors",
+    "MissingDependencyError": "errors",
+    "StoreError": "errors",
+    "MissingVideosError": "errors",
+    "ReadOnlyQueryError": "errors",
+    "LabelFormatError": "errors",
+    # frames
+    "sample_frames": "video",
+    "video_info": "video",
+    "SampledFrames": "video",
+    "VideoInfo": "video",
+    "write_clip": "clips",
+    # frame models
+    "FrameModel": "frame_models",
+    "make_frame_model": "frame_models",
+    "AMNet": "amnet",
+    "save_amnet_checkpoint": "amnet",
+    "ResMemGradCAM": "resmem_gradcam",
+    # rendering
+    "render_jet": "render",
+    "save_attention_figure": "render",
+    # store and extraction
+    "FeatureStore": "store",
+    "extract": "extract",
+    "read_labels": "labels",
+    "import_labels": "labels",
+    # estimators
+    "FrameScores": "transformers",
+    "AttentionSequences": "transformers",
+    "FrameMinMaxScaler": "transformers",
+    "MeanScoreRegressor": "estimators",
+    "ScoreLSTMRegressor": "estimators",
+    "ConvLSTMRegressor": "estimators",
+    "spearman_scorer": "metrics",
+    "spearman": "metrics",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'amnetvid_sk' has no attribute {name!r}")
+    value = getattr(import_module(f"amnetvid_sk.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
