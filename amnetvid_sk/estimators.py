@@ -1,0 +1,532 @@
+"""Estimators: the mean-score baseline and the skorch-wrapped sequence networks.
+
+``MeanScoreRegressor`` is the working note's baseline (the mean of the frame scores).
+``ScoreLSTMRegressor`` and ``ConvLSTMRegressor`` are thin skorch
+``NeuralNetRegressor`` subclasses around :class:`~amnetvid_sk.networks.ScoreLSTMNet`
+and :class:`~amnetvid_sk.networks.AMNetVidNet`. Relative to skorch they change the
+defaults (the note's training settings, quiet, early stopping on Spearman over a
+validation part of the training data), add ``random_state``, pick the device at fit
+time, and accept 1-D ``y``. The training loop is skorch's.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from scipy.stats import ConstantInputWarning
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
+from skorch import NeuralNet, NeuralNetRegressor
+from skorch.callbacks import EarlyStopping, EpochScoring
+from skorch.dataset import ValidSplit
+from skorch.exceptions import DeviceWarning
+from skorch.utils import is_dataset, to_tensor
+
+from .metrics import spearman
+from .networks import AMNetVidNet, ScoreLSTMNet
+
+__all__ = ["ConvLSTMRegressor", "MeanScoreRegressor", "ScoreLSTMRegressor"]
+
+
+class MeanScoreRegressor(RegressorMixin, BaseEstimator):
+    """The working note's baseline: predict the mean of each video's frame scores.
+
+    Nothing is learned. ``fit`` checks ``X`` (and ``y`` when given) and records the
+    number of frames, so the estimator behaves like any regressor in a Pipeline, a
+    cross-validation or a grid search.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of frame scores per video seen in ``fit``.
+    feature_names_in_ : ndarray of str
+        Column names, when ``X`` was a DataFrame with string column names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from amnetvid_sk import MeanScoreRegressor
+    >>> X = np.array([[0.2, 0.4, 0.6], [0.9, 0.7, 0.8]])
+    >>> MeanScoreRegressor().fit(X, [0.5, 0.8]).predict(X)
+    array([0.4, 0.8])
+    """
+
+    def fit(self, X, y=None):
+        """Check the frame scores ``X`` [n_videos, n_frames]; learn nothing.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_videos, n_frames)
+            Frame memorability scores.
+        y : array-like of shape (n_videos,), default=None
+            Ignored except for a length check.
+
+        Returns
+        -------
+        self : MeanScoreRegressor
+        """
+        if y is None:
+            validate_data(self, X, dtype=(np.float64, np.float32))
+        else:
+            validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """Mean of each row of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_videos, n_frames)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_videos,)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        return X.mean(axis=1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # a fixed function of X: it cannot reach the score the common checks ask of a
+        # fitted regressor on their random data sets
+        tags.regressor_tags.poor_score = True
+        return tags
+
+
+# ---------------------------------------------------------------------------------
+# skorch regressors
+
+
+def _valid_spearman(net, X, y) -> float:
+    """EpochScoring scorer: Spearman on the validation part.
+
+    An undefined correlation (constant predictions, e.g. a saturated sigmoid early in
+    training) is recorded as -inf with a warning, so early stopping never keeps that
+    epoch and never crashes on a nan.
+    """
+    y_pred = net.predict(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        rho = spearman(y, y_pred)
+    if np.isnan(rho):
+        epoch = net.history[-1, "epoch"] if len(net.history) else "?"
+        warnings.warn(
+            f"valid_spearman is undefined at epoch {epoch} (constant predictions or targets on "
+            f"the validation part); it is recorded as -inf so early stopping never keeps this epoch.",
+            ConstantInputWarning,
+            stacklevel=2,
+        )
+        return -np.inf
+    return rho
+
+
+class _EarlyStopping(EarlyStopping):
+    """skorch's EarlyStopping that stands aside when there is no validation part.
+
+    With ``train_split=None`` the monitored score is never recorded; training then
+    runs ``max_epochs`` epochs instead of failing with a KeyError.
+    """
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.monitor not in net.history[-1]:
+            return
+        super().on_epoch_end(net, **kwargs)
+
+
+def _auto_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class _SequenceRegressor(NeuralNetRegressor):
+    """Shared behaviour of the two skorch regressors (see their docstrings)."""
+
+    def __init__(self, module, *, criterion, optimizer, lr, max_epochs, batch_size, train_split,
+                 callbacks, verbose, device, random_state, **kwargs):
+        # Keras shuffles the training set each epoch; skorch's DataLoader does not by default
+        kwargs.setdefault("iterator_train__shuffle", True)
+        super().__init__(
+            module,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=train_split,
+            callbacks=callbacks,
+            verbose=verbose,
+            device=device,
+            **kwargs,
+        )
+        self.random_state = random_state
+
+    def _get_param_names(self):
+        # skorch lists every public-looking attribute as a parameter, including its private
+        # bookkeeping ``_params_to_validate``; clone and set_params must not touch that
+        return [k for k in super()._get_param_names() if not k.startswith("_")]
+
+    def get_params(self, deep=True, **kwargs):
+        params = super().get_params(deep=deep, **kwargs)
+        # before the callbacks are initialised, skorch reports the fresh default callbacks'
+        # values even when __init__/set_params stored others (as clone does); fit applies the
+        # stored ones, so report those
+        params.update({k: v for k, v in vars(self).items() if k.startswith("callbacks__")})
+        return params
+
+    # -- callbacks: defaults live here so that set_params(callbacks__early_stopping__patience=3)
+    # reaches them, and every net gets its own instances (a mutable default in the signature
+    # would be shared by all nets built with it).
+    @property
+    def _default_callbacks(self):
+        return [
+            *super()._default_callbacks,
+            ("valid_spearman", EpochScoring(_valid_spearman, lower_is_better=False,
+                                            name="valid_spearman", on_train=False)),
+            ("early_stopping", _EarlyStopping(monitor="valid_spearman", lower_is_better=False,
+                                              patience=5, load_best=True)),
+        ]
+
+    # -- device: None means "cuda if available else cpu", decided when the net is initialised.
+    # skorch itself reads ``self.device`` in a few places; those are adapted below so that the
+    # parameter keeps the value the user gave (sklearn convention).
+    def _device(self):
+        if self.device is not None:
+            return self.device
+        return getattr(self, "device_", None) or _auto_device()
+
+    def initialize(self):
+        """Initialise the module, criterion, optimizer and callbacks; resolve ``device_``."""
+        self.device_ = str(self.device) if self.device is not None else _auto_device()
+        return super().initialize()
+
+    def initialize_module(self):
+        super().initialize_module()
+        self.module_ = self.module_.to(self._device())
+        return self
+
+    def initialize_criterion(self):
+        super().initialize_criterion()
+        if isinstance(self.criterion_, torch.nn.Module):
+            self.criterion_ = self.criterion_.to(self._device())
+        return self
+
+    def infer(self, x, **fit_params):
+        return super().infer(to_tensor(x, device=self._device()), **fit_params)
+
+    def get_loss(self, y_pred, y_true, *args, **kwargs):
+        return super().get_loss(y_pred, to_tensor(y_true, device=self._device()), *args, **kwargs)
+
+    def __setstate__(self, state):
+        if state.get("device") is not None:
+            super().__setstate__(state)
+            return
+        # device=None: load onto where it was trained, or the CPU when that GPU is absent
+        # here; that is what "auto" means, so no DeviceWarning.
+        state = dict(state)
+        state["device"] = state.get("device_") or "cpu"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeviceWarning)
+            super().__setstate__(state)
+        if "device_" in state:
+            self.device_ = str(self.device)
+        self.device = None
+
+    # -- data
+    def _validate_X(self, X, reset: bool):
+        raise NotImplementedError
+
+    def _validate_y(self, y, n_samples: int) -> np.ndarray:
+        name = type(self).__name__
+        if y is None:
+            raise ValueError(f"{name} requires y to be passed, but the target y is None.")
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        y = column_or_1d(y, warn=True)
+        if len(y) != n_samples:
+            raise ValueError(f"X holds {n_samples} videos but y holds {len(y)} labels; they must match.")
+        if len(y) and (y.min() < 0.0 or y.max() > 1.0):
+            warnings.warn(
+                f"y has values outside [0, 1] (min {y.min():.3g}, max {y.max():.3g}), but {name}'s "
+                f"network ends in a sigmoid, so its predictions stay in (0, 1). Memorability "
+                f"scores are in [0, 1]; rescale y otherwise.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return y.astype(np.float32)
+
+    def get_dataset(self, X, y=None):
+        # skorch's regression loss needs y as a (n, 1) column
+        if y is not None and not is_dataset(X) and np.ndim(y) == 1:
+            y = np.asarray(y, dtype=np.float32).reshape(-1, 1)
+        return super().get_dataset(X, y)
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        split = self.train_split
+        if self.random_state is not None and isinstance(split, ValidSplit) and split.random_state is None:
+            # the split's seed comes from the torch generator that fit seeded
+            split = copy.copy(split)
+            split.random_state = int(torch.randint(0, 2**31 - 1, (1,)).item())
+            original, self.train_split = self.train_split, split
+            try:
+                return super().get_split_datasets(X, y, **fit_params)
+            finally:
+                self.train_split = original
+        return super().get_split_datasets(X, y, **fit_params)
+
+    def fit(self, X, y, **fit_params):
+        """Initialise the network and train it (skorch's loop, early stopping on Spearman).
+
+        With an int ``random_state``, the torch generators are seeded inside a
+        ``torch.random.fork_rng`` block, so the weights, the dropout masks, the
+        shuffling and the validation split repeat from one fit to the next, and the
+        global torch random state is the same after ``fit`` as before.
+
+        Parameters
+        ----------
+        X : see the class docstring
+        y : array-like of shape (n_videos,)
+            Memorability scores in [0, 1].
+        **fit_params : dict
+            Passed to skorch (``NeuralNet.fit``).
+
+        Returns
+        -------
+        self
+        """
+        X = self._validate_X(X, reset=True)
+        y = self._validate_y(y, _n_samples(X))
+        if self.random_state is None:
+            return super().fit(X, y, **fit_params)
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return super().fit(X, y, **fit_params)
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        """Train further without re-initialising (skorch's ``partial_fit``; ``random_state`` is not applied)."""
+        X = self._validate_X(X, reset=not hasattr(self, "n_features_in_"))
+        y = self._validate_y(y, _n_samples(X))
+        return super().partial_fit(X, y, classes, **fit_params)
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted memorability, shape (n_videos,)."""
+        self.check_is_fitted()
+        X = self._validate_X(X, reset=False)
+        return NeuralNet.predict_proba(self, X).reshape(-1)
+
+    @property
+    def predict_proba(self):
+        # a regressor has no probabilities (skorch's NeuralNet defines it for every net);
+        # hiding it keeps sklearn's meta-estimators and checks from treating it as a classifier
+        raise AttributeError(f"{type(self).__name__} is a regressor and has no predict_proba; use predict.")
+
+
+def _n_samples(X) -> int:
+    if isinstance(X, Mapping):
+        return len(next(iter(X.values())))
+    return len(X)
+
+
+_DEFAULT_SPLIT = ValidSplit(0.15, stratified=False)
+
+
+class ScoreLSTMRegressor(_SequenceRegressor):
+    """LSTM over the frame scores (the note's "RNN" baseline), a skorch ``NeuralNetRegressor``.
+
+    ``X`` is a float array [n_videos, n_frames] of frame scores (min-max scaled, e.g.
+    by ``FrameMinMaxScaler``); ``y`` the memorability scores, 1-D. The network is
+    :class:`~amnetvid_sk.networks.ScoreLSTMNet`; its arguments are ``module__*``
+    parameters (``module__n_frames``, ``module__units``, ``module__dense``,
+    ``module__fusion_dense``).
+
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance, default=ScoreLSTMNet
+    criterion : default=torch.nn.MSELoss
+    optimizer : default=torch.optim.Adam
+    lr : float, default=1e-3
+    max_epochs : int, default=20
+    batch_size : int, default=32
+    train_split : callable or None, default=ValidSplit(0.15, stratified=False)
+        Validation part carved from the training data, scored by Spearman each epoch
+        (``valid_spearman``) for early stopping. ``None`` trains on everything for
+        ``max_epochs`` epochs (no early stopping).
+    callbacks : list of (name, callback) or None, default=None
+        Extra callbacks. The defaults (``valid_spearman``: EpochScoring;
+        ``early_stopping``: EarlyStopping on valid_spearman, patience 5, best epoch
+        restored from memory, no files) are changed with
+        ``set_params(callbacks__early_stopping__patience=10)`` or turned off with
+        ``callbacks__early_stopping=None``.
+    verbose : int, default=0
+        skorch's per-epoch table is printed when 1.
+    device : str or None, default=None
+        None: "cuda" when available, else "cpu" (decided at fit, kept in ``device_``).
+    random_state : int, RandomState or None, default=None
+        Seeds the weights, dropout, shuffling and the validation split; two fits with
+        the same int give identical predictions on CPU (GPU kernels may not be
+        bit-exact).
+    **kwargs
+        Other skorch parameters (``module__*``, ``iterator_train__*``,
+        ``callbacks__*``, ...). ``iterator_train__shuffle`` defaults to True.
+
+    Attributes
+    ----------
+    module_ : ScoreLSTMNet
+        The trained network (best epoch on the validation part).
+    history_ : skorch History
+        Per epoch ``train_loss``, ``valid_loss``, ``valid_spearman``.
+    device_ : str
+        Device used.
+    n_features_in_ : int
+        Frames per video seen in ``fit``.
+
+    Examples
+    --------
+    >>> from amnetvid_sk import ScoreLSTMRegressor
+    >>> from amnetvid_sk.synthetic import make_score_order_dataset
+    >>> X, y = make_score_order_dataset(64)
+    >>> reg = ScoreLSTMRegressor(max_epochs=2, random_state=0).fit(X, y)
+    >>> reg.predict(X[:3]).shape
+    (3,)
+    """
+
+    def __init__(self, module=ScoreLSTMNet, *, criterion=torch.nn.MSELoss, optimizer=torch.optim.Adam,
+                 lr=1e-3, max_epochs=20, batch_size=32, train_split=_DEFAULT_SPLIT, callbacks=None,
+                 verbose=0, device=None, random_state=None, **kwargs):
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
+                         batch_size=batch_size, train_split=train_split, callbacks=callbacks,
+                         verbose=verbose, device=device, random_state=random_state, **kwargs)
+
+    def _validate_X(self, X, reset: bool):
+        if is_dataset(X):
+            return X
+        return validate_data(self, X, reset=reset, dtype=np.float32, order="C")
+
+
+class ConvLSTMRegressor(_SequenceRegressor):
+    """AMNetVid: ConvLSTM over attention maps fused with an LSTM over frame scores (skorch).
+
+    ``X`` is a dict ``{'maps': [n, T, C, H, W], 'scores': float32 [n, T]}`` (the
+    output of ``AttentionSequences``; wrap it in ``skorch.helper.SliceDict`` to
+    cross-validate on the dict itself); maps are float32, or uint8 JET renders that
+    the network divides by 255. ``y`` holds the memorability scores, 1-D. The network
+    is :class:`~amnetvid_sk.networks.AMNetVidNet`; its arguments are ``module__*``
+    parameters. The defaults fit the note's JET renders (C=9, 70x70); for the raw
+    maps set ``module__map_channels=3, module__map_size=14, module__map_scale=196``
+    (raw maps sum to 1; scaled by 14*14 they train as fast per epoch as JET renders).
+    With ``module__use_maps=False`` or ``module__use_scores=False`` the matching key
+    may be left out.
+
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance, default=AMNetVidNet
+    criterion : default=torch.nn.MSELoss
+    optimizer : default=torch.optim.Adam
+    lr : float, default=1e-3
+    max_epochs : int, default=20
+    batch_size : int, default=32
+    train_split : callable or None, default=ValidSplit(0.15, stratified=False)
+        Validation part carved from the training data, scored by Spearman each epoch
+        for early stopping. ``None`` trains on everything for ``max_epochs`` epochs.
+    callbacks : list of (name, callback) or None, default=None
+        Extra callbacks; the defaults are ``valid_spearman`` and ``early_stopping``
+        (patience 5, best epoch restored from memory), reachable as
+        ``callbacks__early_stopping__patience`` etc.
+    verbose : int, default=0
+    device : str or None, default=None
+        None: "cuda" when available, else "cpu" (decided at fit, kept in ``device_``).
+    random_state : int, RandomState or None, default=None
+        Seeds weights, dropout, shuffling and the validation split (identical
+        predictions from two fits on CPU).
+    **kwargs
+        Other skorch parameters (``module__filters``, ``module__dropout``,
+        ``module__map_size``, ``callbacks__*``, ...).
+
+    Attributes
+    ----------
+    module_ : AMNetVidNet
+        The trained network (best epoch on the validation part).
+    history_ : skorch History
+    device_ : str
+
+    Examples
+    --------
+    >>> from amnetvid_sk import ConvLSTMRegressor
+    >>> from amnetvid_sk.synthetic import make_moving_peak_dataset
+    >>> maps, scores, y = make_moving_peak_dataset(32)
+    >>> reg = ConvLSTMRegressor(module__map_channels=3, module__map_size=14,
+    ...                         module__map_scale=196, max_epochs=1, random_state=0)
+    >>> reg.fit({"maps": maps, "scores": scores}, y).predict({"maps": maps, "scores": scores}).shape
+    (32,)
+    """
+
+    _keys = ("maps", "scores")
+
+    def __init__(self, module=AMNetVidNet, *, criterion=torch.nn.MSELoss, optimizer=torch.optim.Adam,
+                 lr=1e-3, max_epochs=20, batch_size=32, train_split=_DEFAULT_SPLIT, callbacks=None,
+                 verbose=0, device=None, random_state=None, **kwargs):
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
+                         batch_size=batch_size, train_split=train_split, callbacks=callbacks,
+                         verbose=verbose, device=device, random_state=random_state, **kwargs)
+
+    def _required_keys(self):
+        module = self.module
+        is_amnetvid = (isinstance(module, type) and issubclass(module, AMNetVidNet)) or isinstance(
+            module, AMNetVidNet)
+        if not is_amnetvid:
+            return None  # a custom module: its forward() decides
+        if isinstance(module, AMNetVidNet):
+            flags = {"maps": module.use_maps, "scores": module.use_scores}
+        else:
+            params = self.get_params_for("module")
+            flags = {"maps": params.get("use_maps", True), "scores": params.get("use_scores", True)}
+        return [k for k in self._keys if flags[k]]
+
+    def _validate_X(self, X, reset: bool):
+        if is_dataset(X):
+            return X
+        name = type(self).__name__
+        if not isinstance(X, Mapping):
+            shape = getattr(X, "shape", None)
+            raise TypeError(
+                f"{name} takes X as a dict {{'maps': float32 or uint8 [n, T, C, H, W], 'scores': float32 [n, T]}} "
+                f"(the output of AttentionSequences); got {type(X).__name__}"
+                f"{f' of shape {shape}' if shape is not None else ''}."
+            )
+        required = self._required_keys()
+        if required is not None:
+            unknown = sorted(set(X) - set(self._keys), key=str)
+            if unknown:
+                raise ValueError(f"X has unknown key(s) {unknown}; the allowed keys are {list(self._keys)}.")
+            missing = [k for k in required if k not in X]
+            if missing:
+                raise ValueError(
+                    f"X lacks the key(s) {missing}; the network (module__use_maps / module__use_scores) "
+                    f"needs {required}."
+                )
+            # a disabled branch's input is not needed: do not copy it around
+            X = {k: X[k] for k in required}
+        if not X:
+            raise ValueError(f"X is an empty dict; {name} needs {list(self._keys)}.")
+        out = {}
+        for k, v in X.items():
+            # uint8 maps (JET renders as bytes) stay uint8: the network divides them by 255 per
+            # batch, which keeps a large training set 4x smaller in memory
+            keep_bytes = k == "maps" and getattr(v, "dtype", None) == np.uint8
+            out[k] = check_array(v, dtype=None if keep_bytes else np.float32, ensure_2d=False,
+                                 allow_nd=True, order="C", input_name=f"X[{k!r}]")
+        lengths = {k: len(v) for k, v in out.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"The arrays of X hold different numbers of videos: {lengths}.")
+        return out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.dict = True
+        return tags

@@ -1,0 +1,325 @@
+"""Evaluation: recipes, Spearman cross-validation, grid search and the working note's Table 1.
+
+Two protocols:
+
+- ``"cv"`` (default, honest): K-fold over the labelled videos; the networks carve
+  their early-stopping validation out of the training folds only.
+- ``"paper"`` (the note's, optimistic): one random 85/15 split, three rounds of
+  training, in each round the best epoch *chosen on the test part*, mean of the
+  three rounds. Offered to reproduce the note's Table 1, labelled as optimistic.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from ._validation import check_param
+
+TARGETS = ("short", "long")
+PROTOCOLS = ("cv", "paper")
+TABLE1_RECIPES = (
+    ("mean_score", "mean score (28 frames)"),
+    ("score_lstm", "LSTM on scores (4 frames)"),
+    ("amnetvid", "AMNetVid ConvLSTM (4 frames)"),
+)
+# the working note's Table 1 (Spearman on its 900-video split), for comparison
+NOTE_TABLE1 = {
+    ("mean_score", "short"): 0.4214, ("score_lstm", "short"): 0.4230, ("amnetvid", "short"): 0.4384,
+    ("mean_score", "long"): 0.1867, ("score_lstm", "long"): 0.1866, ("amnetvid", "long"): 0.2015,
+}
+
+
+def recipe_dirs() -> list[Path]:
+    """Folders searched for a recipe given by name: ./pipelines, then the project's pipelines/."""
+    here = Path(__file__).resolve().parent.parent / "pipelines"
+    return [Path.cwd() / "pipelines", here]
+
+
+def load_recipe(recipe) -> ModuleType:
+    """Load a recipe: a path to a ``.py`` file, or a name such as ``"amnetvid"``.
+
+    A recipe exposes ``pipeline(store) -> sklearn.pipeline.Pipeline`` and ``param_grid``.
+
+    Examples
+    --------
+    >>> recipe = load_recipe("pipelines/amnetvid.py")  # doctest: +SKIP
+    >>> pipe = recipe.pipeline("store")  # doctest: +SKIP
+    """
+    if isinstance(recipe, ModuleType):
+        return recipe
+    text = str(recipe)
+    path = Path(text)
+    if not path.suffix:
+        for folder in recipe_dirs():
+            if (folder / f"{text}.py").is_file():
+                path = folder / f"{text}.py"
+                break
+    if not path.is_file():
+        known = sorted({p.stem for d in recipe_dirs() if d.is_dir() for p in d.glob("*.py")})
+        raise FileNotFoundError(f"recipe {text!r} not found; give a path to a .py file or one of {known}")
+    spec = importlib.util.spec_from_file_location(f"amnetvid_recipe_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for attr in ("pipeline", "param_grid"):
+        if not hasattr(module, attr):
+            raise ValueError(f"recipe {str(path)!r} must define {attr!r}")
+    module.recipe_name = path.stem
+    return module
+
+
+def labelled_data(store, target: str):
+    """Ids that have features and a label for ``target``, and the labels (aligned)."""
+    from .store import FeatureStore
+
+    check_param("evaluation", "target", target, among=set(TARGETS))
+    fs = FeatureStore(store)
+    ids = np.asarray(fs.labelled_ids(target), dtype=object)
+    have = set(fs.video_ids())
+    ids = np.array([i for i in ids if i in have], dtype=object)
+    if len(ids) == 0:
+        raise ValueError(
+            f"no video in store {str(store)!r} has both features and a {target}-term label; "
+            "run `amnetvid extract` and `amnetvid labels import` first"
+        )
+    return ids, np.asarray(fs.labels(ids, target=target), dtype=np.float64)
+
+
+@dataclass
+class CVResult:
+    """Spearman per fold of one recipe on one target."""
+
+    recipe: str
+    target: str
+    protocol: str
+    scores: np.ndarray
+    params: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def mean(self) -> float:
+        return float(np.nanmean(self.scores)) if len(self.scores) else float("nan")
+
+    @property
+    def std(self) -> float:
+        return float(np.nanstd(self.scores)) if len(self.scores) else float("nan")
+
+
+def _write_results(store, result: CVResult, n_train, n_test) -> None:
+    from .store import FeatureStore
+
+    run_id = uuid.uuid4().hex
+    rows = [
+        {
+            "run_id": run_id, "recipe": result.recipe, "target": result.target, "protocol": result.protocol,
+            "fold": int(i), "spearman": float(s), "n_train": int(a), "n_test": int(b),
+            "params": json.dumps(result.params, default=str, sort_keys=True),
+        }
+        for i, (s, a, b) in enumerate(zip(result.scores, n_train, n_test))
+    ]
+    FeatureStore(store).write_results(rows)
+
+
+def cross_validate(recipe, store="store", target="short", cv=5, n_jobs=1, random_state=0,
+                   write=True, set_params=None) -> CVResult:
+    """Honest K-fold cross-validation of a recipe, scored by Spearman.
+
+    Parameters
+    ----------
+    recipe : str, Path or module
+        See :func:`load_recipe`.
+    store : str or Path, default="store"
+    target : {"short", "long"}, default="short"
+    cv : int, default=5
+        Number of folds (shuffled with ``random_state``).
+    n_jobs : int, default=1
+        Folds fitted in parallel (joblib).
+    write : bool, default=True
+        Also append the fold scores to the store's ``results`` table.
+    set_params : dict, default=None
+        Parameters set on the pipeline before fitting (e.g. ``{"net__max_epochs": 1}``).
+
+    Examples
+    --------
+    >>> res = cross_validate("mean_score", store="store", target="short")  # doctest: +SKIP
+    >>> res.mean, res.std  # doctest: +SKIP
+    """
+    from sklearn.model_selection import KFold, cross_validate as sk_cross_validate
+
+    from .metrics import spearman_scorer
+
+    check_param("cross_validate", "cv", cv, kind="int", low=2)
+    module = load_recipe(recipe)
+    ids, y = labelled_data(store, target)
+    pipe = module.pipeline(store)
+    if set_params:
+        pipe.set_params(**set_params)
+    folds = KFold(n_splits=cv, shuffle=True, random_state=random_state)
+    started = time.perf_counter()
+    out = sk_cross_validate(pipe, ids, y, cv=folds, scoring=spearman_scorer, n_jobs=n_jobs,
+                            error_score="raise")
+    splits = list(folds.split(ids))
+    result = CVResult(module.recipe_name, target, "cv", np.asarray(out["test_score"], dtype=float),
+                      dict(set_params or {}), time.perf_counter() - started)
+    if write:
+        _write_results(store, result, [len(a) for a, _ in splits], [len(b) for _, b in splits])
+    return result
+
+
+def paper_protocol(recipe, store="store", target="short", rounds=3, test_size=0.15, random_state=0,
+                   write=True, set_params=None) -> CVResult:
+    """The working note's protocol (optimistic): one random 85/15 split, ``rounds``
+    trainings, the best epoch of each chosen on the test part, one score per round.
+
+    For a recipe without a network (the mean-score baseline) each round is the
+    same: Spearman on the test part.
+    """
+    from sklearn.model_selection import train_test_split
+    from skorch.dataset import Dataset
+    from skorch.helper import predefined_split
+
+    from .metrics import spearman
+
+    module = load_recipe(recipe)
+    ids, y = labelled_data(store, target)
+    ids_tr, ids_te, y_tr, y_te = train_test_split(ids, y, test_size=test_size, random_state=random_state)
+    started = time.perf_counter()
+    scores = []
+    for r in range(rounds):
+        pipe = module.pipeline(store)
+        if set_params:
+            pipe.set_params(**set_params)
+        final = pipe.steps[-1][1]
+        if not hasattr(final, "history"):
+            pipe.fit(ids_tr, y_tr)
+            scores.append(spearman(y_te, pipe.predict(ids_te)))
+            continue
+        features = pipe[:-1].fit(ids_tr, y_tr)
+        Xtr, Xte = features.transform(ids_tr), features.transform(ids_te)
+        # the note's choice: validate every epoch on the test part, keep the best epoch
+        final.set_params(
+            train_split=predefined_split(Dataset(Xte, y_te.astype(np.float32).reshape(-1, 1))),
+            callbacks__early_stopping=None,
+            random_state=(final.random_state or 0) + r,
+        )
+        final.fit(Xtr, y_tr)
+        per_epoch = [h.get("valid_spearman", np.nan) for h in final.history]
+        scores.append(float(np.nanmax(per_epoch)) if np.isfinite(per_epoch).any() else float("nan"))
+    result = CVResult(module.recipe_name, target, "paper", np.asarray(scores, dtype=float),
+                      dict(set_params or {}), time.perf_counter() - started)
+    if write:
+        _write_results(store, result, [len(ids_tr)] * rounds, [len(ids_te)] * rounds)
+    return result
+
+
+def grid_search(recipe, store="store", target="short", cv=5, n_jobs=1, backend=None, scheduler=None,
+                random_state=0, set_params=None):
+    """``GridSearchCV`` over the recipe's ``param_grid``, scored by Spearman.
+
+    ``backend="dask"`` with a ``scheduler`` address runs the fits on a Dask cluster
+    through joblib. Returns the fitted search and its results sorted by mean Spearman
+    (a list of dicts).
+    """
+    import joblib
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    from .metrics import spearman_scorer
+
+    module = load_recipe(recipe)
+    ids, y = labelled_data(store, target)
+    pipe = module.pipeline(store)
+    if set_params:
+        pipe.set_params(**set_params)
+    search = GridSearchCV(pipe, module.param_grid, scoring=spearman_scorer, n_jobs=n_jobs,
+                          cv=KFold(n_splits=cv, shuffle=True, random_state=random_state),
+                          error_score="raise", refit=True)
+    if backend == "dask":
+        from distributed import Client
+
+        with Client(scheduler), joblib.parallel_config(backend="dask"):
+            search.fit(ids, y)
+    else:
+        search.fit(ids, y)
+    res = search.cv_results_
+    rows = [
+        {"params": res["params"][i], "mean_spearman": float(res["mean_test_score"][i]),
+         "std_spearman": float(res["std_test_score"][i]), "rank": int(res["rank_test_score"][i])}
+        for i in range(len(res["params"]))
+    ]
+    rows.sort(key=lambda r: r["rank"])
+    return search, rows
+
+
+@dataclass
+class Table1:
+    """Results laid out as the working note's Table 1."""
+
+    protocol: str
+    results: dict  # (recipe, target) -> CVResult
+
+    def format(self) -> str:
+        head = "Spearman, honest K-fold CV (mean ± std over folds)" if self.protocol == "cv" else \
+            "Spearman, the note's protocol (85/15 split, best epoch chosen on the test part: OPTIMISTIC)"
+        lines = [head, ""]
+        lines.append(f"{'target':<11}" + "".join(f"| {label:<30}" for _, label in TABLE1_RECIPES))
+        lines.append("-" * (11 + 32 * len(TABLE1_RECIPES)))
+        for target in TARGETS:
+            base = self.results.get(("mean_score", target))
+            cells = []
+            for name, _ in TABLE1_RECIPES:
+                res = self.results.get((name, target))
+                if res is None:
+                    cells.append("n/a")
+                    continue
+                cell = f"{res.mean:.4f} ± {res.std:.4f}"
+                if name != "mean_score" and base is not None and base.mean not in (0,) and np.isfinite(base.mean):
+                    cell += f" ({100 * (res.mean - base.mean) / abs(base.mean):+.1f}%)"
+                cells.append(cell)
+            label = "short-term" if target == "short" else "long-term"
+            lines.append(f"{label:<11}" + "".join(f"| {c:<30}" for c in cells))
+        lines.append("")
+        lines.append("working note (900-video split): short 0.4214 / 0.4230 / 0.4384, long 0.1867 / 0.1866 / 0.2015")
+        return "\n".join(lines)
+
+    def rows(self) -> list[dict]:
+        return [
+            {"recipe": r, "target": t, "mean": res.mean, "std": res.std, "folds": res.scores.tolist()}
+            for (r, t), res in self.results.items()
+        ]
+
+
+def table1(store="store", protocol="cv", cv=5, n_jobs=1, random_state=0, targets=TARGETS,
+           set_params=None, progress=True) -> Table1:
+    """Run the three models of the note's Table 1 on both targets.
+
+    ``set_params`` maps a recipe name to parameters set on its pipeline (for example
+    fewer epochs for a quick run: ``{"amnetvid": {"net__max_epochs": 5}}``).
+
+    Examples
+    --------
+    >>> print(table1("store", protocol="cv").format())  # doctest: +SKIP
+    """
+    check_param("table1", "protocol", protocol, among=set(PROTOCOLS))
+    results = {}
+    for target in targets:
+        for name, label in TABLE1_RECIPES:
+            params = (set_params or {}).get(name)
+            if progress:
+                print(f"  {target}-term: {label} ...", flush=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                if protocol == "cv":
+                    res = cross_validate(name, store, target, cv=cv, n_jobs=n_jobs,
+                                         random_state=random_state, set_params=params)
+                else:
+                    res = paper_protocol(name, store, target, random_state=random_state, set_params=params)
+            results[(name, target)] = res
+    return Table1(protocol, results)

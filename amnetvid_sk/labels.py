@@ -1,0 +1,411 @@
+"""Memorability label files: read, validate, import into the feature store.
+
+Three formats are read into one Arrow table (:data:`LABELS_SCHEMA`):
+
+``mediaeval``
+    MediaEval 2018/2019 Predicting Media Memorability (VideoMem),
+    ``ground-truth_dev-set.csv``, whose header must be exactly::
+
+        video,short-term_memorability,nb_short-term_annotations,long-term_memorability,nb_long-term_annotations
+
+    with rows such as ``video10.webm,0.950,34,0.900,10``.
+``memento10k``
+    Memento10k ground truth. Either the CSV score files of the MediaEval 2021
+    release (``train_scores.csv``, ``dev_scores.csv``: columns ``video_id``,
+    ``scores_raw_short_term``, ``scores_normalized_short_term``,
+    ``annotations_short_term``, ``decay_alpha``, and for some files
+    ``scores_raw_long_term``, ``annotations_long_term``), or the JSON lists of the
+    original release (``memento_train_data.json``: entries with ``filename`` and
+    ``mem_score``). See :func:`read_labels` for which column gives which value.
+``csv``
+    A plain CSV: ``video_id,short_term`` and optionally ``long_term``, ``n_short``,
+    ``n_long``, in any order.
+
+A video id is the file name without its video extension (``video10.webm`` ->
+``video10``), the same key the store gives a video file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+import pyarrow as pa
+
+from .errors import LabelFormatError
+
+__all__ = ["FORMATS", "LABELS_SCHEMA", "read_labels", "import_labels"]
+
+FORMATS = ("mediaeval", "memento10k", "csv")
+
+#: The table :func:`read_labels` returns and ``FeatureStore.write_labels`` takes.
+#: ``video_id``, ``short_term`` and ``source`` are never null; the others may be.
+LABELS_SCHEMA = pa.schema(
+    [
+        pa.field("video_id", pa.string()),
+        pa.field("short_term", pa.float64()),
+        pa.field("n_short", pa.int64()),
+        pa.field("long_term", pa.float64()),
+        pa.field("n_long", pa.int64()),
+        pa.field("source", pa.string()),
+    ]
+)
+
+MEDIAEVAL_HEADER = (
+    "video",
+    "short-term_memorability",
+    "nb_short-term_annotations",
+    "long-term_memorability",
+    "nb_long-term_annotations",
+)
+
+# Memento10k: for each output column, the accepted header names, first present wins.
+# The normalised short-term score comes first: it is Memento10k's own memorability
+# target (the original release's ``mem_score``, corrected for the recall lag).
+_MEMENTO_COLUMNS = {
+    "video_id": ("video_id", "filename", "video"),
+    "short_term": ("scores_normalized_short_term", "mem_score", "scores_raw_short_term", "short_term"),
+    "n_short": ("annotations_short_term", "nb_short-term_annotations", "n_short"),
+    "long_term": ("scores_raw_long_term", "long_term"),
+    "n_long": ("annotations_long_term", "nb_long-term_annotations", "n_long"),
+}
+_CSV_COLUMNS = ("video_id", "short_term", "long_term", "n_short", "n_long")
+_REQUIRED = ("video_id", "short_term")
+
+# Extensions stripped from ids, so that "video10.webm" and "video10" are one video
+# while an id such as "clip.v2" keeps its dot.
+VIDEO_EXTENSIONS = frozenset(
+    {".webm", ".mp4", ".m4v", ".mov", ".mkv", ".avi", ".mpg", ".mpeg", ".ogv", ".wmv", ".flv", ".gif", ".3gp", ".ts"}
+)
+
+_MAX_LISTED = 20
+
+
+def video_id_from_name(name: str) -> str:
+    """The video id of a file name or path: its base name without a video extension.
+
+    Examples
+    --------
+    >>> video_id_from_name("video10.webm")
+    'video10'
+    >>> video_id_from_name("clips/00042.mp4")
+    '00042'
+    >>> video_id_from_name("100493")
+    '100493'
+    """
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    stem, ext = os.path.splitext(base)
+    return stem if ext.lower() in VIDEO_EXTENSIONS and stem else base
+
+
+class _Problems:
+    """Bad lines found so far, reported together at the end."""
+
+    def __init__(self, path: Path, fmt: str, unit: str = "line"):
+        self.path, self.fmt, self.unit = path, fmt, unit
+        self.items: list[tuple[int, str]] = []
+
+    def add(self, where: int, message: str) -> None:
+        self.items.append((where, message))
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        n_lines = len({where for where, _ in self.items})
+        plural = "s" if n_lines != 1 else ""
+        lines = [f"label file '{self.path}' (format {self.fmt!r}) has {n_lines} bad {self.unit}{plural}:"]
+        lines += [f"  {self.unit} {where}: {message}" for where, message in self.items[:_MAX_LISTED]]
+        if len(self.items) > _MAX_LISTED:
+            lines.append(f"  ... and {len(self.items) - _MAX_LISTED} more problems not listed")
+        err = LabelFormatError("\n".join(lines))
+        err.path = str(self.path)
+        err.problems = list(self.items)
+        raise err
+
+
+def _parse_score(text: str, column: str, required: bool):
+    """(value, problem): a float in [0, 1], None for an allowed empty field."""
+    text = text.strip()
+    if not text:
+        return None, (f"{column} is empty" if required else None)
+    try:
+        value = float(text)
+    except ValueError:
+        return None, f"{column} {text!r} is not a number"
+    if not math.isfinite(value):
+        return None, f"{column} {text!r} is not a finite number"
+    if not 0.0 <= value <= 1.0:
+        return None, f"{column} {text!r} is outside [0, 1]"
+    return value, None
+
+
+def _parse_count(text: str, column: str):
+    """(value, problem): a non-negative int (``34`` or ``34.0``), None when empty."""
+    text = text.strip()
+    if not text:
+        return None, None
+    try:
+        value = int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            return None, f"{column} {text!r} is not a number"
+        if not (math.isfinite(number) and number.is_integer()):
+            return None, f"{column} {text!r} is not a whole number"
+        value = int(number)
+    if value < 0:
+        return None, f"{column} {text!r} is negative"
+    return value, None
+
+
+def _resolve_columns(header: list[str], fmt: str, problems: _Problems) -> dict[str, int] | None:
+    """Map output column -> field index from the header, or record why not."""
+    names = [h.strip() for h in header]
+    if fmt == "mediaeval":
+        if tuple(names) != MEDIAEVAL_HEADER:
+            problems.add(
+                1, f"header must be exactly {','.join(MEDIAEVAL_HEADER)!r}; got {','.join(names)!r}"
+            )
+            return None
+        return {"video_id": 0, "short_term": 1, "n_short": 2, "long_term": 3, "n_long": 4}
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        problems.add(1, f"header repeats column(s) {dupes}")
+        return None
+    if fmt == "csv":
+        unknown = [n for n in names if n not in _CSV_COLUMNS]
+        missing = [c for c in _REQUIRED if c not in names]
+        if unknown or missing:
+            parts = []
+            if missing:
+                parts.append(f"missing column(s) {missing}")
+            if unknown:
+                parts.append(f"unknown column(s) {unknown}")
+            problems.add(
+                1, f"{' and '.join(parts)}; the header must hold video_id, short_term and optionally "
+                f"{', '.join(_CSV_COLUMNS[2:])}; got {','.join(names)!r}"
+            )
+            return None
+        return {name: names.index(name) for name in names}
+    # memento10k
+    found: dict[str, int] = {}
+    for column, candidates in _MEMENTO_COLUMNS.items():
+        for candidate in candidates:
+            if candidate in names:
+                found[column] = names.index(candidate)
+                break
+    missing = [c for c in _REQUIRED if c not in found]
+    if missing:
+        wanted = "; ".join(f"{c}: one of {list(_MEMENTO_COLUMNS[c])}" for c in missing)
+        problems.add(1, f"missing column(s) for {wanted}; got {','.join(names)!r}")
+        return None
+    return found
+
+
+def _rows_from_csv(path: Path, fmt: str, problems: _Problems):
+    """Yield (line number, {column: text}, header names) for each data row."""
+    try:
+        handle = open(path, newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise LabelFormatError(f"cannot open label file '{path}': {exc.strerror or exc}") from exc
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, None)
+            if header is None or not any(h.strip() for h in header):
+                raise LabelFormatError(f"label file '{path}' (format {fmt!r}) is empty: no header line")
+            columns = _resolve_columns(header, fmt, problems)
+            if columns is None:
+                return
+            names = {column: header[i].strip() for column, i in columns.items()}
+            n_fields = len(header)
+            for fields in reader:
+                line = reader.line_num
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue  # blank line, e.g. at the end of the file
+                if len(fields) != n_fields:
+                    problems.add(line, f"expected {n_fields} fields as in the header, got {len(fields)}")
+                    continue
+                yield line, {column: fields[i] for column, i in columns.items()}, names
+        except csv.Error as exc:
+            problems.add(reader.line_num, f"not valid CSV: {exc}")
+        except UnicodeDecodeError as exc:
+            raise LabelFormatError(f"label file '{path}' is not UTF-8 text: {exc.reason}") from exc
+
+
+def _rows_from_json(path: Path, fmt: str, problems: _Problems):
+    """Yield (entry number, {column: text}, names) from a Memento10k JSON list."""
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            data = json.load(handle)
+    except OSError as exc:
+        raise LabelFormatError(f"cannot open label file '{path}': {exc.strerror or exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LabelFormatError(f"label file '{path}' (format {fmt!r}) is not valid JSON: {exc}") from exc
+    if not isinstance(data, list):
+        raise LabelFormatError(
+            f"label file '{path}' (format {fmt!r}): expected a JSON list of entries, got {type(data).__name__}"
+        )
+    for number, entry in enumerate(data, start=1):
+        if not isinstance(entry, dict):
+            problems.add(number, f"expected an object, got {type(entry).__name__}")
+            continue
+        row, names = {}, {}
+        for column, candidates in _MEMENTO_COLUMNS.items():
+            key = next((k for k in candidates if k in entry), None)
+            if key is None:
+                continue
+            value = entry[key]
+            row[column] = "" if value is None else str(value)
+            names[column] = key
+        missing = [c for c in _REQUIRED if c not in row]
+        if missing:
+            wanted = "; ".join(f"{c}: one of {list(_MEMENTO_COLUMNS[c])}" for c in missing)
+            problems.add(number, f"missing key(s) for {wanted}")
+            continue
+        yield number, row, names
+
+
+def read_labels(path, format: str = "mediaeval") -> pa.Table:
+    """Read and validate a memorability label file.
+
+    Every row is checked before anything is returned; all bad lines are reported
+    together, so one run shows every problem of a file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The label file.
+    format : {'mediaeval', 'memento10k', 'csv'}, default='mediaeval'
+        ``'mediaeval'``: MediaEval 2018/2019 ``ground-truth_dev-set.csv`` (exact
+        header, see the module docstring). ``'memento10k'``: a Memento10k score
+        CSV or JSON list; ``short_term`` is taken from the first column present among
+        ``scores_normalized_short_term``, ``mem_score``, ``scores_raw_short_term``,
+        ``short_term``; ``n_short`` from ``annotations_short_term``; ``long_term`` /
+        ``n_long`` from ``scores_raw_long_term`` / ``annotations_long_term`` when
+        present (most Memento10k videos have none: null); the id from ``video_id``,
+        ``filename`` or ``video``; other columns are ignored. ``'csv'``: header
+        ``video_id,short_term`` plus any of ``long_term``, ``n_short``, ``n_long``.
+
+    Returns
+    -------
+    labels : pyarrow.Table
+        :data:`LABELS_SCHEMA`: ``video_id`` (string), ``short_term`` (float64),
+        ``n_short`` (int64, nullable), ``long_term`` (float64, nullable),
+        ``n_long`` (int64, nullable), ``source`` (``"<format>:<file name>"``), one
+        row per video in file order.
+
+    Raises
+    ------
+    LabelFormatError
+        If the file is missing, unreadable or empty, its header is wrong, or any row
+        is bad (a field that is not a number, a score outside [0, 1], a negative or
+        fractional count, a duplicate video id, a wrong number of fields). The
+        message lists each bad line (1-based, the header is line 1; for a JSON list,
+        the 1-based entry) with its problem, up to 20, then how many more;
+        ``err.problems`` holds all of them as ``(line, message)``.
+    ValueError
+        If ``format`` is not one of the allowed values.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "ground-truth_dev-set.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("video,short-term_memorability,nb_short-term_annotations,"
+    ...                 "long-term_memorability,nb_long-term_annotations\\n"
+    ...                 "video10.webm,0.950,34,0.900,10\\n")
+    >>> table = read_labels(path, format="mediaeval")
+    >>> table.column("video_id").to_pylist(), table.column("short_term").to_pylist()
+    (['video10'], [0.95])
+    """
+    if not isinstance(format, str) or format not in FORMATS:
+        allowed = ", ".join(repr(f) for f in FORMATS)
+        raise ValueError(
+            f"The 'format' parameter of read_labels must be a str among {{{allowed}}}. Got {format!r} instead."
+        )
+    path = Path(path)
+    if not path.exists():
+        raise LabelFormatError(f"label file '{path}' does not exist")
+    if not path.is_file():
+        raise LabelFormatError(f"label file '{path}' is not a file")
+
+    is_json = format == "memento10k" and path.suffix.lower() == ".json"
+    problems = _Problems(path, format, unit="entry" if is_json else "line")
+    rows = _rows_from_json(path, format, problems) if is_json else _rows_from_csv(path, format, problems)
+
+    out = {name: [] for name in LABELS_SCHEMA.names if name != "source"}
+    first_seen: dict[str, int] = {}
+    for where, row, names in rows:
+        bad = []
+        raw_id = row["video_id"].strip()
+        video_id = video_id_from_name(raw_id) if raw_id else ""
+        if not video_id:
+            bad.append(f"{names['video_id']} is empty")
+        elif video_id in first_seen:
+            bad.append(f"duplicate video id {video_id!r} (first on {problems.unit} {first_seen[video_id]})")
+        else:
+            first_seen[video_id] = where
+        short, p1 = _parse_score(row["short_term"], names["short_term"], required=True)
+        long, p2 = _parse_score(row.get("long_term", ""), names.get("long_term", "long_term"), required=False)
+        n_short, p3 = _parse_count(row.get("n_short", ""), names.get("n_short", "n_short"))
+        n_long, p4 = _parse_count(row.get("n_long", ""), names.get("n_long", "n_long"))
+        bad += [p for p in (p1, p2, p3, p4) if p]
+        if bad:
+            problems.add(where, "; ".join(bad))
+            continue
+        out["video_id"].append(video_id)
+        out["short_term"].append(short)
+        out["n_short"].append(n_short)
+        out["long_term"].append(long)
+        out["n_long"].append(n_long)
+    problems.raise_if_any()
+    if not out["video_id"]:
+        raise LabelFormatError(f"label file '{path}' (format {format!r}) has no label rows")
+    n = len(out["video_id"])
+    out["source"] = [f"{format}:{path.name}"] * n
+    return pa.Table.from_pydict(out, schema=LABELS_SCHEMA)
+
+
+def import_labels(path, store, format: str = "mediaeval") -> int:
+    """Read, validate and write a label file into a feature store.
+
+    The whole file is validated first; if any line is bad nothing is written.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The label file.
+    store : str, os.PathLike or FeatureStore
+        The feature store folder (or an open store).
+    format : {'mediaeval', 'memento10k', 'csv'}, default='mediaeval'
+        See :func:`read_labels`.
+
+    Returns
+    -------
+    n_rows : int
+        Number of label rows written.
+
+    Raises
+    ------
+    LabelFormatError
+        As :func:`read_labels`; the store is left unchanged.
+
+    Examples
+    --------
+    >>> n = import_labels("ground-truth_dev-set.csv", "store/")  # doctest: +SKIP
+    """
+    table = read_labels(path, format=format)
+    # Imported here: the store pulls in DuckDB, which reading labels does not need.
+    from .store import FeatureStore
+
+    if isinstance(store, FeatureStore):
+        store.write_labels(table)
+    else:
+        with FeatureStore(store) as opened:  # opened here, so closed here
+            opened.write_labels(table)
+    return table.num_rows

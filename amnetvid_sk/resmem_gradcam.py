@@ -1,0 +1,265 @@
+"""ResMem scores with Grad-CAM attention maps: the default frame model.
+
+ResMem (Needell & Bainbridge; PyPI ``resmem``, non-commercial licence) is a
+ResNet-152 plus an AlexNet-like branch ending in a sigmoid memorability
+score. Its weights (``model.pt``) ship inside the ``resmem`` package and are
+read from there, offline. ResMem has no attention of its own, so this module
+derives ``K=3`` maps per frame with Grad-CAM (Selvaraju et al., 2017) of the
+score at three depths of the ResNet-152 (``layer2``, ``layer3``, ``layer4`` by
+default), giving maps of the same shape and meaning as AMNet's alphas:
+
+1. forward hooks keep the activations ``A`` of each chosen layer;
+2. ``torch.autograd.grad`` of the sum of the batch's scores gives ``dS/dA``
+   (each frame's score depends only on its own activations, so one backward
+   pass serves the batch); no parameter gradients are computed;
+3. channel weights ``w_c`` = spatial mean of ``dS/dA_c``;
+   ``cam = relu(sum_c w_c A_c)``;
+4. resampled to 14 x 14 (antialiased bilinear: ``layer2`` is 29 x 29,
+   ``layer3`` 15 x 15, ``layer4`` 8 x 8 for ResMem's 227 x 227 input) and
+   normalised to sum 1. A map with nothing positive (the score does not rise
+   with any location's activations) becomes uniform, ``1/196`` per cell.
+
+Scores are ResMem's own outputs with ResMem's own preprocessing: resize to
+256 x 256 (aspect not kept), centre crop 227, values in 0..1 (no mean/std).
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import MissingDependencyError, WeightsError
+from .frame_models import FrameModel, frames_to_tensor, hash_file, resize_frames
+
+__all__ = ["ResMemGradCAM", "load_resmem", "RESMEM_LAYERS"]
+
+#: ResNet-152 stages Grad-CAM can use
+RESMEM_LAYERS = ("layer1", "layer2", "layer3", "layer4")
+RESIZE = 256
+CROP = 227
+
+_INSTALL_HINT = 'pip install "amnetvid-sk[resmem]"'
+
+# One loaded ResMem per device for the whole process: the network is ~0.5 GB.
+_CACHE: dict[str, nn.Module] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _resmem_package():
+    try:
+        import resmem
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"The ResMem frame model needs the 'resmem' package, which is not installed: {_INSTALL_HINT} "
+            "(ResMem's weights ship inside it; licence: non-commercial use). "
+            "Or use the AMNet frame model with a weights file: frame model 'amnet'."
+        ) from exc
+    return resmem
+
+
+def resmem_weights_path() -> Path:
+    """Path of ``model.pt`` inside the installed ``resmem`` package."""
+    resmem = _resmem_package()
+    return (Path(resmem.__file__).parent / "model.pt").resolve()
+
+
+def load_resmem(device=None) -> nn.Module:
+    """The ResMem network from the installed package's weights, cached per device.
+
+    Eval mode, parameters frozen (``requires_grad_(False)``). Nothing is
+    downloaded: ResMem's constructor with ``pretrained=True`` builds its
+    ResNet-152 without torchvision weights and reads the package's ``model.pt``.
+
+    Parameters
+    ----------
+    device : torch.device or str, default=None
+        ``None``: CPU.
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Raises
+    ------
+    MissingDependencyError
+        ``resmem`` is not installed.
+    WeightsError
+        ``model.pt`` is missing or unreadable (e.g. a Git LFS pointer).
+
+    Examples
+    --------
+    >>> from amnetvid_sk.resmem_gradcam import load_resmem
+    >>> net = load_resmem("cpu")  # doctest: +SKIP
+    """
+    resmem = _resmem_package()  # first, so a missing package is reported even with a warm cache
+    device = torch.device(device or "cpu")
+    key = str(device)
+    with _CACHE_LOCK:
+        net = _CACHE.get(key)
+        if net is not None:
+            return net
+        path = resmem_weights_path()
+        if not path.is_file():
+            raise WeightsError(
+                f"ResMem weights file {str(path)!r} is missing from the installed resmem package; "
+                f"reinstall it ({_INSTALL_HINT})."
+            )
+        # Share the CPU copy between devices instead of reading 0.5 GB again.
+        cpu_net = _CACHE.get("cpu")
+        if cpu_net is None:
+            try:
+                with warnings.catch_warnings():
+                    # torchvision's deprecated 'pretrained' argument, used inside resmem
+                    warnings.simplefilter("ignore")
+                    # Counter-intuitive but right: ResMem(pretrained=True) builds resnet152(pretrained=False)
+                    # (no download) and then loads the package's model.pt on the CPU.
+                    cpu_net = resmem.ResMem(pretrained=True)
+            except Exception as exc:  # noqa: BLE001 - resmem turns an unreadable file into TypeError
+                raise WeightsError(
+                    f"cannot load ResMem weights file {str(path)!r}: {type(exc).__name__}: {exc}"
+                ) from exc
+            cpu_net.optimizer = None  # ResMem builds an SGD optimizer we never use
+            cpu_net.eval().requires_grad_(False)
+            _CACHE["cpu"] = cpu_net
+        if device.type == "cpu":
+            return cpu_net
+        import copy
+
+        net = copy.deepcopy(cpu_net).to(device).eval().requires_grad_(False)
+        _CACHE[key] = net
+        return net
+
+
+def _validate_layers(layers) -> tuple:
+    if isinstance(layers, str):
+        layers = (layers,)
+    try:
+        layers = tuple(layers)
+    except TypeError:
+        layers = (layers,)
+    bad = [x for x in layers if x not in RESMEM_LAYERS]
+    if len(layers) != 3 or bad:
+        allowed = "{" + ", ".join(repr(a) for a in RESMEM_LAYERS) + "}"
+        raise ValueError(
+            f"The 'layers' parameter of ResMemGradCAM must be 3 names among {allowed} (one map per layer, "
+            f"K=3 like AMNet). Got {layers!r} instead."
+        )
+    return layers
+
+
+class ResMemGradCAM(FrameModel):
+    """ResMem memorability scores with three Grad-CAM maps per frame (the default frame model).
+
+    Parameters
+    ----------
+    device : str, torch.device or None, default=None
+        ``None``: CUDA when present, else CPU.
+    batch_size : int, default=8
+    bfloat16 : bool, default=False
+        bfloat16 autocast for the forward and backward passes; ResMem's last
+        linear layer and sigmoid stay in float32 so that scores are not rounded
+        to bfloat16's few hundred levels.
+    layers : tuple of 3 str, default=("layer2", "layer3", "layer4")
+        ResNet-152 stages whose Grad-CAM gives the three maps, shallow to deep.
+
+    Attributes
+    ----------
+    name : str
+        ``"resmem"``.
+    weights : str
+        The ``model.pt`` file of the installed resmem package.
+    map_shape : tuple
+        ``(3, 14, 14)``.
+    fingerprint : str
+        e.g. ``resmem.w-<hash12>.pre-256sq-crop227.gradcam-layer2-layer3-layer4.maps-3x14x14.fp32``;
+        the weights hash is the SHA-256 of ``model.pt`` (computed on first use, ~1 s).
+
+    Notes
+    -----
+    On the CPU the outputs are identical from run to run. Not thread-safe:
+    the network is shared by every instance on the same device in the process.
+    About 1.5 to 5 frames/s on a 2-core CPU (Grad-CAM needs a backward pass).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from amnetvid_sk.resmem_gradcam import ResMemGradCAM
+    >>> model = ResMemGradCAM(device="cpu")                       # doctest: +SKIP
+    >>> scores, maps = model.predict(np.zeros((2, 120, 160, 3), np.uint8))   # doctest: +SKIP
+    >>> scores.shape, maps.shape                                  # doctest: +SKIP
+    ((2,), (2, 3, 14, 14))
+    """
+
+    name = "resmem"
+    map_shape = (3, 14, 14)
+    #: resize 256 x 256, centre crop 227, 0..1 values (the resmem package's transformer)
+    preprocessing = f"{RESIZE}sq-crop{CROP}"
+    _needs_grad = True
+
+    def __init__(self, device=None, batch_size: int = 8, bfloat16: bool = False,
+                 layers=("layer2", "layer3", "layer4")):
+        super().__init__(device=device, batch_size=batch_size, bfloat16=bfloat16)
+        self.layers = _validate_layers(layers)
+        self.network = load_resmem(self.device)
+        self.weights = str(resmem_weights_path())
+
+    def _fingerprint_parts(self) -> dict:
+        return {
+            "weights_sha256": hash_file(self.weights),
+            "preprocessing": self.preprocessing,
+            "extra": "gradcam-" + "-".join(self.layers),
+        }
+
+    def preprocess(self, frames) -> torch.Tensor:
+        """uint8 frames ``[B,H,W,3]`` -> ResMem's input ``[B,3,227,227]`` in 0..1 on the device.
+
+        The same steps as ``resmem.transformer``: PIL bilinear resize to 256 x 256,
+        centre crop 227 (torchvision's offsets), ``ToTensor`` scaling.
+        """
+        x = resize_frames(frames, (RESIZE, RESIZE))
+        top = int(round((RESIZE - CROP) / 2.0))  # torchvision CenterCrop's offset
+        x = x[:, top:top + CROP, top:top + CROP]
+        return frames_to_tensor(x, self.device) / 255.0
+
+    def _predict_batch(self, frames) -> tuple[torch.Tensor, torch.Tensor]:
+        net = self.network
+        x = self.preprocess(frames)
+        acts: dict[str, torch.Tensor] = {}
+
+        def keep(name):
+            def hook(module, inputs, output):
+                if not output.requires_grad:
+                    # The first hooked stage: no parameter needs grad, so start the graph here
+                    # (nothing before it is differentiated).
+                    output.requires_grad_(True)
+                acts[name] = output
+            return hook
+
+        def score_in_float32(module, inputs, output):
+            # fc12 feeds the sigmoid: in float32, scores keep full resolution under bf16 autocast.
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                return F.linear(inputs[0].float(), module.weight.float(), module.bias.float())
+
+        handles = [getattr(net.features, name).register_forward_hook(keep(name)) for name in set(self.layers)]
+        handles.append(net.fc12.register_forward_hook(score_in_float32))
+        try:
+            with self._autocast():
+                scores = net(x).reshape(-1)
+                grads = torch.autograd.grad(scores.sum(), [acts[name] for name in self.layers])
+        finally:
+            for h in handles:
+                h.remove()
+
+        maps = []
+        for name, grad in zip(self.layers, grads):
+            a = acts[name].detach().float()
+            w = grad.float().mean(dim=(2, 3), keepdim=True)  # [B, C, 1, 1]
+            cam = F.relu((w * a).sum(dim=1, keepdim=True))  # [B, 1, h, w]
+            cam = F.interpolate(cam, size=self.map_shape[1:], mode="bilinear", align_corners=False, antialias=True)
+            maps.append(cam[:, 0])
+        return scores.detach().float(), torch.stack(maps, dim=1)

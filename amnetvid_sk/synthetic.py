@@ -1,0 +1,147 @@
+"""Synthetic data sets whose labels only a sequence model can see.
+
+Used by the tests ("the networks learn") and by ``bench/bench_training.py``. Each set
+plants the label in the *order* of the frames, so the note's baseline (the mean of the
+frame scores) has nothing to go on, while a network over the sequence does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["make_moving_peak_dataset", "make_score_order_dataset"]
+
+
+def make_moving_peak_dataset(
+    n: int,
+    n_frames: int = 4,
+    seed: int = 0,
+    *,
+    size: int = 14,
+    max_speed: float = 2.5,
+    sigmas: tuple = (1.0, 1.5, 2.5),
+    noise: float = 0.02,
+):
+    """Attention maps with a Gaussian peak moving across the frames; label = its speed.
+
+    Each video has one peak that moves horizontally at a constant signed speed ``v``
+    (pixels per frame, uniform in ``[-max_speed, max_speed]``; negative = right to
+    left) from a random start, at a random constant height. Its three maps per frame
+    are Gaussians of widths ``sigmas`` centred on the peak, each normalised to sum 1
+    (the shape and meaning of the frame models' attention maps). The label is a
+    monotone function of ``v``: ``0.5 + 0.35 * v / max_speed`` plus Gaussian noise of
+    standard deviation ``noise``, clipped to [0, 1]. Frame scores are drawn uniformly
+    in [0, 1] independently of ``v``, so the mean of the frame scores cannot predict
+    the label, and a single frame (a peak at some position) cannot either.
+
+    Parameters
+    ----------
+    n : int
+        Number of videos.
+    n_frames : int, default=4
+        Frames per video.
+    seed : int, default=0
+        Seed of the generator; the same seed gives the same arrays.
+    size : int, default=14
+        Side of the square maps (14 like AMNet's attention).
+    max_speed : float, default=2.5
+        Largest speed in pixels per frame. The whole path must fit in the map:
+        ``max_speed * (n_frames - 1) <= size - 4``.
+    sigmas : tuple of 3 float, default=(1.0, 1.5, 2.5)
+        Widths of the Gaussians of the three maps, in pixels.
+    noise : float, default=0.02
+        Standard deviation of the label noise.
+
+    Returns
+    -------
+    maps : ndarray of float32, shape (n, n_frames, 3, size, size)
+        Each map is non-negative and sums to 1.
+    scores : ndarray of float32, shape (n, n_frames)
+        Frame scores in [0, 1], independent of the label.
+    y : ndarray of float32, shape (n,)
+        Labels in [0, 1].
+
+    Examples
+    --------
+    >>> from amnetvid_sk.synthetic import make_moving_peak_dataset
+    >>> maps, scores, y = make_moving_peak_dataset(8)
+    >>> maps.shape, scores.shape, y.shape
+    ((8, 4, 3, 14, 14), (8, 4), (8,))
+    """
+    if len(sigmas) != 3:
+        raise ValueError(f"sigmas must hold 3 widths (one per map); got {sigmas!r}.")
+    margin = 1.5
+    span = max_speed * (n_frames - 1)
+    if span > size - 1 - 2 * margin:
+        raise ValueError(
+            f"max_speed={max_speed} over n_frames={n_frames} moves the peak {span} pixels, "
+            f"more than fits in size={size}; lower max_speed or raise size."
+        )
+    rng = np.random.default_rng(seed)
+    speed = rng.uniform(-max_speed, max_speed, size=n)
+    t = np.arange(n_frames)
+    # start anywhere that keeps the whole path inside the map
+    low = margin - np.minimum(0.0, speed * (n_frames - 1))
+    high = size - 1 - margin - np.maximum(0.0, speed * (n_frames - 1))
+    x0 = rng.uniform(low, high)
+    row = rng.uniform(margin, size - 1 - margin, size=n)
+    x = x0[:, None] + speed[:, None] * t[None, :]  # [n, T]
+
+    grid = np.arange(size, dtype=np.float64)
+    dx2 = (grid[None, None, :] - x[:, :, None]) ** 2  # [n, T, W]
+    dy2 = (grid[None, :] - row[:, None]) ** 2  # [n, H]
+    maps = np.empty((n, n_frames, 3, size, size), dtype=np.float32)
+    for k, sigma in enumerate(sigmas):
+        g = np.exp(-dy2[:, None, :, None] / (2 * sigma**2)) * np.exp(-dx2[:, :, None, :] / (2 * sigma**2))
+        maps[:, :, k] = g / g.sum(axis=(-2, -1), keepdims=True)
+
+    scores = rng.uniform(0.0, 1.0, size=(n, n_frames)).astype(np.float32)
+    y = 0.5 + 0.35 * speed / max_speed + rng.normal(0.0, noise, size=n)
+    return maps, scores, np.clip(y, 0.0, 1.0).astype(np.float32)
+
+
+def make_score_order_dataset(n: int, n_frames: int = 4, seed: int = 0, *, noise: float = 0.02):
+    """Frame scores whose *order* sets the label; their multiset is the same in every order.
+
+    Each row draws ``n_frames`` distinct scores uniformly in [0, 1] and shuffles them.
+    The label grows with how much the scores rise over time:
+    ``0.5 + 0.4 * rho_t`` plus noise, where ``rho_t`` is the Spearman correlation
+    between frame index and score (1 = increasing, -1 = decreasing). A permutation
+    does not change the mean, so the mean of the frame scores cannot predict it.
+
+    Parameters
+    ----------
+    n : int
+        Number of videos.
+    n_frames : int, default=4
+        Frames per video.
+    seed : int, default=0
+        Seed of the generator.
+    noise : float, default=0.02
+        Standard deviation of the label noise.
+
+    Returns
+    -------
+    scores : ndarray of float32, shape (n, n_frames)
+    y : ndarray of float32, shape (n,)
+        Labels in [0, 1].
+
+    Examples
+    --------
+    >>> from amnetvid_sk.synthetic import make_score_order_dataset
+    >>> scores, y = make_score_order_dataset(5)
+    >>> scores.shape, y.shape
+    ((5, 4), (5,))
+    """
+    if n_frames < 2:
+        raise ValueError(f"n_frames must be at least 2 to have an order; got {n_frames}.")
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(0.0, 1.0, size=(n, n_frames))
+    scores = rng.permuted(scores, axis=1)
+    # Spearman of (t, scores) per row: Pearson of the ranks (scores are distinct a.s.)
+    ranks = scores.argsort(axis=1).argsort(axis=1).astype(np.float64)
+    t = np.arange(n_frames, dtype=np.float64)
+    rc, tc = ranks - ranks.mean(axis=1, keepdims=True), t - t.mean()
+    rho = (rc * tc).sum(axis=1) / np.sqrt((rc**2).sum(axis=1) * (tc**2).sum())
+    y = 0.5 + 0.4 * rho + rng.normal(0.0, noise, size=n)
+    return scores.astype(np.float32), np.clip(y, 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,204 @@
+"""Pipeline steps that turn video ids into model inputs, read from the feature store.
+
+``X`` for every pipeline is a 1-D array of video ids, so ``cross_val_score``,
+``GridSearchCV`` and ``Pipeline.predict`` work on plain id arrays. ``store`` is a
+path (not an open connection) so that every step clones and pickles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._validation import check_ids, check_param
+
+
+def _store(path):
+    from .store import FeatureStore
+
+    return FeatureStore(path)
+
+
+class FrameScores(TransformerMixin, BaseEstimator):
+    """Video ids -> frame memorability scores ``[n, n_frames]`` from the feature store.
+
+    Stateless: ``fit`` only checks the parameters and notes which frame model
+    the ids were read with (``model_``), so a fitted pipeline keeps reading the
+    same model's features even after other models are added to the store.
+
+    Parameters
+    ----------
+    store : str or Path
+        Feature store folder.
+    n_frames : int, default=28
+        Frames per video, picked uniformly from those stored.
+    model : str, default=None
+        Frame model fingerprint (or unique prefix / name). None takes the store's
+        only model; with several, an error lists their fingerprints.
+
+    Attributes
+    ----------
+    model_ : str
+        Fingerprint of the frame model read.
+
+    Examples
+    --------
+    >>> from amnetvid_sk import FrameScores
+    >>> FrameScores("store", n_frames=28).fit_transform(["video10", "video11"]).shape  # doctest: +SKIP
+    (2, 28)
+    """
+
+    def __init__(self, store="store", n_frames=28, model=None):
+        self.store = store
+        self.n_frames = n_frames
+        self.model = model
+
+    def _check(self):
+        check_param("FrameScores", "store", self.store, kind="path")
+        check_param("FrameScores", "n_frames", self.n_frames, kind="int", low=1)
+        check_param("FrameScores", "model", self.model, kind="str", allow_none=True)
+
+    def fit(self, X, y=None):
+        self._check()
+        self.model_ = _store(self.store).resolve_model(self.model)
+        return self
+
+    def transform(self, X):
+        self._check()
+        ids = check_ids(X)
+        model = getattr(self, "model_", None) or self.model
+        scores, _ = _store(self.store).read_arrays(ids, model=model, n_frames=self.n_frames, maps=False)
+        return scores
+
+    def __sklearn_is_fitted__(self):
+        return True
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
+
+
+class FrameMinMaxScaler(TransformerMixin, BaseEstimator):
+    """Min-max scale frame scores with one minimum and maximum over all training frames.
+
+    The working note scaled the frame scores this way (not per column as
+    ``sklearn.preprocessing.MinMaxScaler`` would), so that the order of values
+    across frames is kept.
+
+    Attributes
+    ----------
+    data_min_, data_max_ : float
+        Smallest and largest training frame score.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from amnetvid_sk import FrameMinMaxScaler
+    >>> FrameMinMaxScaler().fit_transform(np.array([[0.5, 0.7], [0.6, 0.9]]))
+    array([[0.  , 0.5 ],
+           [0.25, 1.  ]], dtype=float32)
+    """
+
+    def fit(self, X, y=None):
+        X = np.asarray(X, dtype=np.float64)
+        self.data_min_ = float(np.min(X))
+        self.data_max_ = float(np.max(X))
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self)
+        X = np.asarray(X, dtype=np.float64)
+        span = self.data_max_ - self.data_min_
+        # constant training scores: map everything to 0 rather than dividing by zero
+        out = (X - self.data_min_) / span if span > 0 else np.zeros_like(X)
+        return out.astype(np.float32)
+
+
+class AttentionSequences(TransformerMixin, BaseEstimator):
+    """Video ids -> the AMNetVid network's input: attention maps and frame scores.
+
+    Output is a dict ``{"maps": ..., "scores": float32 [n, n_frames]}`` that skorch
+    hands to the network's ``forward(maps, scores)``:
+
+    - ``maps="jet"`` (the working note): each of the K=3 maps rendered JET on black
+      at ``size`` x ``size``, stacked to 9 channels, uint8 ``[n, T, 9, size, size]``
+      (kept as uint8 to hold 8,000 videos in ~1 GB; the network divides by 255);
+    - ``maps="raw"``: the maps as stored, float32 ``[n, T, 3, 14, 14]``, the same
+      information at a fraction of the size.
+
+    Frame scores are min-max scaled with one minimum and maximum learned in
+    ``fit`` over the training frames.
+
+    Parameters
+    ----------
+    store : str or Path
+        Feature store folder.
+    n_frames : int, default=4
+        Frames per video, picked uniformly from those stored.
+    maps : {"jet", "raw"}, default="jet"
+    size : int, default=70
+        Rendered map size for ``maps="jet"``.
+    model : str, default=None
+        Frame model fingerprint; None takes the store's only model.
+
+    Attributes
+    ----------
+    model_ : str
+        Fingerprint of the frame model read.
+    score_min_, score_max_ : float
+        Bounds of the training frame scores.
+
+    Examples
+    --------
+    >>> from amnetvid_sk import AttentionSequences
+    >>> Xt = AttentionSequences("store", maps="raw").fit_transform(ids)  # doctest: +SKIP
+    >>> Xt["maps"].shape, Xt["scores"].shape  # doctest: +SKIP
+    ((n, 4, 3, 14, 14), (n, 4))
+    """
+
+    def __init__(self, store="store", n_frames=4, maps="jet", size=70, model=None):
+        self.store = store
+        self.n_frames = n_frames
+        self.maps = maps
+        self.size = size
+        self.model = model
+
+    def _check(self):
+        check_param("AttentionSequences", "store", self.store, kind="path")
+        check_param("AttentionSequences", "n_frames", self.n_frames, kind="int", low=1)
+        check_param("AttentionSequences", "maps", self.maps, among={"jet", "raw"})
+        check_param("AttentionSequences", "size", self.size, kind="int", low=1)
+        check_param("AttentionSequences", "model", self.model, kind="str", allow_none=True)
+
+    def fit(self, X, y=None):
+        self._check()
+        ids = check_ids(X)
+        store = _store(self.store)
+        self.model_ = store.resolve_model(self.model)
+        scores, _ = store.read_arrays(ids, model=self.model_, n_frames=self.n_frames, maps=False)
+        self.score_min_ = float(scores.min())
+        self.score_max_ = float(scores.max())
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self)
+        self._check()
+        ids = check_ids(X)
+        scores, maps = _store(self.store).read_arrays(ids, model=self.model_, n_frames=self.n_frames)
+        span = self.score_max_ - self.score_min_
+        scaled = (scores - self.score_min_) / span if span > 0 else np.zeros_like(scores)
+        if self.maps == "jet":
+            from .render import render_jet
+
+            maps = render_jet(maps, size=self.size)
+        return {"maps": maps, "scores": scaled.astype(np.float32)}
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags

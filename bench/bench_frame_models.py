@@ -1,0 +1,118 @@
+"""Frames per second of the frame models, float32 against bfloat16 autocast.
+
+Measures, in one run on this machine, each frame model (AMNet with random
+weights, ResMem + Grad-CAM with its real weights) in float32 and in bfloat16,
+and prints frames/s, the speed ratio and how well the bfloat16 scores agree with
+the float32 ones (Spearman). Goal: bfloat16 >= 1.5x faster with Spearman >= 0.99.
+
+The two modes are run alternately (``--repeats`` rounds) and the best time of
+each is kept, so that load from other processes hits both alike.
+
+Usage::
+
+    python bench/bench_frame_models.py                 # 16 frames per model
+    python bench/bench_frame_models.py --frames 32 --models amnet --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from amnetvid_sk.frame_models import make_frame_model
+
+
+def varied_frames(n: int, height: int = 240, width: int = 320) -> np.ndarray:
+    """n different crops of scikit-image sample photographs (random textures without scikit-image)."""
+    try:
+        from PIL import Image
+        from skimage import data
+    except ImportError:
+        rng = np.random.default_rng(0)
+        base = rng.integers(0, 256, (n, 1, 1, 3))
+        return np.clip(base + rng.normal(0, 40, (n, height, width, 3)), 0, 255).astype(np.uint8)
+    images = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.camera(),
+              data.immunohistochemistry(), data.coins(), data.hubble_deep_field()]
+    frames = []
+    for i in range(n):
+        img = images[i % len(images)]
+        if img.ndim == 2:
+            img = np.stack([img] * 3, axis=-1)
+        k = i // len(images)
+        h, w = img.shape[:2]
+        crop = np.ascontiguousarray(img[(k % 3) * h // 8:, (k % 4) * w // 10:, :3])
+        frames.append(np.asarray(Image.fromarray(crop).resize((width, height))))
+    return np.stack(frames)
+
+
+def build(name: str, bfloat16: bool, device, batch_size):
+    if name == "amnet":
+        from amnetvid_sk.amnet import AMNet
+
+        return AMNet.from_random(seed=0, device=device, bfloat16=bfloat16,
+                                 **({} if batch_size is None else {"batch_size": batch_size}))
+    return make_frame_model(name, device=device, bfloat16=bfloat16, batch_size=batch_size)
+
+
+def bench_model(name: str, frames: np.ndarray, device, batch_size, repeats: int) -> dict:
+    models = {False: build(name, False, device, batch_size), True: build(name, True, device, batch_size)}
+    for m in models.values():  # warm-up: oneDNN primitive creation, weight packing
+        m.predict(frames[: min(2, len(frames))])
+    best = {False: float("inf"), True: float("inf")}
+    scores = {}
+    for _ in range(repeats):
+        for bf, m in models.items():
+            if m.device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            s, _ = m.predict(frames)
+            if m.device.type == "cuda":
+                torch.cuda.synchronize()
+            best[bf] = min(best[bf], time.perf_counter() - t0)
+            scores[bf] = s
+    n = len(frames)
+    return {
+        "model": name,
+        "device": str(models[False].device),
+        "batch_size": models[False].batch_size,
+        "fps32": n / best[False],
+        "fps16": n / best[True],
+        "ratio": best[False] / best[True],
+        "spearman": float(spearmanr(scores[True], scores[False]).statistic),
+        "max_abs_diff": float(np.abs(scores[True] - scores[False]).max()),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=16, help="frames per model (default 16)")
+    parser.add_argument("--models", default="amnet,resmem", help="comma-separated: amnet, resmem")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: each model's own")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating timed rounds (best is kept)")
+    args = parser.parse_args(argv)
+
+    frames = varied_frames(args.frames)
+    cpu = platform.processor() or platform.machine()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores ({cpu}), "
+          f"CUDA: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
+    print(f"{len(frames)} frames of {frames.shape[2]}x{frames.shape[1]}, best of {args.repeats} alternating rounds\n")
+    header = f"{'model':<8} {'device':<7} {'batch':>5} {'fp32 fr/s':>10} {'bf16 fr/s':>10} {'bf16/fp32':>10} " \
+             f"{'Spearman':>9} {'max|diff|':>10}  goal (>=1.5x, >=0.99)"
+    print(header)
+    print("-" * len(header))
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        r = bench_model(name, frames, args.device, args.batch_size, args.repeats)
+        ok = "met" if r["ratio"] >= 1.5 and r["spearman"] >= 0.99 else "NOT met"
+        print(f"{r['model']:<8} {r['device']:<7} {r['batch_size']:>5} {r['fps32']:>10.2f} {r['fps16']:>10.2f} "
+              f"{r['ratio']:>9.2f}x {r['spearman']:>9.4f} {r['max_abs_diff']:>10.5f}  {ok}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Shared fixtures: small real clips and an AMNet checkpoint with random weights."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+AMNETVID = [sys.executable, "-m", "amnetvid_sk.cli"]
+
+
+def run_cli(*args, cwd=None, timeout=600, check=None):
+    """Run the real ``amnetvid`` command line in a subprocess."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run([*AMNETVID, *map(str, args)], cwd=cwd or ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    if check is not None and proc.returncode != check:
+        raise AssertionError(
+            f"amnetvid {' '.join(map(str, args))} exited {proc.returncode} (expected {check})\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+def moving_frames(n, height=48, width=64, seed=0):
+    """Frames of a bright square moving over a textured background (varied content)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, size=(height // 8, width // 8, 3), dtype=np.uint8)
+    base = np.kron(base, np.ones((8, 8, 1), dtype=np.uint8))
+    frames = np.repeat(base[None], n, axis=0).copy()
+    for i in range(n):
+        x = int((width - 16) * i / max(n - 1, 1))
+        frames[i, 16:32, x:x + 16] = 255
+    return frames
+
+
+@pytest.fixture(scope="session")
+def amnet_weights(tmp_path_factory):
+    """A checkpoint in the published AMNet format, with random weights."""
+    from amnetvid_sk.amnet import build_amnet_network, save_amnet_checkpoint
+
+    path = tmp_path_factory.mktemp("weights") / "amnet_random.pkl"
+    save_amnet_checkpoint(path, build_amnet_network(seed=0))
+    return path
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory):
+    """Six small H.264/VP9 clips of 12 frames."""
+    from amnetvid_sk.clips import write_clip
+
+    folder = tmp_path_factory.mktemp("clips")
+    for i in range(6):
+        ext, codec = ("webm", "vp9") if i % 3 == 2 else ("mp4", "h264")
+        write_clip(folder / f"clip{i}.{ext}", moving_frames(12, seed=i), fps=12, codec=codec)
+    return folder
+
+
+@pytest.fixture
+def clips(clip_dir, tmp_path):
+    """A private copy of the clips (tests may touch or break them)."""
+    dst = tmp_path / "clips"
+    shutil.copytree(clip_dir, dst)
+    return dst

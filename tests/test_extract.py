@@ -1,0 +1,208 @@
+"""Extraction into the store: real clips, AMNet with random weights, real Parquet and DuckDB."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from amnetvid_sk.clips import write_clip
+from amnetvid_sk.extract import expand_paths, extract
+from amnetvid_sk.store import FeatureStore
+
+from conftest import AMNETVID, ROOT, moving_frames, run_cli
+
+
+@pytest.fixture(scope="module")
+def amnet(amnet_weights):
+    from amnetvid_sk.amnet import AMNet
+
+    return AMNet(weights=amnet_weights, device="cpu", batch_size=8)
+
+
+def visible_counts(store):
+    rows = FeatureStore(store).sql(
+        "SELECT v.video_id, v.n_frames, count(f.frame_index) AS n FROM videos v "
+        "LEFT JOIN frames f USING (extraction_id) GROUP BY ALL ORDER BY 1"
+    ).to_pylist()
+    return {r["video_id"]: (r["n_frames"], r["n"]) for r in rows}
+
+
+def test_extract_writes_every_clip_and_records_failures(clips, tmp_path, amnet):
+    """Each clip lands once with its frames; a broken file goes to failures and the run goes on."""
+    (clips / "broken.mp4").write_bytes(b"not a video at all")
+    store = tmp_path / "store"
+    summary = extract(clips, store=store, frame_model=amnet, n_frames=4, progress=False)
+    assert len(summary.extracted) == 6
+    assert [os.path.basename(p) for p, _ in summary.failed] == ["broken.mp4"]
+    assert not summary.ok
+    counts = visible_counts(store)
+    assert sorted(counts) == [f"clip{i}" for i in range(6)]
+    assert all(v == (4, 4) for v in counts.values())
+    failures = FeatureStore(store).sql("SELECT path, reason FROM failures").to_pylist()
+    assert len(failures) == 1 and failures[0]["path"].endswith("broken.mp4") and failures[0]["reason"]
+    scores, maps = FeatureStore(store).read_arrays([f"clip{i}" for i in range(6)])
+    assert scores.shape == (6, 4) and maps.shape == (6, 4, 3, 14, 14)
+    np.testing.assert_allclose(maps.sum(axis=(-1, -2)), 1.0, rtol=1e-4)
+
+
+def test_rerun_skips_and_changed_file_is_extracted_again(clips, tmp_path, amnet):
+    """A rerun extracts nothing; a rewritten clip is extracted again and its old rows disappear."""
+    store = tmp_path / "store"
+    extract(clips, store=store, frame_model=amnet, n_frames=4, progress=False)
+    again = extract(clips, store=store, frame_model=amnet, n_frames=4, progress=False)
+    assert again.extracted == [] and len(again.skipped) == 6
+    before, _ = FeatureStore(store).read_arrays(["clip0"])
+
+    write_clip(clips / "clip0.mp4", moving_frames(12, seed=99)[:, ::-1].copy(), fps=12)
+    os.utime(clips / "clip0.mp4", (time.time() + 5, time.time() + 5))
+    third = extract(clips, store=store, frame_model=amnet, n_frames=4, progress=False)
+    assert [os.path.basename(p) for p in third.extracted] == ["clip0.mp4"]
+    assert len(third.skipped) == 5
+    assert visible_counts(store)["clip0"] == (4, 4)
+    after, _ = FeatureStore(store).read_arrays(["clip0"])
+    assert not np.allclose(before, after)
+    n_all = FeatureStore(store).sql("SELECT count(*) AS n FROM videos_all WHERE video_id = 'clip0'")
+    assert n_all.column("n")[0].as_py() == 2
+
+
+def test_other_sampling_is_a_separate_extraction(clips, tmp_path, amnet):
+    """The same clips sampled at a fixed rate are extracted again, beside the first sampling."""
+    store = tmp_path / "store"
+    extract(clips, store=store, frame_model=amnet, n_frames=4, progress=False)
+    s = extract(clips, store=store, frame_model=amnet, fps=3, progress=False)
+    assert len(s.extracted) == 6
+    samplings = FeatureStore(store).sql("SELECT DISTINCT sampling FROM videos ORDER BY 1").column(0).to_pylist()
+    assert samplings == ["fps=3", "frames=4"]
+
+
+def test_expand_paths_folder_glob_and_list(clips, tmp_path):
+    """Folders, globs and list files expand to the same clip files, each once."""
+    listing = tmp_path / "list.txt"
+    listing.write_text("# my clips\nclips/clip0.mp4\nclips/clip1.mp4\n\n")
+    got = expand_paths([clips, str(clips / "*.mp4"), listing])
+    names = sorted(p.name for p in got)
+    assert names == sorted(f"clip{i}.{'webm' if i % 3 == 2 else 'mp4'}" for i in range(6))
+    missing = expand_paths([tmp_path / "nope.mp4"])
+    assert [p.name for p in missing] == ["nope.mp4"]
+
+
+def test_missing_file_is_a_failure_naming_it(tmp_path, amnet):
+    """A path that does not exist is reported as failed with its name."""
+    summary = extract([tmp_path / "nope.mp4"], store=tmp_path / "store", frame_model=amnet, n_frames=4,
+                      progress=False)
+    assert len(summary.failed) == 1 and "nope.mp4" in summary.failed[0][0]
+
+
+def test_bad_parameters_name_themselves(tmp_path, amnet):
+    """Unknown backend and bad sampling raise errors that name the parameter."""
+    with pytest.raises(ValueError, match="backend"):
+        extract([], store=tmp_path, frame_model=amnet, backend="spark")
+    with pytest.raises(ValueError, match="n_frames"):
+        extract([], store=tmp_path, frame_model=amnet, n_frames=4, fps=2)
+
+
+@pytest.fixture(scope="module")
+def many_clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("many")
+    for i in range(14):
+        write_clip(folder / f"v{i:02d}.mp4", moving_frames(10, seed=100 + i), fps=10)
+    return folder
+
+
+def _extract_cmd(clips, store, weights, *extra):
+    return [*AMNETVID, "extract", str(clips), "--store", str(store), "--frame-model", "amnet",
+            "--weights", str(weights), "--frames", "3", "--batch-size", "2", "--no-progress",
+            "--device", "cpu", *extra]
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_rerun_matches_uninterrupted(many_clips, tmp_path, amnet_weights):
+    """SIGKILL mid-extraction, rerun: every video once, values equal to an uninterrupted run;
+    a reader during the run only ever sees whole videos."""
+    reference = tmp_path / "ref"
+    run_cli("extract", many_clips, "--store", reference, "--frame-model", "amnet", "--weights", amnet_weights,
+            "--frames", "3", "--no-progress", "--device", "cpu", check=0)
+
+    store = tmp_path / "store"
+    proc = subprocess.Popen(_extract_cmd(many_clips, store, amnet_weights, "--flush-every", "1"), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen_partial = []
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            counts = visible_counts(store) if (store / "videos").exists() else {}
+            seen_partial += [v for v, (want, got) in counts.items() if want != got]
+            if len(counts) >= 4:
+                break
+            if proc.poll() is not None:
+                pytest.fail("extraction finished before it could be killed")
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert seen_partial == []
+    killed_at = len(visible_counts(store))
+    assert 4 <= killed_at < 14
+
+    rerun = subprocess.run(_extract_cmd(many_clips, store, amnet_weights), cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"skipped {killed_at}" in rerun.stdout
+    counts = visible_counts(store)
+    assert sorted(counts) == [f"v{i:02d}" for i in range(14)]
+    assert all(v == (3, 3) for v in counts.values())
+    dup = FeatureStore(store).sql("SELECT video_id FROM videos GROUP BY 1 HAVING count(*) > 1")
+    assert dup.num_rows == 0
+    ids = [f"v{i:02d}" for i in range(14)]
+    s1, m1 = FeatureStore(store).read_arrays(ids)
+    s0, m0 = FeatureStore(reference).read_arrays(ids)
+    np.testing.assert_allclose(s1, s0, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(m1, m0, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_extractions_at_once_leave_no_duplicates(many_clips, tmp_path, amnet_weights):
+    """Two processes extracting the same clips into one store: no broken file, no duplicate rows."""
+    store = tmp_path / "store"
+    procs = [subprocess.Popen(_extract_cmd(many_clips, store, amnet_weights), cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    counts = visible_counts(store)
+    assert sorted(counts) == [f"v{i:02d}" for i in range(14)]
+    assert all(v == (3, 3) for v in counts.values())
+    fs = FeatureStore(store)
+    assert fs.sql("SELECT video_id FROM videos GROUP BY 1 HAVING count(*) > 1").num_rows == 0
+    assert fs.sql("SELECT count(*) AS n FROM frames").column("n")[0].as_py() == 14 * 3
+    assert not list(store.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_gives_same_rows_as_local(many_clips, tmp_path, amnet_weights):
+    """The Dask backend on a LocalCluster writes the same rows as a local run."""
+    distributed = pytest.importorskip("distributed")
+    paths = sorted(many_clips.glob("*.mp4"))[:6]
+    local = tmp_path / "local"
+    extract(paths, store=local, frame_model="amnet", weights=amnet_weights, n_frames=3, device="cpu",
+            progress=False)
+    remote = tmp_path / "dask"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        summary = extract(paths, store=remote, frame_model="amnet", weights=amnet_weights, n_frames=3,
+                          device="cpu", backend="dask", scheduler=cluster.scheduler_address, progress=False)
+    assert len(summary.extracted) == 6 and summary.ok
+    ids = [p.stem for p in paths]
+    s0, m0 = FeatureStore(local).read_arrays(ids)
+    s1, m1 = FeatureStore(remote).read_arrays(ids)
+    np.testing.assert_allclose(s1, s0, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(m1, m0, rtol=1e-4, atol=1e-6)
+    cols = "video_id, frame_index, timestamp"
+    q = f"SELECT {cols} FROM frames ORDER BY 1, 2"
+    assert FeatureStore(local).sql(q).to_pylist() == FeatureStore(remote).sql(q).to_pylist()

@@ -1,0 +1,128 @@
+"""ResMem + Grad-CAM frame model, with the real ResMem weights of the installed resmem package."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.stats import spearmanr
+
+from amnetvid_sk.errors import MissingDependencyError
+from amnetvid_sk.frame_models import make_frame_model
+from amnetvid_sk.resmem_gradcam import ResMemGradCAM, load_resmem
+
+
+def sample_crops(n, height=112, width=112):
+    """n crops of different scikit-image sample photographs, uint8 [n, height, width, 3]."""
+    from skimage import data
+
+    images = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.camera(),
+              data.immunohistochemistry(), data.coins(), data.hubble_deep_field()]
+    out = []
+    for img in images[:n]:
+        if img.ndim == 2:
+            img = np.stack([img] * 3, axis=-1)
+        out.append(np.asarray(Image.fromarray(np.ascontiguousarray(img[..., :3])).resize((width, height))))
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def model():
+    pytest.importorskip("resmem")
+    return ResMemGradCAM(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clip_frames(tmp_path_factory):
+    """4 frames sampled from a real H.264 clip: a slow pan over a photograph."""
+    from skimage import data
+
+    from amnetvid_sk.clips import write_clip
+    from amnetvid_sk.video import sample_frames
+
+    photo = data.astronaut()
+    frames = np.stack([photo[40 + 6 * i: 40 + 6 * i + 192, 30 + 10 * i: 30 + 10 * i + 256] for i in range(12)])
+    frames = np.stack([np.asarray(Image.fromarray(f).resize((128, 96))) for f in frames])
+    path = write_clip(tmp_path_factory.mktemp("clips") / "pan.mp4", frames, fps=25, codec="h264")
+    sampled = sample_frames(path, n_frames=4)
+    assert sampled.frames.shape == (4, 96, 128, 3)
+    return sampled.frames
+
+
+@pytest.fixture(scope="module")
+def clip_outputs(model, clip_frames):
+    return model.predict(clip_frames)
+
+
+@pytest.mark.slow
+def test_real_clip_scores_maps_and_determinism(model, clip_frames, clip_outputs):
+    """Real weights on a real clip: scores in (0,1), maps are distributions, a second run is identical."""
+    scores, maps = clip_outputs
+    assert scores.shape == (4,) and scores.dtype == np.float32
+    assert ((scores > 0) & (scores < 1)).all()
+    assert maps.shape == (4, 3, 14, 14) and maps.dtype == np.float32
+    assert np.isfinite(maps).all() and (maps >= 0).all()
+    np.testing.assert_allclose(maps.sum(axis=(2, 3)), 1.0, atol=1e-5)
+    # Grad-CAM localises: no map is the uniform fallback, and the three depths differ
+    assert (maps.reshape(4, 3, -1).max(axis=-1) > 2.0 / 196).all()
+    assert not np.allclose(maps[:, 0], maps[:, 2], atol=1e-3)
+
+    # again, and under a caller's inference_mode (Grad-CAM must still get its gradients)
+    with torch.inference_mode():
+        again_scores, again_maps = model.predict(clip_frames)
+    assert np.array_equal(scores, again_scores)
+    assert np.array_equal(maps, again_maps)
+
+
+@pytest.mark.slow
+def test_scores_are_resmems_own(clip_frames, clip_outputs):
+    """Scores equal ResMem's own pipeline (resmem.transformer on PIL images, then the network)."""
+    import resmem
+
+    x = torch.stack([resmem.transformer(Image.fromarray(f)) for f in clip_frames])
+    with torch.inference_mode():
+        reference = load_resmem("cpu")(x).reshape(-1).numpy()
+    np.testing.assert_allclose(clip_outputs[0], reference, rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_bfloat16_ranks_like_float32(model):
+    """bfloat16 autocast scores rank 8 photographs like float32 (Spearman >= 0.99); maps stay close."""
+    frames = sample_crops(8)
+    scores32, maps32 = model.predict(frames)
+    bf = ResMemGradCAM(device="cpu", bfloat16=True)
+    assert bf.network is model.network  # loaded once per process
+    scores16, maps16 = bf.predict(frames)
+    assert spearmanr(scores16, scores32).statistic >= 0.99
+    assert not np.array_equal(scores16, scores32)
+    np.testing.assert_allclose(maps16.sum(axis=(2, 3)), 1.0, atol=1e-5)
+    # the bfloat16 maps put their mass where the float32 maps do
+    corr = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(maps16, maps32)]
+    assert min(corr) > 0.9
+
+
+@pytest.mark.slow
+def test_fingerprint_and_parameters(model):
+    """The fingerprint names weights hash, preprocessing, layers, map size and precision."""
+    fp = model.fingerprint
+    assert fp.startswith("resmem.w-")
+    assert fp.endswith(".pre-256sq-crop227.gradcam-layer2-layer3-layer4.maps-3x14x14.fp32")
+    assert ResMemGradCAM(device="cpu", bfloat16=True).fingerprint == fp[:-4] + "bf16"
+    assert ResMemGradCAM(device="cpu", layers=("layer1", "layer2", "layer3")).fingerprint != fp
+    m = make_frame_model("resmem", device="cpu")
+    assert isinstance(m, ResMemGradCAM) and m.batch_size == 8 and m.fingerprint == fp
+    with pytest.raises(ValueError, match=r"'layers' parameter of ResMemGradCAM must be 3 names among"):
+        ResMemGradCAM(device="cpu", layers=("layer2", "layer5", "layer4"))
+    scores, maps = model.predict(np.zeros((0, 32, 32, 3), np.uint8))
+    assert scores.shape == (0,) and maps.shape == (0, 3, 14, 14)
+
+
+
+def test_missing_resmem_package_names_the_extra(monkeypatch):
+    """Without the resmem package, a MissingDependencyError says which extra to install."""
+    monkeypatch.setitem(sys.modules, "resmem", None)  # makes `import resmem` fail like an absent package
+    with pytest.raises(MissingDependencyError, match=r'pip install "amnetvid-sk\[resmem\]"'):
+        ResMemGradCAM(device="cpu")
+    with pytest.raises(ImportError):
+        make_frame_model("resmem", device="cpu")

@@ -1,0 +1,472 @@
+"""Feature store: real Parquet part files on disk, read through real DuckDB."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from amnetvid_sk.errors import MissingVideosError, ReadOnlyQueryError, StoreError
+from amnetvid_sk.store import FeatureStore, frames_table, new_extraction_id
+
+README = Path(__file__).resolve().parents[1] / "store" / "README.md"
+SHAPE = (3, 14, 14)
+
+
+def _video_row(vid, n, model="m1", sampling="frames=28", eid=None, size=1000, mtime=1.5e9):
+    return {
+        "extraction_id": eid or new_extraction_id(), "video_id": vid, "path": f"/data/{vid}.webm",
+        "size": size, "mtime": mtime, "duration": 7.0, "fps": 30.0, "frame_count": 210, "width": 64,
+        "height": 48, "model": model, "sampling": sampling, "n_frames": n, "short": False,
+    }
+
+
+def _softmax_maps(rng, n):
+    x = rng.normal(size=(n, 3, 196))
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32).reshape(n, *SHAPE)
+
+
+def write_videos(fs, counts: dict, model="m1", sampling="frames=28", seed=0, **row):
+    """Write one extraction per video (frame count from ``counts``); return what was written."""
+    rng = np.random.default_rng(seed)
+    if fs.write_model(model, "toy-" + model, {"seed": 1}, SHAPE) is None:
+        raise AssertionError("write_model must return a bool")
+    rows, tables, truth = [], [], {}
+    for vid, n in counts.items():
+        r = _video_row(vid, n, model=model, sampling=sampling, **row)
+        scores = rng.random(n, dtype=np.float32)
+        maps = _softmax_maps(rng, n)
+        index = np.arange(n) * 7
+        rows.append(r)
+        tables.append(frames_table(r["extraction_id"], index, index / 30.0, scores, maps))
+        truth[vid] = (scores, maps, r["extraction_id"])
+    fs.write_extractions(rows, pa.concat_tables(tables))
+    return truth
+
+
+def listing(root: Path) -> dict:
+    """Every file under root with its size and mtime."""
+    out = {}
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            st = os.stat(os.path.join(dirpath, name))
+            out[os.path.join(dirpath, name)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def readme_sql_blocks() -> list[str]:
+    return re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return FeatureStore(tmp_path / "store")
+
+
+def test_empty_store_gives_empty_tables(tmp_path):
+    """An absent store reads as empty tables and is not created by reading."""
+    fs = FeatureStore(tmp_path / "absent")
+    for table in ("videos", "frames", "models", "labels", "failures", "results", "frames_all"):
+        assert fs.sql(f"SELECT count(*) AS n FROM {table}").to_pylist() == [{"n": 0}]
+    assert fs.sql("SELECT * FROM frames").schema.field("attention").type == pa.list_(pa.float32())
+    assert len(fs.video_ids()) == 0
+    assert fs.info()["size_bytes"] == 0
+    assert fs.extracted_keys("m1", "frames=28") == set()
+    assert not (tmp_path / "absent").exists()
+
+
+def test_round_trip_and_read_arrays_order(store):
+    """Written scores and maps come back exactly, in the order of the ids, repeats included."""
+    truth = write_videos(store, {"v1": 5, "v2": 5, "v3": 5})
+    assert store.sql("SELECT count(*) AS n FROM frames").to_pylist() == [{"n": 15}]
+    ids = ["v3", "v1", "v3", "v2"]
+    scores, maps = store.read_arrays(ids)
+    assert scores.dtype == np.float32 and maps.dtype == np.float32
+    assert scores.shape == (4, 5) and maps.shape == (4, 5, *SHAPE)
+    for i, vid in enumerate(ids):
+        np.testing.assert_array_equal(scores[i], truth[vid][0])
+        np.testing.assert_array_equal(maps[i], truth[vid][1])
+    only_scores, none = store.read_arrays(ids, maps=False)
+    assert none is None
+    np.testing.assert_array_equal(only_scores, scores)
+    np.testing.assert_array_equal(store.video_ids(), ["v1", "v2", "v3"])
+    keys = store.extracted_keys("m1", "frames=28")
+    assert ("/data/v1.webm", 1000, 1.5e9) in keys and len(keys) == 3
+
+
+def test_read_arrays_n_frames_picks_uniformly_and_repeats(store):
+    """n_frames=T picks round(k*(cnt-1)/(T-1)) of the stored frames, repeating when T > cnt."""
+    truth = write_videos(store, {"a": 28, "b": 3})
+    scores, maps = store.read_arrays(["a", "b"], n_frames=4)
+    np.testing.assert_array_equal(scores[0], truth["a"][0][[0, 9, 18, 27]])
+    np.testing.assert_array_equal(maps[0], truth["a"][1][[0, 9, 18, 27]])
+    # 3 stored frames, 4 asked: k*2/3 = 0, 0.67, 1.33, 2 -> 0, 1, 1, 2
+    np.testing.assert_array_equal(scores[1], truth["b"][0][[0, 1, 1, 2]])
+    np.testing.assert_array_equal(maps[1], truth["b"][1][[0, 1, 1, 2]])
+    middle, _ = store.read_arrays(["a", "b"], n_frames=1, maps=False)
+    np.testing.assert_array_equal(middle[:, 0], [truth["a"][0][14], truth["b"][0][1]])
+    with pytest.raises(StoreError, match="n_frames=T"):
+        store.read_arrays(["a", "b"])  # 28 and 3 stored frames
+    with pytest.raises(ValueError, match="n_frames"):
+        store.read_arrays(["a"], n_frames=0)
+
+
+def test_missing_ids_error_counts_and_names_them(store):
+    """Ids not in the store raise MissingVideosError saying how many and which."""
+    write_videos(store, {"v1": 2})
+    with pytest.raises(MissingVideosError, match=r"2 of 3 requested video ids .*'nope', 'gone'"):
+        store.read_arrays(["v1", "nope", "gone", "nope"])
+    with pytest.raises(LookupError):
+        store.read_arrays(["x"], model="m1")
+
+
+def test_model_and_sampling_resolution(store):
+    """model=None needs a single model; prefixes and names resolve; samplings must be unambiguous."""
+    write_videos(store, {"v1": 2}, model="alpha-123")
+    assert store.resolve_model() == "alpha-123"
+    write_videos(store, {"v1": 2}, model="beta-456")
+    with pytest.raises(StoreError, match="alpha-123.*beta-456"):
+        store.resolve_model()
+    assert store.resolve_model("bet") == "beta-456"
+    assert store.resolve_model("toy-alpha-123") == "alpha-123"
+    with pytest.raises(StoreError, match="no frame model 'zeta'"):
+        store.resolve_model("zeta")
+    write_videos(store, {"v1": 3}, model="beta-456", sampling="fps=4")
+    with pytest.raises(StoreError, match=r"\['fps=4', 'frames=28'\]"):
+        store.read_arrays(["v1"], model="beta-456")
+    assert store.read_arrays(["v1"], model="beta", sampling="fps=4")[0].shape == (1, 3)
+    assert {m["model"] for m in store.models()} == {"alpha-123", "beta-456"}
+    assert store.write_model("alpha-123", "toy", {}, SHAPE) is False
+
+
+def test_reextraction_hides_old_rows(store):
+    """A video extracted again shows only its newest extraction; the raw tables keep both."""
+    old = write_videos(store, {"v1": 4, "v2": 4}, seed=1)
+    new = write_videos(store, {"v1": 6}, seed=2, size=2000)
+    assert store.sql("SELECT count(*) AS n FROM videos").to_pylist() == [{"n": 2}]
+    assert store.sql("SELECT count(*) AS n FROM videos_all").to_pylist() == [{"n": 3}]
+    rows = store.sql("SELECT video_id, count(*) AS n FROM frames GROUP BY 1 ORDER BY 1").to_pylist()
+    assert rows == [{"video_id": "v1", "n": 6}, {"video_id": "v2", "n": 4}]
+    scores, _ = store.read_arrays(["v1"])
+    np.testing.assert_array_equal(scores[0], new["v1"][0])
+    assert not np.array_equal(old["v1"][0][:4], scores[0][:4])
+    assert ("/data/v1.webm", 1000, 1.5e9) not in store.extracted_keys("m1", "frames=28")
+
+
+def test_two_writers_same_video_leave_one_visible(store):
+    """Two threads extracting the same video at once leave exactly one visible extraction."""
+    write_videos(store, {"other": 2})
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def writer(seed):
+        try:
+            barrier.wait()
+            write_videos(store, {"same": 3 + seed}, seed=seed)
+        except Exception as e:  # surfaced by the assert below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.sql("SELECT count(*) AS n FROM videos_all WHERE video_id = 'same'").to_pylist() == [{"n": 2}]
+    visible = store.sql("SELECT extraction_id, n_frames FROM videos WHERE video_id = 'same'").to_pylist()
+    assert len(visible) == 1
+    frames = store.sql("SELECT DISTINCT extraction_id, count(*) OVER () AS n FROM frames "
+                       "WHERE video_id = 'same'").to_pylist()
+    assert frames == [{"extraction_id": visible[0]["extraction_id"], "n": visible[0]["n_frames"]}]
+
+
+def test_temp_files_and_uncommitted_frames_are_invisible(store):
+    """A half-written temp file is ignored, and frames without their videos row stay hidden."""
+    write_videos(store, {"v1": 3})
+    for table in ("videos", "frames"):
+        (store.path / table / ".part-deadbeef.parquet.tmp").write_bytes(b"PAR1 half a file")
+    # a crash between the frames part and the videos part: write only the frames part
+    eid = new_extraction_id()
+    orphan = frames_table(eid, [0, 1], [0.0, 0.1], [0.5, 0.5], np.ones((2, *SHAPE)) / 196,
+                          video_id="v9", model="m1", sampling="frames=28")
+    store._write_part("frames", orphan, pa.schema([*orphan.schema]))
+    assert store.sql("SELECT count(*) AS n FROM frames").to_pylist() == [{"n": 3}]
+    assert store.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 5}]
+    np.testing.assert_array_equal(store.video_ids(), ["v1"])
+    assert store.info()["temp_files"] == 2
+
+
+WRITING_STATEMENTS = [
+    "COPY (SELECT 1 AS x) TO 'x.csv'",
+    "COPY (SELECT 1 AS x) TO '{store}/videos/x.parquet' (FORMAT parquet)",
+    "DROP VIEW videos",
+    "CREATE TABLE t AS SELECT * FROM videos",
+    "CREATE VIEW w AS SELECT 1",
+    "INSERT INTO videos_all SELECT * FROM videos_all",
+    "UPDATE labels SET short_term = 0",
+    "DELETE FROM labels",
+    "ATTACH 'evil.db' AS evil",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SET threads = 1",
+    "PRAGMA enable_profiling",
+    "EXPORT DATABASE 'dump'",
+    "CALL checkpoint()",
+    "CHECKPOINT",
+    "EXPLAIN ANALYZE COPY (SELECT 1) TO 'y.csv'",
+    "SELECT 1; DROP VIEW frames",
+    "ALTER VIEW videos RENAME TO v2",
+]
+
+
+@pytest.mark.parametrize("statement", WRITING_STATEMENTS)
+def test_sql_refuses_writing_statements(tmp_path, monkeypatch, statement):
+    """Each writing kind of statement is refused, and no file anywhere in tmp_path changes."""
+    monkeypatch.chdir(tmp_path)  # where relative COPY / ATTACH / EXPORT targets would land
+    fs = FeatureStore(tmp_path / "store")
+    write_videos(fs, {"v1": 2})
+    before = listing(tmp_path)
+    with pytest.raises(ReadOnlyQueryError, match="read-only"):
+        fs.sql(statement.format(store=fs.path))
+    assert listing(tmp_path) == before
+    assert fs.sql("SELECT count(*) AS n FROM videos").to_pylist() == [{"n": 1}]
+
+
+def test_sql_cannot_read_outside_the_store(store, tmp_path):
+    """File access is confined to the store folder: /etc/passwd and neighbours are refused."""
+    write_videos(store, {"v1": 2})
+    (tmp_path / "secret.csv").write_text("a\n1\n")
+    for query in ("SELECT * FROM read_csv('/etc/passwd')",
+                  f"SELECT * FROM read_csv('{tmp_path / 'secret.csv'}')",
+                  f"SELECT * FROM read_text('{store.path}/../secret.csv')"):
+        with pytest.raises(ReadOnlyQueryError, match="only read the store"):
+            store.sql(query)
+    # the store's own files stay readable, and the locked configuration cannot be undone
+    assert store.sql(f"SELECT count(*) AS n FROM read_parquet('{store.path}/videos/part-*.parquet')"
+                     ).to_pylist() == [{"n": 1}]
+    with pytest.raises(ReadOnlyQueryError):
+        store.sql("SET enable_external_access = true")
+
+
+def test_sql_read_only_kinds_and_errors(store):
+    """DESCRIBE/SHOW/EXPLAIN run; syntax errors and bad queries surface as StoreError."""
+    write_videos(store, {"v1": 2})
+    assert "attention" in store.sql("DESCRIBE frames")["column_name"].to_pylist()
+    assert store.sql("EXPLAIN SELECT * FROM videos").num_rows >= 1
+    assert store.sql("FROM videos SELECT video_id").to_pylist() == [{"video_id": "v1"}]
+    with pytest.raises(StoreError, match="(?i)syntax"):
+        store.sql("SELEC * FROM videos")
+    with pytest.raises(StoreError, match="no_such_table"):
+        store.sql("SELECT * FROM no_such_table")
+    with pytest.raises(StoreError, match="one statement"):
+        store.sql("SELECT 1; SELECT 2")
+
+
+def test_sql_binds_parameters(store):
+    """? and $name parameters are bound as values, never spliced into the SQL."""
+    write_videos(store, {"v1": 2, "v2": 3})
+    q = "SELECT video_id FROM videos WHERE video_id = ?"
+    assert store.sql(q, ["v2"]).to_pylist() == [{"video_id": "v2"}]
+    assert store.sql(q, ["v2' OR '1'='1"]).num_rows == 0
+    named = store.sql("SELECT count(*) AS n FROM frames WHERE video_id = $vid AND score >= $low",
+                      {"vid": "v2", "low": 0.0})
+    assert named.to_pylist() == [{"n": 3}]
+
+
+def test_readme_sql_examples_run(store):
+    """Every ```sql block of store/README.md runs on a store and gives the expected figures."""
+    counts = {f"v{i:02d}": 4 for i in range(12)}
+    truth = write_videos(store, counts)
+    # one video with flat maps, whose entropy is exactly ln 196
+    flat = _video_row("flat", 2)
+    store.write_extractions([flat], frames_table(flat["extraction_id"], [0, 1], [0, 0.1], [0.1, 0.2],
+                                                 np.full((2, *SHAPE), 1 / 196)))
+    store.write_labels({"video_id": list(counts), "short_term": np.linspace(0.6, 0.9, 12),
+                        "n_short": [30] * 12, "long_term": [0.5] * 11 + [None], "n_long": [9] * 12,
+                        "source": ["dev.csv"] * 12})
+    store.write_failure("/data/broken.webm", "truncated file", "m1", "frames=28")
+    blocks = readme_sql_blocks()
+    assert len(blocks) >= 5
+    results = [store.sql(b) for b in blocks]
+    assert all(r.num_rows > 0 for r in results)
+    by_sql = dict(zip(blocks, results))
+    mean_sql = next(b for b in blocks if "count(*) AS n_frames" in b)
+    means = {r["video_id"]: r["mean_score"] for r in by_sql[mean_sql].to_pylist()}
+    assert means["v03"] == pytest.approx(float(truth["v03"][0].astype(np.float64).mean()))
+    top_sql = next(b for b in blocks if "LIMIT 10" in b)
+    top = by_sql[top_sql]["mean_score"].to_pylist()
+    assert len(top) == 10 and top == sorted(top, reverse=True)
+    ent_sql = next(b for b in blocks if "unnest" in b)
+    ent = by_sql[ent_sql].filter(pc.equal(by_sql[ent_sql]["video_id"], "flat"))
+    assert ent.num_rows == 6
+    np.testing.assert_allclose(ent["entropy"].to_numpy(), math.log(196), rtol=1e-5)
+    ent0_sql = next(b for b in blocks if "entropy_map0" in b)
+    flat0 = [r for r in by_sql[ent0_sql].to_pylist() if r["video_id"] == "flat"]
+    assert flat0[0]["entropy_map0"] == pytest.approx(math.log(196), rel=1e-5)
+    spearman_sql = next(b for b in blocks if "corr(a, b)" in b)
+    row = by_sql[spearman_sql].to_pylist()[0]
+    assert row["n_videos"] == 12 and -1 <= row["spearman"] <= 1
+
+
+def test_reader_sees_only_whole_videos_while_a_writer_writes(store):
+    """A reader thread running during writes sees every visible video with exactly its n_frames frames."""
+    write_videos(store, {"seed": 2})
+    done = threading.Event()
+    problems, reads = [], [0]
+
+    def reader():
+        while not done.is_set() or reads[0] < 3:
+            rows = store.sql("""
+                SELECT v.video_id, v.n_frames, count(f.extraction_id) AS n
+                FROM videos AS v LEFT JOIN frames AS f ON f.extraction_id = v.extraction_id
+                GROUP BY ALL""").to_pylist()
+            problems.extend(r for r in rows if r["n"] != r["n_frames"])
+            ids = [r["video_id"] for r in rows]
+            scores, maps = store.read_arrays(ids, n_frames=2)
+            if maps.shape != (len(ids), 2, *SHAPE):
+                problems.append(maps.shape)
+            reads[0] += 1
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for batch in range(15):
+            # new videos and re-extractions of earlier ones, with varying frame counts
+            write_videos(store, {f"w{batch}": 2 + batch % 4, f"w{batch // 2}": 3 + batch % 3}, seed=batch)
+    finally:
+        done.set()
+        t.join()
+    assert reads[0] >= 3
+    assert problems == []
+
+
+def test_labels_alignment_and_errors(store):
+    """labels() follows the ids' order; missing ids and missing long-term labels are errors."""
+    store.write_labels(pa.table({"video_id": ["a", "b", "c"], "short_term": [0.7, 0.8, 0.9],
+                                 "n_short": [30, 31, 32], "long_term": [0.4, None, 0.6],
+                                 "n_long": [9, 0, 9], "source": ["x.csv"] * 3}))
+    np.testing.assert_array_equal(store.labels(["c", "a", "c"]), [0.9, 0.7, 0.9])
+    np.testing.assert_array_equal(store.labelled_ids("long"), ["a", "c"])
+    np.testing.assert_array_equal(store.labels(target="long"), [0.4, 0.6])
+    with pytest.raises(StoreError, match="no long-term label: 'b'"):
+        store.labels(["a", "b"], target="long")
+    with pytest.raises(MissingVideosError, match="1 video ids have no labels.*'zz'"):
+        store.labels(["a", "zz"])
+    # a later import of a video wins
+    store.write_labels([{"video_id": "a", "short_term": 0.1, "n_short": 5, "source": "y.csv"}])
+    assert store.labels(["a"])[0] == 0.1
+    with pytest.raises(StoreError, match="more than once"):
+        store.write_labels({"video_id": ["q", "q"], "short_term": [0.1, 0.2]})
+
+
+def test_write_extractions_validates_and_writes_nothing_on_error(store):
+    """Bad extractions are refused with a message naming the problem, and no file is written."""
+    store.write_model("m1", "toy", {}, SHAPE)
+    before = listing(store.path)
+    row = _video_row("v1", 3)
+    good = frames_table(row["extraction_id"], [0, 1, 2], [0, 0.1, 0.2], [0.1, 0.2, 0.3],
+                        np.ones((3, *SHAPE)) / 196)
+    with pytest.raises(StoreError, match="n_frames"):
+        store.write_extractions([{**row, "n_frames": 4}], good)
+    with pytest.raises(StoreError, match="not registered"):
+        store.write_extractions([{**row, "model": "other"}], good)
+    with pytest.raises(StoreError, match="588"):
+        store.write_extractions([row], frames_table(row["extraction_id"], [0, 1, 2], [0] * 3, [0] * 3,
+                                                    np.ones((3, 2, 7, 7))))
+    with pytest.raises(StoreError, match="unknown column"):
+        store.write_extractions([{**row, "colour": "red"}], good)
+    with pytest.raises(StoreError, match="no videos row"):
+        store.write_extractions([_video_row("v2", 3)], good)
+    assert listing(store.path) == before
+    assert store.write_extractions([row], good) == 1
+
+
+def test_failures_results_info_and_pickle(store):
+    """Failures hide once a file is extracted later; results append; info counts; stores pickle."""
+    store.write_failure("/data/v1.webm", "no video stream", "m1", "frames=28")
+    store.write_failure("/data/bad.webm", "truncated", "m1", "frames=28")
+    write_videos(store, {"v1": 2})
+    assert store.sql("SELECT video_id FROM failures").to_pylist() == [{"video_id": "bad"}]
+    n = store.write_results([{"run_id": "r1", "recipe": "mean_score", "target": "short", "protocol": "cv",
+                              "fold": f, "spearman": 0.4 + f / 100, "n_train": 80, "n_test": 20,
+                              "params": {"n_frames": 28}} for f in range(3)])
+    assert n == 3
+    assert store.sql("SELECT params FROM results LIMIT 1").to_pylist() == [{"params": '{"n_frames": 28}'}]
+    info = store.info()
+    assert info["tables"]["videos"] == 1 and info["tables"]["failures"] == 1
+    assert info["tables_all"]["failures"] == 2 and info["tables"]["results"] == 3
+    assert info["size_bytes"] > 0 and info["models"][0]["model"] == "m1"
+    copy = pickle.loads(pickle.dumps(store))
+    np.testing.assert_array_equal(copy.video_ids(), ["v1"])
+
+
+def test_compact_rewrites_visible_rows_into_one_part(store):
+    """compact() leaves one part per table, drops superseded rows and changes no visible row."""
+    for batch in range(4):
+        write_videos(store, {f"v{batch}": 3, "again": 2 + batch}, seed=batch)
+    store.write_labels({"video_id": ["v0"], "short_term": [0.5]})
+    store.write_labels({"video_id": ["v0"], "short_term": [0.6]})
+    ids = store.video_ids()
+    scores, maps = store.read_arrays(ids, n_frames=3)
+    visible = store.sql("SELECT * FROM videos ORDER BY video_id")
+    report = store.compact()
+    assert report["videos"] == (4, 1) and report["frames"] == (4, 1) and report["labels"] == (2, 1)
+    assert store.info()["files"] == {"videos": 1, "frames": 1, "models": 1, "labels": 1, "failures": 0,
+                                     "results": 0}
+    assert store.sql("SELECT count(*) AS n FROM videos_all").to_pylist() == [{"n": 5}]
+    assert store.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 4 * 3 + 5}]
+    assert store.sql("SELECT * FROM videos ORDER BY video_id").equals(visible)
+    scores2, maps2 = store.read_arrays(ids, n_frames=3)
+    np.testing.assert_array_equal(scores2, scores)
+    np.testing.assert_array_equal(maps2, maps)
+    assert store.labels(["v0"])[0] == 0.6
+    assert store.compact(["videos"]) == {}  # nothing left to do
+
+
+def test_frames_left_twice_by_interrupted_compaction_are_tolerated(store):
+    """A frames part present twice (as an interrupted compact() can leave) reads right and compacts away."""
+    truth = write_videos(store, {"v1": 4, "v2": 3})
+    part = next((store.path / "frames").glob("part-*.parquet"))
+    (store.path / "frames" / "part-zz-copy.parquet").write_bytes(part.read_bytes())
+    assert store.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 14}]
+    scores, maps = store.read_arrays(["v2", "v1"], n_frames=4)
+    np.testing.assert_array_equal(scores[0], truth["v2"][0][[0, 1, 1, 2]])
+    np.testing.assert_array_equal(maps[1], truth["v1"][1])
+    store.compact(["frames"])
+    assert store.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 7}]
+    np.testing.assert_array_equal(store.read_arrays(["v1"])[1][0], truth["v1"][1])
+
+
+def test_compact_keeps_uncommitted_frames_unless_asked(store):
+    """compact() keeps frames without a videos row (a write in progress) unless drop_orphans=True."""
+    write_videos(store, {"v1": 2})
+    orphan = frames_table(new_extraction_id(), [0, 1, 2], [0.0, 0.1, 0.2], [0.5] * 3,
+                          np.ones((3, *SHAPE)) / 196, video_id="v9", model="m1", sampling="frames=28")
+    store._write_part("frames", orphan, pa.schema([*orphan.schema]))
+    store.compact()
+    assert store.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 5}]
+    store.compact(drop_orphans=True)
+    assert store.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 2}]
+    assert store.sql("SELECT count(*) AS n FROM frames").to_pylist() == [{"n": 2}]
+
+
+def test_extractor_style_rows_with_numpy_values(store):
+    """Video rows holding numpy scalars and a numpy datetime64 (as the extractor writes them) are accepted."""
+    store.write_model("m1", "toy", {}, SHAPE)
+    row = _video_row("v1", 2)
+    row.update(size=np.int64(5), n_frames=np.int64(2), short=np.bool_(True),
+               extracted_at=np.datetime64("now", "us"))
+    table = frames_table(row["extraction_id"], [0, 9], [0.0, 0.3], np.float32([0.1, 0.2]),
+                         np.ones((2, *SHAPE), np.float32) / 196, video_id="v1", model="m1",
+                         sampling="frames=28")
+    assert store.write_extractions([row], table) == 1
+    assert store.sql("SELECT short, size FROM videos").to_pylist() == [{"short": True, "size": 5}]
