@@ -297,8 +297,10 @@ class _SequenceRegressor(NeuralNetRegressor):
         -------
         self
         """
-        X = self._validate_X(X, reset=True)
-        y = self._validate_y(y, _n_samples(X))
+        # the data are checked once, in partial_fit (which skorch's fit calls); a refit from
+        # scratch learns the number of features anew
+        if not self.warm_start and hasattr(self, "n_features_in_"):
+            del self.n_features_in_
         if self.random_state is None:
             return super().fit(X, y, **fit_params)
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))

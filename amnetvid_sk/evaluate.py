@@ -27,9 +27,9 @@ from ._validation import check_param
 TARGETS = ("short", "long")
 PROTOCOLS = ("cv", "paper")
 TABLE1_RECIPES = (
-    ("mean_score", "mean score (28 frames)"),
-    ("score_lstm", "LSTM on scores (4 frames)"),
-    ("amnetvid", "AMNetVid ConvLSTM (4 frames)"),
+    ("mean_score", "mean frame score"),
+    ("score_lstm", "LSTM on scores"),
+    ("amnetvid", "AMNetVid ConvLSTM"),
 )
 # the working note's Table 1 (Spearman on its 900-video split), for comparison
 NOTE_TABLE1 = {
@@ -103,6 +103,7 @@ class CVResult:
     scores: np.ndarray
     params: dict = field(default_factory=dict)
     seconds: float = 0.0
+    n_frames: int | None = None  # frames per video the pipeline read
 
     @property
     def mean(self) -> float:
@@ -111,6 +112,10 @@ class CVResult:
     @property
     def std(self) -> float:
         return float(np.nanstd(self.scores)) if len(self.scores) else float("nan")
+
+
+def _n_frames(pipeline):
+    return pipeline.steps[0][1].get_params().get("n_frames")
 
 
 def _write_results(store, result: CVResult, n_train, n_test) -> None:
@@ -168,7 +173,7 @@ def cross_validate(recipe, store="store", target="short", cv=5, n_jobs=1, random
                             error_score="raise")
     splits = list(folds.split(ids))
     result = CVResult(module.recipe_name, target, "cv", np.asarray(out["test_score"], dtype=float),
-                      dict(set_params or {}), time.perf_counter() - started)
+                      dict(set_params or {}), time.perf_counter() - started, _n_frames(pipe))
     if write:
         _write_results(store, result, [len(a) for a, _ in splits], [len(b) for _, b in splits])
     return result
@@ -214,7 +219,7 @@ def paper_protocol(recipe, store="store", target="short", rounds=3, test_size=0.
         per_epoch = [h.get("valid_spearman", np.nan) for h in final.history]
         scores.append(float(np.nanmax(per_epoch)) if np.isfinite(per_epoch).any() else float("nan"))
     result = CVResult(module.recipe_name, target, "paper", np.asarray(scores, dtype=float),
-                      dict(set_params or {}), time.perf_counter() - started)
+                      dict(set_params or {}), time.perf_counter() - started, _n_frames(pipe))
     if write:
         _write_results(store, result, [len(ids_tr)] * rounds, [len(ids_te)] * rounds)
     return result
@@ -269,7 +274,7 @@ class Table1:
         head = "Spearman, honest K-fold CV (mean ± std over folds)" if self.protocol == "cv" else \
             "Spearman, the note's protocol (85/15 split, best epoch chosen on the test part: OPTIMISTIC)"
         lines = [head, ""]
-        lines.append(f"{'target':<11}" + "".join(f"| {label:<30}" for _, label in TABLE1_RECIPES))
+        lines.append(f"{'target':<11}" + "".join(f"| {self.label(name):<30}" for name, _ in TABLE1_RECIPES))
         lines.append("-" * (11 + 32 * len(TABLE1_RECIPES)))
         for target in TARGETS:
             base = self.results.get(("mean_score", target))
@@ -289,6 +294,12 @@ class Table1:
         lines.append("working note (900-video split): short 0.4214 / 0.4230 / 0.4384, long 0.1867 / 0.1866 / 0.2015")
         return "\n".join(lines)
 
+    def label(self, recipe: str) -> str:
+        """Column title with the frames per video that the model read, e.g. "LSTM on scores (4 frames)"."""
+        label = dict(TABLE1_RECIPES)[recipe]
+        frames = {r.n_frames for (name, _), r in self.results.items() if name == recipe and r.n_frames}
+        return f"{label} ({frames.pop()} frames)" if len(frames) == 1 else label
+
     def rows(self) -> list[dict]:
         return [
             {"recipe": r, "target": t, "mean": res.mean, "std": res.std, "folds": res.scores.tolist()}
@@ -307,6 +318,8 @@ def table1(store="store", protocol="cv", cv=5, n_jobs=1, random_state=0, targets
     --------
     >>> print(table1("store", protocol="cv").format())  # doctest: +SKIP
     """
+    from scipy.stats import ConstantInputWarning
+
     check_param("table1", "protocol", protocol, among=set(PROTOCOLS))
     results = {}
     for target in targets:
@@ -315,7 +328,8 @@ def table1(store="store", protocol="cv", cv=5, n_jobs=1, random_state=0, targets
             if progress:
                 print(f"  {target}-term: {label} ...", flush=True)
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=UserWarning)
+                # epochs with constant predictions on tiny sets say so once per epoch: too chatty here
+                warnings.simplefilter("ignore", category=ConstantInputWarning)
                 if protocol == "cv":
                     res = cross_validate(name, store, target, cv=cv, n_jobs=n_jobs,
                                          random_state=random_state, set_params=params)

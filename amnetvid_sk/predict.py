@@ -67,7 +67,9 @@ def predict_videos(pipeline, paths, store=None, *, progress=True, workers=2, dev
     samplings = fs.sql("SELECT DISTINCT sampling FROM videos WHERE model = ?", [fingerprint]).column(0).to_pylist()
     sampling = samplings[0] if samplings else "frames=28"
     kind, value = sampling.split("=")
-    model = make_frame_model(record[0]["name"], weights=config.get("weights"), device=device,
+    name = record[0]["name"]
+    # ResMem's weights come from its package; only AMNet takes a weights file
+    model = make_frame_model(name, weights=config.get("weights") if name == "amnet" else None, device=device,
                              bfloat16=bool(config.get("bfloat16", False)))
     if model.fingerprint != fingerprint:
         raise ValueError(

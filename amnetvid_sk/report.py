@@ -69,7 +69,7 @@ def spearman_bar_chart(path, table) -> Path:
     for k, (name, label) in enumerate(TABLE1_RECIPES):
         means = [table.results[(name, t)].mean if (name, t) in table.results else np.nan for t in TARGETS]
         stds = [table.results[(name, t)].std if (name, t) in table.results else 0 for t in TARGETS]
-        ax.bar(x + (k - 1) * width, means, width, yerr=stds, capsize=4, label=label)
+        ax.bar(x + (k - 1) * width, means, width, yerr=stds, capsize=4, label=table.label(name))
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(x, [f"{t}-term" for t in TARGETS])
     ax.set_ylabel("Spearman (mean ± std over folds)")
@@ -96,7 +96,7 @@ def _html_table(table) -> str:
 def _table1_html(table) -> str:
     from .evaluate import TABLE1_RECIPES, TARGETS
 
-    head = "<th>target</th>" + "".join(f"<th>{html.escape(label)}</th>" for _, label in TABLE1_RECIPES)
+    head = "<th>target</th>" + "".join(f"<th>{html.escape(table.label(name))}</th>" for name, _ in TABLE1_RECIPES)
     rows = []
     for t in TARGETS:
         base = table.results.get(("mean_score", t))

@@ -1,5 +1,7 @@
 """AMNetVid on the raw 3x14x14 attention maps instead of JET renders: the same
-information, about 75x less input, much faster to train."""
+information, about 75x less input, much faster to train. The maps sum to 1 (values
+near 1/196); ``map_scale=196`` brings them to order 1, which the network needs to
+learn as well as from JET renders."""
 
 from sklearn.pipeline import Pipeline
 
@@ -10,7 +12,7 @@ def pipeline(store="store"):
     return Pipeline([
         ("sequences", AttentionSequences(store, n_frames=4, maps="raw")),
         ("net", ConvLSTMRegressor(module__n_frames=4, module__map_channels=3, module__map_size=14,
-                                  random_state=0)),
+                                  module__map_scale=196.0, random_state=0)),
     ])
 
 

@@ -125,18 +125,21 @@ def test_jet_input_path_runs(seed):
 # training behaviour
 
 
-def test_early_stopping_restores_the_best_epoch(seed):
+def test_early_stopping_restores_the_best_epoch(seed, tmp_path, monkeypatch):
     """After early stopping the net predicts with the best epoch's weights, kept in memory (no files)."""
+    monkeypatch.chdir(tmp_path)  # skorch's Checkpoint would write here; nothing must
     X, y = make_score_order_dataset(300, seed=seed)
     split = ValidSplit(0.15, stratified=False, random_state=0)
-    reg = ScoreLSTMRegressor(max_epochs=12, train_split=split, random_state=0,
-                             callbacks__early_stopping__patience=2, **TINY_LSTM).fit(X, y)
+    reg = ScoreLSTMRegressor(max_epochs=30, train_split=split, random_state=0,
+                             callbacks__early_stopping__patience=2).fit(X, y)
     scores = np.asarray(reg.history[:, "valid_spearman"])
     best = int(np.argmax(scores))
     _, valid_idx = next(ShuffleSplit(test_size=0.15, random_state=0).split(X))
     rho = spearman(y[valid_idx], reg.predict(X[valid_idx]))
     assert rho == pytest.approx(scores[best], abs=1e-6)
     assert dict(reg.callbacks_)["early_stopping"].best_epoch_ == best + 1
+    assert best + 1 < len(reg.history) < 30  # it stopped early, after the best epoch
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_early_stopping_survives_constant_predictions(seed):
@@ -200,8 +203,9 @@ def test_column_y_accepted_with_warning_and_1d_predictions(seed):
 def test_y_outside_unit_interval_warns(seed):
     """Targets outside [0, 1] (the sigmoid's range) give a UserWarning."""
     X, y = make_score_order_dataset(40, seed=seed)
-    with pytest.warns(UserWarning, match=r"outside \[0, 1\]"):
+    with pytest.warns(UserWarning, match=r"outside \[0, 1\]") as record:
         ScoreLSTMRegressor(max_epochs=1, random_state=0, **TINY_LSTM).fit(X, y * 10)
+    assert sum("outside [0, 1]" in str(w.message) for w in record) == 1  # checked once per fit
 
 
 def test_device_is_chosen_at_fit(seed):
@@ -418,6 +422,9 @@ def test_sklearn_common_checks(estimator, check):
     with warnings.catch_warnings():
         # the checks' random targets lie outside [0, 1]; the warning about it is expected
         warnings.filterwarnings("ignore", message="y has values outside", category=UserWarning)
+        # skorch's eager callback initialisation in set_params (see SKORCH_GAPS) makes
+        # check_set_params warn; the check itself passes
+        warnings.filterwarnings("ignore", message=".*(delay parameter validation|changed after set_params)")
         check(estimator)
 
 
@@ -443,7 +450,12 @@ CONVLSTM_API_CHECKS = [
 @pytest.mark.parametrize("check", CONVLSTM_API_CHECKS, ids=lambda c: c.__name__)
 def test_convlstm_api_checks(check):
     """The data-free API checks of scikit-learn pass for ConvLSTMRegressor."""
-    check("ConvLSTMRegressor", ConvLSTMRegressor(max_epochs=1, random_state=0, **TINY_CONV))
+    with warnings.catch_warnings():
+        # check_set_params fuzzes callbacks=-inf/inf/None; skorch's set_params initialises the
+        # callbacks at once and raises a TypeError (see SKORCH_GAPS), which the check reports
+        # as warnings; the check itself passes
+        warnings.filterwarnings("ignore", message=".*(delay parameter validation|changed after set_params)")
+        check("ConvLSTMRegressor", ConvLSTMRegressor(max_epochs=1, random_state=0, **TINY_CONV))
 
 
 def test_convlstm_tags_declare_dict_input():

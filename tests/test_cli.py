@@ -1,0 +1,124 @@
+"""The ``amnetvid`` command line, run as a real subprocess."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def cli_store(clip_dir, amnet_weights, tmp_path_factory):
+    """A store filled by ``amnetvid extract`` with AMNet (random weights) on the six clips."""
+    store = tmp_path_factory.mktemp("cli") / "store"
+    proc = run_cli("extract", clip_dir, "--store", store, "--frame-model", "amnet", "--weights", amnet_weights,
+                   "--frames", "4", "--no-progress", "--device", "cpu", check=0)
+    assert "extracted 6" in proc.stdout
+    return store
+
+
+def test_help_documents_exit_status():
+    """``amnetvid extract --help`` says what the exit codes mean."""
+    proc = run_cli("extract", "--help", check=0)
+    assert "exit status" in proc.stdout and "1  some videos failed" in proc.stdout
+
+
+def test_score_prints_rows_and_writes_figures(clip_dir, amnet_weights, tmp_path):
+    """``amnetvid score`` prints one row per video and writes one Figure-1 PNG per sampled frame."""
+    out = tmp_path / "maps"
+    proc = run_cli("score", clip_dir / "clip0.mp4", clip_dir / "clip2.webm", "--frame-model", "amnet",
+                   "--weights", amnet_weights, "--frames", "3", "--maps-out", out, "--device", "cpu", check=0)
+    rows = [line.split("\t") for line in proc.stdout.strip().splitlines()[1:]]
+    assert [r[0] for r in rows] == ["clip0", "clip2"]
+    assert all(r[1] == "3" and 0.0 < float(r[2]) < 2.0 for r in rows)
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == 6
+    with Image.open(pngs[0]) as im:
+        assert im.width > 2 * im.height  # frame + three maps side by side
+
+
+def test_score_without_amnet_weights_explains_where_they_come_from(clip_dir):
+    """AMNet without weights fails with exit 2 and names the published weights."""
+    proc = run_cli("score", clip_dir / "clip0.mp4", "--frame-model", "amnet")
+    assert proc.returncode == 2
+    assert "weights" in proc.stderr and "AMNet" in proc.stderr
+
+
+def test_extract_exit_status_is_1_when_a_video_fails(clip_dir, amnet_weights, tmp_path):
+    """A broken file makes ``amnetvid extract`` exit 1 and name the file in its summary."""
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    proc = run_cli("extract", clip_dir / "clip1.mp4", bad, "--store", tmp_path / "s", "--frame-model", "amnet",
+                   "--weights", amnet_weights, "--frames", "2", "--no-progress", "--device", "cpu")
+    assert proc.returncode == 1
+    assert "failed 1" in proc.stdout and "bad.mp4" in proc.stdout
+
+
+def test_sql_and_info(cli_store):
+    """``amnetvid sql`` answers in table, csv and json; ``info`` lists tables, models and size."""
+    q = "SELECT video_id, count(*) AS n FROM frames GROUP BY 1 ORDER BY 1"
+    csv_out = run_cli("sql", q, "--store", cli_store, "--format", "csv", check=0).stdout.splitlines()
+    assert csv_out[0] == "video_id,n" and csv_out[1:] == [f"clip{i},4" for i in range(6)]
+    rows = [json.loads(x) for x in run_cli("sql", q, "--store", cli_store, "--format", "json", check=0)
+            .stdout.splitlines()]
+    assert rows[0] == {"video_id": "clip0", "n": 4}
+    table = run_cli("sql", "SELECT count(*) AS n FROM videos WHERE video_id = ?", "--param", "clip3",
+                    "--store", cli_store, check=0).stdout
+    assert "(1 rows)" in table and table.splitlines()[2].strip() == "1"
+    info = run_cli("info", "--store", cli_store, check=0).stdout
+    assert "frames" in info and "24 rows" in info and "amnet" in info and "MB" in info
+
+
+def test_sql_refuses_writes(cli_store):
+    """A writing statement is refused with exit 2 and the store is unchanged."""
+    before = sorted(p.name for p in cli_store.rglob("*"))
+    proc = run_cli("sql", "DROP VIEW frames", "--store", cli_store)
+    assert proc.returncode == 2 and "error" in proc.stderr
+    proc = run_cli("sql", f"COPY (SELECT 1) TO '{cli_store}/x.csv'", "--store", cli_store)
+    assert proc.returncode == 2
+    assert sorted(p.name for p in cli_store.rglob("*")) == before
+
+
+def test_labels_import_good_and_bad(tmp_path):
+    """A MediaEval file imports; a file with bad rows is rejected with line numbers, nothing written."""
+    store = tmp_path / "store"
+    good = tmp_path / "gt.csv"
+    good.write_text("video,short-term_memorability,nb_short-term_annotations,long-term_memorability,"
+                    "nb_long-term_annotations\nvideo10.webm,0.950,34,0.900,10\nvideo11.webm,0.800,30,0.700,9\n")
+    proc = run_cli("labels", "import", good, "--store", store, check=0)
+    assert "imported 2" in proc.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text(good.read_text() + "video12.webm,1.5,30,0.7,9\nvideo10.webm,0.5,30,0.7,9\n")
+    proc = run_cli("labels", "import", bad, "--store", store)
+    assert proc.returncode == 2 and "line 4" in proc.stderr and "line 5" in proc.stderr
+    rows = run_cli("sql", "SELECT video_id FROM labels ORDER BY 1", "--store", store, "--format", "csv",
+                   check=0).stdout.split()
+    assert rows == ["video_id", "video10", "video11"]
+
+
+@pytest.mark.slow
+def test_fit_then_predict_new_video_files(cli_store, clip_dir, amnet_weights, tmp_path):
+    """``amnetvid fit`` saves a pipeline; ``amnetvid predict`` extracts a new clip and predicts it."""
+    from amnetvid_sk.clips import write_clip
+    from amnetvid_sk.store import FeatureStore
+
+    from conftest import moving_frames
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video_id,short_term,long_term\n" + "".join(
+        f"clip{i},{0.5 + 0.05 * i:.2f},{0.3 + 0.02 * i:.2f}\n" for i in range(6)))
+    run_cli("labels", "import", labels, "--store", cli_store, "--format", "csv", check=0)
+    model = tmp_path / "model.joblib"
+    run_cli("fit", "mean_score", "--store", cli_store, "--target", "short", "--out", model, check=0)
+    assert model.exists()
+
+    new = tmp_path / "new_clip.mp4"
+    write_clip(new, moving_frames(12, seed=42), fps=12)
+    proc = run_cli("predict", model, new, clip_dir / "clip0.mp4", "--no-progress", check=0)
+    rows = dict(line.split("\t") for line in proc.stdout.strip().splitlines()[1:])
+    assert set(rows) == {"new_clip", "clip0"}
+    # the mean-score pipeline predicts the mean of the stored frame scores
+    scores, _ = FeatureStore(cli_store).read_arrays(["new_clip", "clip0"], n_frames=28)
+    assert float(rows["new_clip"]) == pytest.approx(scores[0].mean(), abs=1e-4)
+    assert float(rows["clip0"]) == pytest.approx(scores[1].mean(), abs=1e-4)

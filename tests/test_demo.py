@@ -1,0 +1,39 @@
+"""``amnetvid demo`` end to end on a tiny setting, as a real subprocess with the real ResMem weights."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+
+
+@pytest.mark.slow
+def test_demo_tiny_writes_report_and_table(tmp_path):
+    """The demo makes clips, extracts, prints Table 1 rows, predicts two clips and writes the report."""
+    out = tmp_path / "demo"
+    proc = run_cli("demo", "--out", out, "--images", "2", "--frames", "4", "--cv", "2", "--epochs", "1",
+                   "--no-progress", timeout=900, check=0)
+    text = proc.stdout
+    assert "short-term |" in text and "long-term  |" in text
+    for label in ("mean frame score", "LSTM on scores", "AMNetVid ConvLSTM"):
+        assert label in text
+    assert "predicted short-term memorability" in text
+
+    report = out / "report"
+    html = (report / "index.html").read_text()
+    for name in ("spearman.png", "figure4_densities.png"):
+        assert name in html
+        with Image.open(report / name) as im:
+            assert im.width >= 400 and im.height >= 200
+    figures = sorted(report.glob("figure1_*.png"))
+    assert figures and all(f.name in html for f in figures)
+    assert html.count("<table>") >= 4  # Table 1, predictions, two SQL results
+    summary = json.loads((report / "summary.json").read_text())
+    assert len(summary["table1"]) == 6 and len(summary["predictions"]) == 2
+    assert all(0.0 <= p <= 1.0 for p in summary["predictions"].values())
+
+    # a second run reuses the store: nothing is extracted again
+    again = run_cli("demo", "--out", out, "--images", "2", "--frames", "4", "--cv", "2", "--epochs", "1",
+                    "--no-progress", timeout=900, check=0)
+    assert "extracted 0, skipped 8" in again.stdout

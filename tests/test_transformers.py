@@ -1,0 +1,71 @@
+"""Store-backed pipeline steps: ids in, model inputs out."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from amnetvid_sk import AttentionSequences, FrameMinMaxScaler, FrameScores, MissingVideosError
+from amnetvid_sk.render import render_jet
+
+
+def test_frame_scores_reads_in_id_order(moving_peak_store):
+    """FrameScores returns the stored scores in the order of the ids, without fitting."""
+    path, ids, maps, scores, y = moving_peak_store
+    order = [5, 0, 17, 5]
+    got = FrameScores(path, n_frames=4).transform(ids[order])
+    np.testing.assert_allclose(got, scores[order], rtol=1e-6)
+    assert FrameScores(path, n_frames=2).fit(ids).transform(ids[:3]).shape == (3, 2)
+
+
+def test_attention_sequences_raw_and_jet(moving_peak_store):
+    """Raw mode gives the stored maps; jet mode the note's 9-channel renders; scores scaled on fit."""
+    path, ids, maps, scores, y = moving_peak_store
+    step = AttentionSequences(path, n_frames=4, maps="raw").fit(ids[:100])
+    out = step.transform(ids[100:103])
+    np.testing.assert_allclose(out["maps"], maps[100:103], rtol=1e-6)
+    lo, hi = scores[:100].min(), scores[:100].max()
+    assert step.score_min_ == pytest.approx(lo) and step.score_max_ == pytest.approx(hi)
+    np.testing.assert_allclose(out["scores"], (scores[100:103] - lo) / (hi - lo), rtol=1e-5)
+    jet = AttentionSequences(path, n_frames=4, maps="jet", size=20).fit(ids[:10]).transform(ids[:2])
+    assert jet["maps"].shape == (2, 4, 9, 20, 20) and jet["maps"].dtype == np.uint8
+    np.testing.assert_array_equal(jet["maps"], render_jet(maps[:2], size=20))
+
+
+def test_unknown_ids_fail_with_store_error(moving_peak_store):
+    """Ids not in the store raise MissingVideosError naming them."""
+    path, ids, *_ = moving_peak_store
+    with pytest.raises(MissingVideosError, match="nope"):
+        FrameScores(path, n_frames=4).transform(np.array(["nope", ids[0]], dtype=object))
+
+
+def test_bad_parameters_are_named_at_fit(moving_peak_store):
+    """A bad 'maps' value is reported in scikit-learn's words when fit runs, not in __init__."""
+    path, ids, *_ = moving_peak_store
+    step = AttentionSequences(path, maps="rgb")
+    with pytest.raises(ValueError, match=r"The 'maps' parameter of AttentionSequences must be a str among "
+                                         r"\{'jet', 'raw'\}. Got 'rgb' instead."):
+        step.fit(ids)
+    with pytest.raises(ValueError, match="n_frames"):
+        FrameScores(path, n_frames=0).fit(ids)
+
+
+def test_steps_clone_and_pickle(moving_peak_store):
+    """Every step clones, and pickles fitted, with the same output."""
+    path, ids, *_ = moving_peak_store
+    for step in (FrameScores(path, 4), AttentionSequences(path, 4, maps="raw")):
+        fitted = clone(step).fit(ids[:20])
+        again = pickle.loads(pickle.dumps(fitted))
+        a, b = fitted.transform(ids[:3]), again.transform(ids[:3])
+        a = a["maps"] if isinstance(a, dict) else a
+        b = b["maps"] if isinstance(b, dict) else b
+        np.testing.assert_array_equal(a, b)
+        assert clone(step).get_params() == step.get_params()
+
+
+def test_frame_min_max_scaler_uses_one_range():
+    """FrameMinMaxScaler scales with one min and max over all frames, not per column."""
+    X = np.array([[0.5, 0.7], [0.6, 0.9]])
+    out = FrameMinMaxScaler().fit_transform(X)
+    np.testing.assert_allclose(out, [[0.0, 0.5], [0.25, 1.0]])
