@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["make_moving_peak_dataset", "make_score_order_dataset"]
+__all__ = ["make_moving_peak_dataset", "make_score_order_dataset", "write_synthetic_store"]
 
 
 def make_moving_peak_dataset(
@@ -145,3 +145,42 @@ def make_score_order_dataset(n: int, n_frames: int = 4, seed: int = 0, *, noise:
     rho = (rc * tc).sum(axis=1) / np.sqrt((rc**2).sum(axis=1) * (tc**2).sum())
     y = 0.5 + 0.4 * rho + rng.normal(0.0, noise, size=n)
     return scores.astype(np.float32), np.clip(y, 0.0, 1.0).astype(np.float32)
+
+
+def write_synthetic_store(path, maps, scores, short, long=None, prefix="syn"):
+    """Write synthetic features and labels into a feature store, as extraction would.
+
+    For trying pipelines, tests and benchmarks without videos. Video ids are
+    ``f"{prefix}{i:04d}"``; the frame model is registered as ``"synthetic"``.
+
+    Returns
+    -------
+    ids : ndarray of str
+
+    Examples
+    --------
+    >>> maps, scores, y = make_moving_peak_dataset(50)  # doctest: +SKIP
+    >>> ids = write_synthetic_store("store", maps, scores, y)  # doctest: +SKIP
+    """
+    import pyarrow as pa
+
+    from .store import FeatureStore, frames_table, new_extraction_id
+
+    fs = FeatureStore(path)
+    model = "synthetic.w-000000000000.pre-none.maps-3x14x14.fp32"
+    fs.write_model(model, "synthetic", {"name": "synthetic"}, (3, 14, 14))
+    n, t = scores.shape
+    videos, frames, ids = [], [], []
+    for i in range(n):
+        eid = new_extraction_id()
+        vid = f"{prefix}{i:04d}"
+        ids.append(vid)
+        videos.append({"extraction_id": eid, "video_id": vid, "path": f"/synthetic/{vid}.mp4", "size": 1,
+                       "mtime": 0.0, "duration": 1.0, "fps": float(t), "frame_count": t, "width": 14,
+                       "height": 14, "model": model, "sampling": f"frames={t}", "n_frames": t, "short": False})
+        frames.append(frames_table(eid, np.arange(t), np.arange(t) / t, scores[i], maps[i]))
+    fs.write_extractions(videos, pa.concat_tables(frames))
+    long = short if long is None else long
+    fs.write_labels({"video_id": ids, "short_term": [float(v) for v in short], "n_short": [30] * n,
+                     "long_term": [float(v) for v in long], "n_long": [10] * n, "source": ["synthetic"] * n})
+    return np.array(ids, dtype=object)

@@ -68,36 +68,10 @@ def clips(clip_dir, tmp_path):
     return dst
 
 
-def write_synthetic_store(path, maps, scores, short, long=None, prefix="syn"):
-    """Write synthetic features and labels into a real store (as extraction would)."""
-    import pyarrow as pa
-
-    from amnetvid_sk.store import FeatureStore, frames_table, new_extraction_id
-
-    fs = FeatureStore(path)
-    model = "synthetic.w-000000000000.pre-none.maps-3x14x14.fp32"
-    fs.write_model(model, "synthetic", {"name": "synthetic"}, (3, 14, 14))
-    n, t = scores.shape
-    videos, frames, ids = [], [], []
-    for i in range(n):
-        eid = new_extraction_id()
-        vid = f"{prefix}{i:04d}"
-        ids.append(vid)
-        videos.append({"extraction_id": eid, "video_id": vid, "path": f"/synthetic/{vid}.mp4", "size": 1,
-                       "mtime": 0.0, "duration": 1.0, "fps": float(t), "frame_count": t, "width": 14,
-                       "height": 14, "model": model, "sampling": f"frames={t}", "n_frames": t, "short": False})
-        frames.append(frames_table(eid, np.arange(t), np.arange(t) / t, scores[i], maps[i]))
-    fs.write_extractions(videos, pa.concat_tables(frames))
-    long = short if long is None else long
-    fs.write_labels({"video_id": ids, "short_term": [float(v) for v in short], "n_short": [30] * n,
-                     "long_term": [float(v) for v in long], "n_long": [10] * n, "source": ["synthetic"] * n})
-    return np.array(ids, dtype=object)
-
-
 @pytest.fixture(scope="session")
 def moving_peak_store(tmp_path_factory):
     """A store of 200 synthetic videos whose label is the attention peak's signed speed."""
-    from amnetvid_sk.synthetic import make_moving_peak_dataset
+    from amnetvid_sk.synthetic import make_moving_peak_dataset, write_synthetic_store
 
     maps, scores, y = make_moving_peak_dataset(200, n_frames=4, seed=0)
     rng = np.random.default_rng(1)

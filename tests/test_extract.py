@@ -206,3 +206,26 @@ def test_dask_local_cluster_gives_same_rows_as_local(many_clips, tmp_path, amnet
     cols = "video_id, frame_index, timestamp"
     q = f"SELECT {cols} FROM frames ORDER BY 1, 2"
     assert FeatureStore(local).sql(q).to_pylist() == FeatureStore(remote).sql(q).to_pylist()
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_completed_videos_and_rerun_continues(many_clips, tmp_path, amnet_weights):
+    """Ctrl-C (SIGINT) ends extraction with exit 130, keeps what was complete; a rerun finishes the rest."""
+    store = tmp_path / "store"
+    proc = subprocess.Popen(_extract_cmd(many_clips, store, amnet_weights, "--flush-every", "1"), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (store / "videos").exists() and len(visible_counts(store)) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command again" in err
+    kept = visible_counts(store)
+    assert len(kept) >= 2 and all(want == got for want, got in kept.values())
+    rerun = subprocess.run(_extract_cmd(many_clips, store, amnet_weights), cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0 and f"skipped {len(kept)}" in rerun.stdout
+    assert len(visible_counts(store)) == 14
