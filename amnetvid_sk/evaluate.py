@@ -277,22 +277,23 @@ class Table1:
         lines.append(f"{'target':<11}" + "".join(f"| {self.label(name):<30}" for name, _ in TABLE1_RECIPES))
         lines.append("-" * (11 + 32 * len(TABLE1_RECIPES)))
         for target in TARGETS:
-            base = self.results.get(("mean_score", target))
-            cells = []
-            for name, _ in TABLE1_RECIPES:
-                res = self.results.get((name, target))
-                if res is None:
-                    cells.append("n/a")
-                    continue
-                cell = f"{res.mean:.4f} ± {res.std:.4f}"
-                if name != "mean_score" and base is not None and base.mean not in (0,) and np.isfinite(base.mean):
-                    cell += f" ({100 * (res.mean - base.mean) / abs(base.mean):+.1f}%)"
-                cells.append(cell)
+            cells = [self.cell(name, target) for name, _ in TABLE1_RECIPES]
             label = "short-term" if target == "short" else "long-term"
             lines.append(f"{label:<11}" + "".join(f"| {c:<30}" for c in cells))
         lines.append("")
         lines.append("working note (900-video split): short 0.4214 / 0.4230 / 0.4384, long 0.1867 / 0.1866 / 0.2015")
         return "\n".join(lines)
+
+    def cell(self, recipe: str, target: str) -> str:
+        """``"mean ± std"`` of one model and target, with the change relative to the mean baseline."""
+        res = self.results.get((recipe, target))
+        if res is None:
+            return "n/a"
+        text = f"{res.mean:.4f} ± {res.std:.4f}"
+        base = self.results.get(("mean_score", target))
+        if recipe != "mean_score" and base is not None and np.isfinite(base.mean) and base.mean != 0:
+            text += f" ({100 * (res.mean - base.mean) / abs(base.mean):+.1f}%)"
+        return text
 
     def label(self, recipe: str) -> str:
         """Column title with the frames per video that the model read, e.g. "LSTM on scores (4 frames)"."""

@@ -13,7 +13,6 @@ import dataclasses
 import glob
 import os
 import time
-import uuid
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -159,12 +158,11 @@ def _extract_local(
     import pyarrow as pa
 
     from .errors import VideoDecodeError
-    from .store import FeatureStore
+    from .store import FeatureStore, frames_table, new_extraction_id
 
     store = FeatureStore(store_path)
     fingerprint = model.fingerprint
     map_shape = tuple(model.map_shape)
-    map_size = int(np.prod(map_shape))
     batch_size = int(model.batch_size)
 
     bar = None
@@ -183,7 +181,7 @@ def _extract_local(
         for pv in completed:
             sampled = pv.sampled
             info = sampled.info
-            extraction_id = uuid.uuid4().hex
+            extraction_id = new_extraction_id()
             video_id = Path(pv.path).stem
             n = len(sampled.indices)
             video_rows.append({
@@ -193,19 +191,9 @@ def _extract_local(
                 "width": int(info.width), "height": int(info.height), "model": fingerprint,
                 "sampling": sampling, "n_frames": n, "short": bool(sampled.short),
             })  # the store stamps extracted_at to the microsecond
-            attention = pa.FixedSizeListArray.from_arrays(
-                pa.array(pv.maps.reshape(-1), type=pa.float32()), map_size
-            )
-            frame_tables.append(pa.table({
-                "extraction_id": pa.array([extraction_id] * n, pa.string()),
-                "video_id": pa.array([video_id] * n, pa.string()),
-                "model": pa.array([fingerprint] * n, pa.string()),
-                "sampling": pa.array([sampling] * n, pa.string()),
-                "frame_index": pa.array(np.asarray(sampled.indices, dtype=np.int64)),
-                "timestamp": pa.array(np.asarray(sampled.timestamps, dtype=np.float64)),
-                "score": pa.array(pv.scores),
-                "attention": attention,
-            }))
+            # video_id, model and sampling are filled in from the videos row by the store
+            frame_tables.append(frames_table(extraction_id, sampled.indices, sampled.timestamps,
+                                             pv.scores, pv.maps))
         store.write_extractions(video_rows, pa.concat_tables(frame_tables))
         summary.extracted += [str(pv.path) for pv in completed]
         completed.clear()

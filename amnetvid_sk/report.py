@@ -99,18 +99,11 @@ def _table1_html(table) -> str:
     head = "<th>target</th>" + "".join(f"<th>{html.escape(table.label(name))}</th>" for name, _ in TABLE1_RECIPES)
     rows = []
     for t in TARGETS:
-        base = table.results.get(("mean_score", t))
         cells = []
         for name, _ in TABLE1_RECIPES:
             res = table.results.get((name, t))
-            if res is None:
-                cells.append("<td>n/a</td>")
-                continue
-            text = f"{res.mean:.4f} ± {res.std:.4f}"
-            if name != "mean_score" and base is not None and np.isfinite(base.mean) and base.mean != 0:
-                text += f" ({100 * (res.mean - base.mean) / abs(base.mean):+.1f}%)"
-            folds = ", ".join(f"{s:.3f}" for s in res.scores)
-            cells.append(f"<td title='folds: {folds}'>{text}</td>")
+            folds = ", ".join(f"{s:.3f}" for s in res.scores) if res is not None else ""
+            cells.append(f"<td title='folds: {folds}'>{html.escape(table.cell(name, t))}</td>")
         rows.append(f"<tr><td>{t}-term</td>{''.join(cells)}</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 

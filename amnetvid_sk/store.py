@@ -2,7 +2,10 @@
 
 Layout: one folder per table under the store folder (``videos``, ``frames``,
 ``models``, ``labels``, ``failures``, ``results``), each holding Parquet part
-files ``part-<time>-<uuid>.parquet`` written by pyarrow (zstd). A part file is
+files ``part-<time>-<uuid>.parquet`` written by pyarrow: zstd, except the
+attention maps (``frames.attention``, non-null floats, byte-stream-split), which
+are LZ4: they decode about 1.6 times as fast as under zstd and take about 8%
+more bytes on disk (``bench/bench_store_size.py``). A part file is
 written under a hidden temporary name (``.part-....parquet.tmp``) in the same
 folder, synced, then renamed: the rename is atomic, so a reader never sees half
 a file, and the read list (``part-*.parquet``) never matches a temporary file.
@@ -29,6 +32,35 @@ Each thread gets its own in-memory DuckDB connection (a connection is not safe t
 share between threads), whose views are refreshed whenever the part files change.
 That connection can only read files inside the store folder and its configuration
 is locked; :meth:`FeatureStore.sql` also refuses every statement that is not a query.
+
+Array cache. :meth:`FeatureStore.read_arrays` keeps, per process, the frames it
+has decoded. The first read of a (model, sampling) decodes the frames of all its
+visible videos (pyarrow, memory-mapped, several row groups at once) and keeps
+the scores of every frame plus the maps that reads with that ``n_frames`` return:
+for ``n_frames=T`` the T picked frames of every video (the picked positions depend
+only on a video's frame count and T), for ``n_frames=None`` every frame. Later
+reads of any ids, through any ``FeatureStore`` of the same folder
+(cross-validation folds, grid-search fits, transform after fit), are numpy
+indexing with no DuckDB query; another ``n_frames`` decodes its maps once more
+(every frame answers any ``n_frames``). A first read of fewer than 1/8 of the
+videos is answered through SQL instead (it decodes only those), and a second
+such read fills the cache.
+
+- Key: (store path, names of the ``videos``, ``frames`` and ``models`` part
+  files, model, sampling). Part files never change once renamed into place
+  (writers add files; ``compact`` replaces them), so one listing always holds
+  the same rows. Every read lists the store's folders (no file is opened); any
+  write or compaction changes the listing, so the next read misses and decodes
+  again, and the entries of older listings of that store are dropped.
+- Memory: at most ``AMNETVID_CACHE_BYTES`` bytes of decoded frames (default
+  2 GiB; 0 turns the cache off), least recently used dropped first. What would
+  not fit is read through SQL every time. For 8,000 videos x 28 frames of
+  3 x 14 x 14 maps: 75 MB for ``n_frames=4``, 530 MB for every frame; while
+  they are decoded, a few row groups' Arrow buffers (about 32 MB each) come on top.
+- Threads share the cache (one decodes, the others wait for it). A forked child
+  starts with it empty; each process (joblib workers included) fills its own,
+  within its own budget.
+- The arrays returned are new; the cached ones are read-only.
 """
 
 from __future__ import annotations
@@ -40,6 +72,8 @@ import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -149,6 +183,10 @@ _TARGETS = {"short": "short_term", "long": "long_term"}
 _PART_RE = re.compile(r"^part-.*\.parquet$")
 _EXPLAIN_RE = re.compile(r"^\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?(.*)$", re.IGNORECASE | re.DOTALL)
 _ROW_GROUP_BYTES = 32 << 20  # about 32 MB of raw data per Parquet row group
+# Codec of float lists (the attention maps), written byte-stream-split: LZ4 decodes
+# about 1.6 times as fast as zstd and costs about 8% more bytes on disk (see
+# bench/bench_store_size.py). Every other column is zstd.
+_LIST_CODEC = "lz4"
 
 
 def new_extraction_id() -> str:
@@ -170,6 +208,12 @@ def _duck_type(t: pa.DataType) -> str:
     if pa.types.is_list(t) or pa.types.is_fixed_size_list(t):
         return _duck_type(t.value_type) + "[]"
     return _DUCK_TYPES[t]
+
+
+def _attention_type(size: int) -> pa.DataType:
+    """Parquet type of ``frames.attention`` for maps of ``size`` floats. The elements
+    are declared non-null, which saves Parquet a definition level per float on read."""
+    return pa.list_(pa.field("element", pa.float32(), nullable=False), int(size))
 
 
 def _quote(name: str) -> str:
@@ -326,12 +370,14 @@ class FeatureStore:
     def _list_parts(self) -> dict[str, tuple[str, ...]]:
         listing = {}
         for table in TABLES:  # videos before frames: see TABLES
+            folder = os.path.join(self.path, table)
             try:
-                with os.scandir(self.path / table) as it:
+                with os.scandir(folder) as it:
                     names = sorted(e.name for e in it if _PART_RE.match(e.name) and e.is_file())
             except (FileNotFoundError, NotADirectoryError):
                 names = []
-            listing[table] = tuple(str(self.path / table / n) for n in names)
+            # os.path.join, not Path: every read_arrays lists the store, even when cached
+            listing[table] = tuple(os.path.join(folder, n) for n in names)
         return listing
 
     def _connection(self, force_refresh: bool = False) -> duckdb.DuckDBPyConnection:
@@ -450,11 +496,13 @@ class FeatureStore:
         tmp, final = folder / f".{stem}.tmp", folder / stem
         strings = [f.name for f in schema if pa.types.is_string(f.type)]
         # Byte-stream-split needs dictionary encoding off for that column; it makes
-        # float maps compress noticeably better under zstd.
-        floats = [f.name for f in schema if f.type == pa.float32()]
-        floats += [f"{f.name}.list.element" for f in schema
-                   if (pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type))
-                   and f.type.value_type == pa.float32()]
+        # float maps compress noticeably better (under zstd and LZ4 alike).
+        lists = {f.name for f in schema if pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type)}
+        float_lists = [f"{f.name}.list.element" for f in schema
+                       if f.name in lists and f.type.value_type == pa.float32()]
+        floats = [f.name for f in schema if f.type == pa.float32()] + float_lists
+        codecs = {(f"{f.name}.list.element" if f.name in lists else f.name): "zstd" for f in schema}
+        codecs.update(dict.fromkeys(float_lists, _LIST_CODEC))
         row_bytes = sum(getattr(f.type, "list_size", 1) * 4 + 8 for f in schema)
         rows = int(max(1024, min(1 << 20, _ROW_GROUP_BYTES // row_bytes)))
         # a table is written in one go; a stream of batches is gathered into row groups
@@ -462,7 +510,7 @@ class FeatureStore:
         n = 0
         try:
             with open(tmp, "wb") as fh:
-                with pq.ParquetWriter(fh, schema, compression="zstd", use_dictionary=strings,
+                with pq.ParquetWriter(fh, schema, compression=codecs, use_dictionary=strings,
                                       use_byte_stream_split=floats or False) as writer:
                     for chunk in chunks:
                         if chunk.num_rows:
@@ -642,17 +690,18 @@ class FeatureStore:
         for model in models:
             size = math.prod(shapes[model])
             part = frames.filter(pc.equal(frames["model"], model)) if len(models) > 1 else frames
-            target = SCHEMAS["frames"].set(7, pa.field("attention", pa.list_(pa.float32(), size)))
+            target = SCHEMAS["frames"].set(7, pa.field("attention", _attention_type(size)))
             part = self._to_table("frames", part, {})
             try:
-                att = part["attention"].cast(pa.list_(pa.float32(), size))
+                att = part["attention"].cast(_attention_type(size))
             except (pa.ArrowException, TypeError, ValueError):
                 lengths = pc.list_value_length(part["attention"])
                 raise StoreError(
                     f"attention lists of model {model!r} must hold prod(map_shape) = {size} floats "
                     f"(map_shape {shapes[model]}); got lengths between {pc.min(lengths).as_py()} and "
                     f"{pc.max(lengths).as_py()}") from None
-            if att.null_count:
+            # the cast to non-null floats does not check: a null float would be written as garbage
+            if att.null_count or pc.list_flatten(part["attention"]).null_count:
                 raise StoreError("column 'attention' of table 'frames' has missing values")
             parts.append((part.set_column(7, "attention", att), target))
         for part, target in parts:
@@ -813,13 +862,7 @@ class FeatureStore:
         return rows
 
     def _fingerprints(self) -> tuple[list[str], dict[str, str]]:
-        tbl = self._query("""
-            SELECT model, max(name) AS name, bool_or(extracted) AS extracted FROM (
-                SELECT model, name, false AS extracted FROM models
-                UNION ALL SELECT DISTINCT model, NULL, true FROM videos)
-            GROUP BY model ORDER BY model""").to_pylist()
-        extracted = [r["model"] for r in tbl if r["extracted"]]
-        return extracted, {r["model"]: r["name"] for r in tbl}
+        return _fingerprint_lists(self._query(_FINGERPRINTS_SQL).to_pylist())
 
     def resolve_model(self, model: str | None = None) -> str:
         """The full fingerprint of a frame model in the store.
@@ -846,47 +889,16 @@ class FeatureStore:
         >>> fs.resolve_model("resmem")  # doctest: +SKIP
         'resmem-ab12...'
         """
-        extracted, names = self._fingerprints()
-
-        def listing(fps):
-            return ", ".join(f"{f} ({names.get(f) or '?'})" for f in fps)
-
-        if model is None:
-            if len(extracted) == 1:
-                return extracted[0]
-            if not extracted:
-                raise StoreError(f"the store {str(self.path)!r} holds no extracted videos; "
-                                 "run `amnetvid extract` first")
-            raise StoreError(f"the store {str(self.path)!r} holds {len(extracted)} frame models; pass "
-                             f"model= (a fingerprint, a unique prefix or a name) among: {listing(extracted)}")
-        if not isinstance(model, str):
-            raise TypeError(f"model must be a str or None; got {type(model).__name__}")
-        if model in names:
-            return model
-        for matches, how in (([f for f in names if f.startswith(model)], "fingerprint prefix"),
-                             ([f for f, n in names.items() if n == model], "model name")):
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                raise StoreError(f"the {how} {model!r} matches {len(matches)} frame models; give a "
-                                 f"longer fingerprint among: {listing(matches)}")
-        raise StoreError(f"no frame model {model!r} in the store {str(self.path)!r}; known: "
-                         f"{listing(sorted(names)) or 'none'}")
+        # The array cache's snapshot of this listing knows the fingerprints: a pipeline
+        # step's fit then needs no DuckDB query either.
+        snap = _CACHE.snapshot(self) if _cache_budget() > 0 else None
+        extracted, names = (snap.extracted, snap.names) if snap is not None else self._fingerprints()
+        return _pick_model(self.path, extracted, names, model)
 
     def _resolve_sampling(self, model: str, sampling: str | None) -> str:
         samplings = self._query("SELECT DISTINCT sampling FROM videos WHERE model = ? ORDER BY 1",
                                 [model], refresh=False)["sampling"].to_pylist()
-        if sampling is None and len(samplings) == 1:
-            return samplings[0]
-        if sampling is not None and sampling in samplings:
-            return sampling
-        if not samplings:
-            raise StoreError(f"frame model {model!r} has no extracted videos in {str(self.path)!r}")
-        if sampling is None:
-            raise StoreError(f"frame model {model!r} has videos extracted with {len(samplings)} samplings; "
-                             f"pass sampling= among {samplings}")
-        raise StoreError(f"no videos extracted by frame model {model!r} with sampling {sampling!r}; "
-                         f"available: {samplings}")
+        return _pick_sampling(self.path, model, samplings, sampling)
 
     def video_ids(self, model: str | None = None, sampling: str | None = None) -> np.ndarray:
         """Sorted ids of the videos extracted by a model (all samplings unless one is given).
@@ -911,6 +923,11 @@ class FeatureStore:
     def read_arrays(self, ids, model: str | None = None, n_frames: int | None = None, maps: bool = True,
                     sampling: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Frame scores and attention maps of videos, in the order of ``ids``.
+
+        The first read of a (model, sampling) decodes the frames of all its
+        visible videos into a per-process cache; later reads, of any ids, pick
+        their rows from it until a part file is added or removed (see the
+        module docstring; ``AMNETVID_CACHE_BYTES=0`` turns the cache off).
 
         Parameters
         ----------
@@ -957,12 +974,21 @@ class FeatureStore:
             raise ValueError("The 'n_frames' parameter of FeatureStore.read_arrays must be None or an int >= 1. "
                              f"Got {n_frames!r} instead.")
         ids_arr = _id_array(ids)
+        budget = _cache_budget()
+        if budget > 0:
+            got = _CACHE.read(self, ids_arr, model, n_frames, bool(maps), sampling, budget)
+            if got is not None:
+                return got
+        return self._read_arrays_sql(ids_arr, model, n_frames, bool(maps), sampling)
+
+    def _read_arrays_sql(self, ids_arr: pa.Array, model, n_frames, maps: bool, sampling):
+        """``read_arrays`` through DuckDB, reading only the frames asked for (no cache)."""
         n = len(ids_arr)
         model = self.resolve_model(model)
         sampling = self._resolve_sampling(model, sampling)
         shape = self._map_shapes(refresh=False, models=[model]).get(model)
         if shape is None:
-            raise StoreError(f"frame model {model!r} has extractions but no models row; its map shape is unknown")
+            raise _no_shape_error(model)
         req = pa.table({"ord": pa.array(np.arange(n, dtype=np.int64)), "video_id": ids_arr})
         sel = self._query("""
             SELECT r.ord, v.n_frames FROM _ids AS r JOIN videos AS v ON v.video_id = r.video_id
@@ -971,21 +997,8 @@ class FeatureStore:
         found = np.zeros(n, dtype=bool)
         found[sel["ord"].to_numpy()] = True
         if not found.all():
-            missing = _unique_in_order(pc.filter(ids_arr, pa.array(~found)).to_pylist())
-            raise MissingVideosError(
-                f"{len(missing)} of {len(_unique_in_order(ids_arr.to_pylist()))} requested video ids are not in "
-                f"the store {str(self.path)!r} for frame model {model!r} with sampling {sampling!r}: "
-                f"{_fmt_ids(missing)}")
-        counts = np.unique(sel["n_frames"].to_numpy())
-        if n_frames is None:
-            if len(counts) > 1:
-                raise StoreError(
-                    f"the requested videos have different numbers of stored frames ({len(counts)} distinct: "
-                    f"{', '.join(map(str, counts[:5]))}{'...' if len(counts) > 5 else ''}); pass n_frames=T to "
-                    "pick T frames per video")
-            t = int(counts[0]) if n else 0
-        else:
-            t = int(n_frames)
+            raise _missing_error(self.path, ids_arr, found, model, sampling)
+        t = _frames_wanted(sel["n_frames"].to_numpy(), n_frames, n)
         size = math.prod(shape)
         if n == 0:
             return (np.zeros((0, t), np.float32), np.zeros((0, t, *shape), np.float32) if maps else None)
@@ -1214,7 +1227,7 @@ class FeatureStore:
             if model not in shapes:
                 raise StoreError(f"frames of model {model!r} have no models row; cannot compact them")
             size = math.prod(shapes[model])
-            schema = SCHEMAS["frames"].set(7, pa.field("attention", pa.list_(pa.float32(), size)))
+            schema = SCHEMAS["frames"].set(7, pa.field("attention", _attention_type(size)))
             query = (f"SELECT * EXCLUDE (filename) FROM frames_all WHERE model = $model AND ({keep})"
                      + dedup)
             jobs.append((query, {"model": model}, schema))
@@ -1265,6 +1278,565 @@ def _id_array(ids) -> pa.Array:
     if out.null_count:
         raise ValueError("ids hold None")
     return out
+
+
+_FINGERPRINTS_SQL = """
+    SELECT model, max(name) AS name, bool_or(extracted) AS extracted FROM (
+        SELECT model, name, false AS extracted FROM models
+        UNION ALL SELECT DISTINCT model, NULL, true FROM videos)
+    GROUP BY model ORDER BY model"""
+
+
+def _fingerprint_lists(rows: list[dict]) -> tuple[list[str], dict[str, str]]:
+    """(fingerprints with extracted videos, {fingerprint: name}) from the rows of _FINGERPRINTS_SQL."""
+    return [r["model"] for r in rows if r["extracted"]], {r["model"]: r["name"] for r in rows}
+
+
+def _pick_model(path: Path, extracted: list[str], names: dict[str, str], model: str | None) -> str:
+    """``FeatureStore.resolve_model`` on the fingerprints of one listing of the store."""
+
+    def listing(fps):
+        return ", ".join(f"{f} ({names.get(f) or '?'})" for f in fps)
+
+    if model is None:
+        if len(extracted) == 1:
+            return extracted[0]
+        if not extracted:
+            raise StoreError(f"the store {str(path)!r} holds no extracted videos; "
+                             "run `amnetvid extract` first")
+        raise StoreError(f"the store {str(path)!r} holds {len(extracted)} frame models; pass "
+                         f"model= (a fingerprint, a unique prefix or a name) among: {listing(extracted)}")
+    if not isinstance(model, str):
+        raise TypeError(f"model must be a str or None; got {type(model).__name__}")
+    if model in names:
+        return model
+    for matches, how in (([f for f in names if f.startswith(model)], "fingerprint prefix"),
+                         ([f for f, n in names.items() if n == model], "model name")):
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise StoreError(f"the {how} {model!r} matches {len(matches)} frame models; give a "
+                             f"longer fingerprint among: {listing(matches)}")
+    raise StoreError(f"no frame model {model!r} in the store {str(path)!r}; known: "
+                     f"{listing(sorted(names)) or 'none'}")
+
+
+def _pick_sampling(path: Path, model: str, samplings: list[str], sampling: str | None) -> str:
+    """The sampling key to read, among the (sorted) samplings of ``model``'s visible videos."""
+    if sampling is None and len(samplings) == 1:
+        return samplings[0]
+    if sampling is not None and sampling in samplings:
+        return sampling
+    if not samplings:
+        raise StoreError(f"frame model {model!r} has no extracted videos in {str(path)!r}")
+    if sampling is None:
+        raise StoreError(f"frame model {model!r} has videos extracted with {len(samplings)} samplings; "
+                         f"pass sampling= among {samplings}")
+    raise StoreError(f"no videos extracted by frame model {model!r} with sampling {sampling!r}; "
+                     f"available: {samplings}")
+
+
+def _no_shape_error(model: str) -> StoreError:
+    return StoreError(f"frame model {model!r} has extractions but no models row; its map shape is unknown")
+
+
+def _missing_error(path: Path, ids_arr: pa.Array, found: np.ndarray, model: str,
+                   sampling: str) -> MissingVideosError:
+    missing = _unique_in_order(pc.filter(ids_arr, pa.array(~found)).to_pylist())
+    return MissingVideosError(
+        f"{len(missing)} of {len(_unique_in_order(ids_arr.to_pylist()))} requested video ids are not in "
+        f"the store {str(path)!r} for frame model {model!r} with sampling {sampling!r}: "
+        f"{_fmt_ids(missing)}")
+
+
+def _frames_wanted(stored: np.ndarray, n_frames: int | None, n: int) -> int:
+    """T, the frames per video to return, given the stored frame counts of the videos asked for."""
+    if n_frames is not None:
+        return int(n_frames)
+    counts = np.unique(stored)
+    if len(counts) > 1:
+        raise StoreError(
+            f"the requested videos have different numbers of stored frames ({len(counts)} distinct: "
+            f"{', '.join(map(str, counts[:5]))}{'...' if len(counts) > 5 else ''}); pass n_frames=T to "
+            "pick T frames per video")
+    return int(counts[0]) if n else 0
+
+
+def _positions(counts: np.ndarray, t: int) -> np.ndarray:
+    """[n, t] positions among the stored frames of each video: round(k * (cnt - 1) / (t - 1))
+    rounding halves up (t=1: the middle one), as the SQL of ``_read_arrays_sql`` computes them."""
+    cnt = counts.astype(np.int64)[:, None]
+    if t == 1:
+        return cnt // 2
+    k = np.arange(t, dtype=np.int64)[None, :]
+    return (2 * k * (cnt - 1) + (t - 1)) // (2 * (t - 1))
+
+
+# ---------------------------------------------------------------------- array cache
+_CACHE_ENV = "AMNETVID_CACHE_BYTES"
+_CACHE_DEFAULT_BYTES = 2 << 30  # 2 GiB
+_CACHE_SNAPSHOTS = 16  # store listings whose metadata is kept (a few kB to a few MB each)
+# A first read of fewer than 1/_CACHE_SMALL_READ of a (model, sampling)'s videos goes
+# through SQL (which decodes only those) instead of decoding them all; a second one fills the cache.
+_CACHE_SMALL_READ = 8
+
+
+def _cache_budget() -> int:
+    """Bytes of decoded frames the array cache may hold (``AMNETVID_CACHE_BYTES``; 0 = off)."""
+    raw = os.environ.get(_CACHE_ENV, "").strip()
+    if not raw:
+        return _CACHE_DEFAULT_BYTES
+    try:
+        value = float(raw)  # "2000000000" and "2e9" alike
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise StoreError(f"the environment variable {_CACHE_ENV} must be a number of bytes >= 0 (0 turns "
+                         f"the array cache of FeatureStore.read_arrays off); got {raw!r}")
+    return int(value)
+
+
+class _Videos:
+    """The visible extractions of one (model, sampling) in a snapshot, sorted by video_id."""
+
+    __slots__ = ("ids", "eids", "n_frames")
+
+    def __init__(self, ids: pa.Array, eids: pa.Array, n_frames: np.ndarray):
+        self.ids, self.eids, self.n_frames = ids, eids, n_frames
+
+
+class _Snapshot:
+    """What read_arrays needs to know of one listing of a store's ``videos``,
+    ``frames`` and ``models`` part files, and the frames decoded from it.
+
+    ``key`` is (store path, the three listings). Part files never change once in
+    place, so everything here stays true for as long as the listing is the same.
+    ``frames`` maps (model, sampling) to a :class:`_Frames`; the cache's lock guards it.
+    """
+
+    __slots__ = ("key", "extracted", "names", "shapes", "samplings", "videos", "frames", "small_reads")
+
+    def __init__(self, key, fingerprints: list[dict], shapes: list[dict], videos: pa.Table):
+        self.key = key
+        self.extracted, self.names = _fingerprint_lists(fingerprints)
+        self.shapes = {r["model"]: tuple(r["map_shape"]) for r in shapes}
+        self.videos: dict[tuple[str, str], _Videos] = {}
+        self.samplings: dict[str, list[str]] = {}
+        self.frames: dict[tuple[str, str], _Frames] = {}
+        self.small_reads: set[tuple[str, str]] = set()  # pairs read once for a few ids, through SQL
+        # videos comes sorted by (model, sampling, video_id): cut it where the pair changes
+        pairs = list(zip(videos["model"].to_pylist(), videos["sampling"].to_pylist()))
+        cuts = [0] + [i for i in range(1, len(pairs)) if pairs[i] != pairs[i - 1]] + [len(pairs)]
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            if lo == hi:
+                continue
+            part = videos.slice(lo, hi - lo)
+            model, sampling = pairs[lo]
+            self.videos[(model, sampling)] = _Videos(
+                part["video_id"].combine_chunks(), part["extraction_id"].combine_chunks(),
+                part["n_frames"].to_numpy().astype(np.int64))
+            self.samplings.setdefault(model, []).append(sampling)
+        for values in self.samplings.values():
+            values.sort()
+
+
+class _Frames:
+    """The decoded frames of every visible video of one (model, sampling).
+
+    Video ``v`` (its index in ``_Videos.ids``) has the scores of its stored
+    frames, in frame_index order, at ``scores[start[v] : start[v] + count[v]]``.
+    ``maps`` holds the attention maps in one or more layouts: ``"all"``, every
+    stored frame in the order of ``scores``; an int ``T``, ``[videos, T, size]``
+    with the T frames that ``n_frames=T`` picks for each video (since the picked
+    positions depend only on the frame count and T, a read with ``n_frames=T``
+    needs nothing else, and it holds T/28 of the maps of a 28-frame extraction).
+    ``complete[v]`` is False when a video's frames did not all turn up
+    (read_arrays then takes the SQL path, which reports it).
+    """
+
+    __slots__ = ("start", "count", "complete", "scores", "maps")
+
+    @property
+    def base_nbytes(self) -> int:
+        return sum(getattr(self, a).nbytes for a in ("start", "count", "complete", "scores"))
+
+    def take(self, v: np.ndarray, t: int, every_frame: bool, shape: tuple[int, ...], maps):
+        """Scores (and maps, from the layout ``maps`` given) of videos ``v``, T = ``t`` each."""
+        n = len(v)
+        pos = np.arange(t, dtype=np.int64)[None, :] if every_frame else _positions(self.count[v], t)
+        flat = (self.start[v][:, None] + pos).ravel()
+        scores = self.scores[flat].reshape(n, t)
+        if maps is None:
+            return scores, None
+        size = math.prod(shape)
+        out = np.empty((n, t, size), dtype=np.float32)
+        # the rows are known to be in range: "clip" spares numpy a buffered copy
+        if maps.ndim == 3:  # the layout of T picked frames per video (every_frame: the count is T)
+            np.take(maps, v, axis=0, out=out, mode="clip")
+        else:
+            np.take(maps, flat, axis=0, out=out.reshape(n * t, size), mode="clip")
+        return scores, out.reshape(n, t, *shape)
+
+
+def _snapshot_key(path: Path, listing: Mapping[str, tuple[str, ...]]):
+    return (str(path), listing["videos"], listing["frames"], listing["models"])
+
+
+def _may_hold(row_group, columns: dict[str, int], values: Mapping[str, str]) -> bool:
+    """False when a row group's min/max statistics rule out every value asked for."""
+    for name, value in values.items():
+        i = columns.get(name)
+        stats = row_group.column(i).statistics if i is not None else None
+        if stats is None or not stats.has_min_max:
+            continue
+        lo, hi = stats.min, stats.max
+        if isinstance(lo, bytes):
+            lo, hi = lo.decode("utf-8", "replace"), hi.decode("utf-8", "replace")
+        if not lo <= value <= hi:
+            return False
+    return True
+
+
+def _frame_parts(files: Sequence[str], model: str, sampling: str) -> list[tuple[str, Any, int]]:
+    """(path, footer, row group) of each row group of the frame part files that may hold
+    (model, sampling): row groups whose statistics rule the pair out are skipped (a part
+    file holds one model)."""
+    parts = []
+    for path in files:
+        meta = pq.read_metadata(path)
+        index = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+        parts += [(path, meta, g) for g in range(meta.num_row_groups)
+                  if _may_hold(meta.row_group(g), index, {"model": model, "sampling": sampling})]
+    return parts
+
+
+def _read_part(part: tuple[str, Any, int], columns: list[str]) -> pa.Table:
+    path, meta, group = part
+    # Mapped, not read into buffers: that spares a copy of the file and much of the
+    # kernel's page work. Part files are never truncated or rewritten, and what is
+    # decoded is copied out before the mapping goes. One reader per call: a reader
+    # is not shared between threads.
+    return pq.ParquetFile(path, memory_map=True, metadata=meta).read_row_group(group, columns=columns,
+                                                                               use_threads=False)
+
+
+_READ_THREADS = 8  # at most this many row groups decoded at once (about 32 MB of raw data each)
+
+
+def _in_parallel(func, items: Sequence) -> list:
+    """``[func(x) for x in items]`` on a few threads (pyarrow and numpy copies release the GIL)."""
+    workers = min(len(items), os.cpu_count() or 1, _READ_THREADS)
+    if workers <= 1:
+        return [func(x) for x in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(func, items))
+
+
+def _list_values(chunk: pa.Array, size: int, model: str) -> np.ndarray:
+    """A zero-copy [rows, size] float32 view of a chunk of attention lists."""
+    typ = chunk.type
+    ok = chunk.null_count == 0 and (
+        (pa.types.is_fixed_size_list(typ) and typ.list_size == size)
+        or ((pa.types.is_list(typ) or pa.types.is_large_list(typ))
+            and pc.all(pc.equal(pc.list_value_length(chunk), size)).as_py() is not False))
+    if ok and typ.value_type == pa.float32():
+        try:
+            return chunk.flatten().to_numpy(zero_copy_only=True).reshape(-1, size)
+        except (pa.ArrowException, ValueError):
+            pass  # null floats
+    raise StoreError(f"the attention maps of frame model {model!r} in the store are not lists of {size} "
+                     f"floats without missing values; got {typ}")
+
+
+def _maps_nbytes(videos: _Videos, size: int, layout) -> int:
+    frames = int(videos.n_frames.sum()) if layout == "all" else len(videos.ids) * int(layout)
+    return frames * size * 4
+
+
+def _load_frames(files: Sequence[str], videos: _Videos, model: str, sampling: str, size: int,
+                 layout) -> _Frames:
+    """Decode the frames of every video in ``videos`` from the frame part files ``files``:
+    the scores of every frame, and the maps in ``layout`` ("all", an int T, or None for none).
+
+    The narrow columns are read first, to know which rows go where; then the
+    maps of each row group are decoded (several row groups at once) and only the
+    rows the layout needs are copied into their place, so at most a few row
+    groups' decoded Arrow buffers are alive at a time.
+    """
+    parts = _frame_parts(files, model, sampling)
+    narrow = _in_parallel(lambda part: _read_part(part, ["extraction_id", "frame_index", "score"]), parts)
+    nv = len(videos.ids)
+    if narrow:
+        where = [pc.index_in(t["extraction_id"], value_set=videos.eids).fill_null(-1).to_numpy() for t in narrow]
+        video = np.concatenate(where).astype(np.int64)
+        index = np.concatenate([t["frame_index"].to_numpy() for t in narrow])
+        score = np.concatenate([t["score"].to_numpy() for t in narrow]).astype(np.float32, copy=False)
+    else:
+        video, index, score = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+    # Rows of visible extractions of this (model, sampling), sorted by (video, frame_index);
+    # a frame present twice (an interrupted compact()) keeps its first copy.
+    rows = np.flatnonzero(video >= 0)
+    rows = rows[np.lexsort((index[rows], video[rows]))]
+    if len(rows) > 1:
+        again = (video[rows[1:]] == video[rows[:-1]]) & (index[rows[1:]] == index[rows[:-1]])
+        rows = rows[np.concatenate([[True], ~again])]
+    count = np.bincount(video[rows], minlength=nv).astype(np.int64)
+    entry = _Frames()
+    entry.count = videos.n_frames
+    entry.complete = count == videos.n_frames
+    entry.start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    entry.scores = score[rows]
+    entry.maps = {}
+    if layout is not None:
+        # (slot of the output, row of the part files) pairs: a frame fills several
+        # slots when T exceeds its video's frame count.
+        if layout == "all":
+            slot, source = np.arange(len(rows), dtype=np.int64), rows
+            out = np.empty((len(rows), size), dtype=np.float32)
+        else:
+            t = int(layout)
+            ok = np.flatnonzero(entry.complete)  # the slots of incomplete videos stay unfilled, unused
+            picked = entry.start[ok][:, None] + _positions(entry.count[ok], t)
+            slot = (ok[:, None] * t + np.arange(t)).ravel()
+            source = rows[picked.ravel()]
+            out = np.empty((nv, t, size), dtype=np.float32)
+        order = np.argsort(source, kind="stable")
+        slot, source = slot[order], source[order]
+        first = np.concatenate([[0], np.cumsum([t.num_rows for t in narrow])]).astype(np.int64)
+        flat_out = out.reshape(-1, size)
+
+        def fill(j):
+            lo, hi = np.searchsorted(source, [first[j], first[j + 1]])
+            if lo == hi:
+                return
+            table = _read_part(parts[j], ["attention"])
+            offset = first[j]
+            for chunk in table["attention"].chunks:
+                a, b = np.searchsorted(source[lo:hi], [offset, offset + len(chunk)]) + lo
+                if a < b:
+                    flat_out[slot[a:b]] = _list_values(chunk, size, model)[source[a:b] - offset]
+                offset += len(chunk)
+
+        _in_parallel(fill, range(len(parts)))
+        entry.maps[layout] = out
+    for value in (entry.start, entry.count, entry.complete, entry.scores, *entry.maps.values()):
+        value.flags.writeable = False  # shared by every reader in the process
+    return entry
+
+
+class _ArrayCache:
+    """Decoded frames per (store listing, model, sampling), least recently used
+    dropped first beyond ``AMNETVID_CACHE_BYTES``. One per process.
+
+    The units counted and dropped are (snapshot key, (model, sampling), part),
+    part being "scores" (the _Frames entry: dropping it drops its maps too) or a
+    maps layout ("all" or T).
+    """
+
+    def __init__(self):
+        self._snaps: OrderedDict = OrderedDict()  # snapshot key -> _Snapshot
+        self._lru: OrderedDict = OrderedDict()  # (snapshot key, (model, sampling), part) -> bytes
+        self._reset_locks()
+
+    def _reset_locks(self):
+        self._lock = threading.Lock()
+        self._building: dict = {}  # (snapshot key, (model, sampling)) -> Lock
+        self._pid = os.getpid()
+
+    def _after_fork(self):
+        # A forked child starts empty with fresh locks: another thread of the parent may
+        # have held a lock at the fork, and the child builds its own entries.
+        self._snaps, self._lru = OrderedDict(), OrderedDict()
+        self._reset_locks()
+
+    def clear(self) -> None:
+        """Drop every cached array (tests and benchmarks use it for a cold read)."""
+        with self._lock:
+            self._snaps.clear()
+            self._lru.clear()
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(self._lru.values())
+
+    # -- snapshots
+    def snapshot(self, fs: FeatureStore) -> _Snapshot | None:
+        """What the store's current listing holds (built on a miss); None when it keeps changing."""
+        key = _snapshot_key(fs.path, fs._list_parts())
+        with self._lock:
+            snap = self._snaps.get(key)
+            if snap is not None:
+                self._snaps.move_to_end(key)
+                return snap
+        snap = self._build_snapshot(fs)
+        if snap is None:
+            return None
+        with self._lock:
+            if snap.key in self._snaps:
+                return self._snaps[snap.key]
+            # older listings of the same store are stale: their entries can go
+            for old in [k for k in self._snaps if k[0] == snap.key[0]]:
+                self._drop_snapshot(old)
+            self._snaps[snap.key] = snap
+            while len(self._snaps) > _CACHE_SNAPSHOTS:
+                self._drop_snapshot(next(iter(self._snaps)))
+        return snap
+
+    @staticmethod
+    def _build_snapshot(fs: FeatureStore) -> _Snapshot | None:
+        # The queries run on the views of one listing (refresh=False); if a part file
+        # vanished meanwhile (compact), _query lists again and we start over.
+        for _ in range(3):
+            fs._connection()
+            listing = dict(fs._local.files)
+            fingerprints = fs._query(_FINGERPRINTS_SQL, refresh=False).to_pylist()
+            shapes = fs._query("SELECT model, map_shape FROM models", refresh=False).to_pylist()
+            videos = fs._query("SELECT model, sampling, video_id, extraction_id, n_frames FROM videos "
+                               "ORDER BY model, sampling, video_id", refresh=False)
+            if fs._local.files == listing:
+                return _Snapshot(_snapshot_key(fs.path, listing), fingerprints, shapes, videos)
+        return None  # the store keeps changing: read through SQL
+
+    def _drop_snapshot(self, key) -> None:
+        snap = self._snaps.pop(key)
+        for unit in [u for u in self._lru if u[0] == key]:
+            del self._lru[unit]
+        snap.frames.clear()
+
+    # -- frames
+    def _drop(self, unit) -> None:
+        """Drop one unit (lock held)."""
+        self._lru.pop(unit, None)
+        key, pair, part = unit
+        snap = self._snaps.get(key)
+        entry = snap.frames.get(pair) if snap is not None else None
+        if entry is None:
+            return
+        if part == "scores":
+            del snap.frames[pair]
+            for other in [u for u in self._lru if u[:2] == unit[:2]]:
+                del self._lru[other]
+        else:
+            entry.maps.pop(part, None)
+
+    def _evict(self, budget: int, keep=()) -> None:
+        """Drop least recently used units until the rest fits in ``budget`` bytes (lock held)."""
+        total = sum(self._lru.values())
+        for unit in list(self._lru):
+            if total <= budget:
+                break
+            if unit in keep or unit not in self._lru:
+                continue
+            before = sum(self._lru.values())
+            self._drop(unit)
+            total -= before - sum(self._lru.values())
+
+    def _touch(self, name, part) -> None:
+        for unit in ((*name, "scores"), (*name, part)):
+            if unit in self._lru:
+                self._lru.move_to_end(unit)
+
+    @staticmethod
+    def _serving(entry: _Frames | None, layout, t: int):
+        """The part of ``entry`` ("scores", "all" or T) that answers a read needing
+        ``layout``, and its maps; (None, None) when there is none."""
+        if entry is None:
+            return None, None
+        if layout is None:
+            return "scores", None
+        for part in (t, "all"):  # a T layout also answers n_frames=None when every count is T
+            if part in entry.maps:
+                return part, entry.maps[part]
+        return None, None
+
+    def _frames(self, snap: _Snapshot, model: str, sampling: str, size: int, layout, t: int, budget: int,
+                n_ids: int):
+        """(entry, maps) answering a read needing ``layout`` (None: scores only, "all", T),
+        decoding what is missing; None when the cache cannot answer."""
+        pair = (model, sampling)
+        name = (snap.key, pair)
+        with self._lock:
+            entry = snap.frames.get(pair)
+            part, maps = self._serving(entry, layout, t)
+            if part is not None:
+                self._touch(name, part)
+                return entry, maps
+            if entry is None and n_ids * _CACHE_SMALL_READ < len(snap.videos[pair].ids) \
+                    and pair not in snap.small_reads:
+                snap.small_reads.add(pair)
+                return None
+            building = self._building.setdefault(name, threading.Lock())
+        with building:  # one thread decodes; the others wait for its result
+            try:
+                with self._lock:
+                    entry = snap.frames.get(pair)
+                    part, maps = self._serving(entry, layout, t)
+                    if part is not None:
+                        return entry, maps
+                videos = snap.videos[pair]
+                need = 0 if entry is not None else 4 * int(videos.n_frames.sum()) + 17 * len(videos.ids)
+                need += _maps_nbytes(videos, size, layout) if layout is not None else 0
+                if need > budget:
+                    return None  # would not fit: read through SQL, which reads only the rows asked for
+                with self._lock:
+                    # make room first: decoding is the peak of memory
+                    self._evict(budget - need, keep={(*name, "scores")})
+                try:
+                    new = _load_frames(snap.key[2], videos, model, sampling, size, layout)
+                except FileNotFoundError:
+                    return None  # compact() removed a part file: read through SQL, which lists again
+                with self._lock:
+                    entry = snap.frames.get(pair)
+                    if entry is None:
+                        entry = new
+                        if snap.key in self._snaps:
+                            snap.frames[pair] = entry
+                            self._lru[(*name, "scores")] = entry.base_nbytes
+                    elif layout is not None:
+                        entry.maps[layout] = new.maps[layout]
+                    if layout is not None and snap.frames.get(pair) is entry:
+                        self._lru[(*name, layout)] = new.maps[layout].nbytes
+                    self._touch(name, "scores" if layout is None else layout)
+                    self._evict(budget, keep={(*name, "scores"), (*name, layout)})
+                return entry, (new.maps[layout] if layout is not None else None)
+            finally:
+                with self._lock:
+                    self._building.pop(name, None)
+
+    def read(self, fs: FeatureStore, ids_arr: pa.Array, model, n_frames, maps: bool, sampling, budget: int):
+        """``read_arrays`` from the cache; None when it cannot answer (read through SQL)."""
+        if self._pid != os.getpid():  # forked by other means than os.fork
+            self._after_fork()
+        snap = self.snapshot(fs)
+        if snap is None:
+            return None
+        model = _pick_model(fs.path, snap.extracted, snap.names, model)
+        sampling = _pick_sampling(fs.path, model, snap.samplings.get(model, []), sampling)
+        shape = snap.shapes.get(model)
+        if shape is None:
+            raise _no_shape_error(model)
+        videos = snap.videos[(model, sampling)]
+        n = len(ids_arr)
+        where = pc.index_in(ids_arr, value_set=videos.ids)
+        found = where.is_valid().to_numpy(zero_copy_only=False)
+        if not found.all():
+            raise _missing_error(fs.path, ids_arr, found, model, sampling)
+        v = where.to_numpy(zero_copy_only=False).astype(np.int64)
+        t = _frames_wanted(videos.n_frames[v], n_frames, n)
+        if n == 0:
+            return (np.zeros((0, t), np.float32), np.zeros((0, t, *shape), np.float32) if maps else None)
+        layout = None if not maps else ("all" if n_frames is None else t)
+        got = self._frames(snap, model, sampling, math.prod(shape), layout, t, budget, n)
+        if got is None or not got[0].complete[v].all():
+            return None
+        entry, arr = got
+        return entry.take(v, t, n_frames is None, shape, arr if maps else None)
+
+
+_CACHE = _ArrayCache()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_CACHE._after_fork)
 
 
 def _check_columns(table: str, given: set) -> None:

@@ -25,30 +25,8 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from amnetvid_sk.demo import photo_frames
 from amnetvid_sk.frame_models import make_frame_model
-
-
-def varied_frames(n: int, height: int = 240, width: int = 320) -> np.ndarray:
-    """n different crops of scikit-image sample photographs (random textures without scikit-image)."""
-    try:
-        from PIL import Image
-        from skimage import data
-    except ImportError:
-        rng = np.random.default_rng(0)
-        base = rng.integers(0, 256, (n, 1, 1, 3))
-        return np.clip(base + rng.normal(0, 40, (n, height, width, 3)), 0, 255).astype(np.uint8)
-    images = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.camera(),
-              data.immunohistochemistry(), data.coins(), data.hubble_deep_field()]
-    frames = []
-    for i in range(n):
-        img = images[i % len(images)]
-        if img.ndim == 2:
-            img = np.stack([img] * 3, axis=-1)
-        k = i // len(images)
-        h, w = img.shape[:2]
-        crop = np.ascontiguousarray(img[(k % 3) * h // 8:, (k % 4) * w // 10:, :3])
-        frames.append(np.asarray(Image.fromarray(crop).resize((width, height))))
-    return np.stack(frames)
 
 
 def build(name: str, bfloat16: bool, device, batch_size):
@@ -98,7 +76,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="alternating timed rounds (best is kept)")
     args = parser.parse_args(argv)
 
-    frames = varied_frames(args.frames)
+    frames = photo_frames(args.frames)
     cpu = platform.processor() or platform.machine()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores ({cpu}), "
           f"CUDA: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")

@@ -134,11 +134,11 @@ def main(argv=None) -> int:
                                                                          pa.list_(pa.float32(), 588))]))
         floats = ["score", "attention.list.element"]
         encodings = {
-            "zstd + byte-stream-split (the store)": dict(compression="zstd", use_dictionary=["extraction_id"],
-                                                         use_byte_stream_split=floats),
+            "zstd + byte-stream-split": dict(compression="zstd", use_dictionary=["extraction_id"],
+                                             use_byte_stream_split=floats),
             "zstd": dict(compression="zstd", use_dictionary=["extraction_id"]),
-            "lz4 + byte-stream-split": dict(compression="lz4", use_dictionary=["extraction_id"],
-                                            use_byte_stream_split=floats),
+            "lz4 + byte-stream-split (the store's maps)": dict(compression="lz4", use_dictionary=["extraction_id"],
+                                                               use_byte_stream_split=floats),
             "uncompressed": dict(compression="none", use_dictionary=["extraction_id"]),
         }
         print(f"frames of the realistic maps under other Parquet encodings (DuckDB read of all "

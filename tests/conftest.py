@@ -38,6 +38,18 @@ def moving_frames(n, height=48, width=64, seed=0):
     return frames
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Train with one intra-op thread: on 2 shared, busy cores, two threads per tiny convolution
+    wait on each other (about 4x slower here). Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def amnet_weights(tmp_path_factory):
     """A checkpoint in the published AMNet format, with random weights."""

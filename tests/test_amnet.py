@@ -9,11 +9,11 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from scipy.stats import spearmanr
 
 from amnetvid_sk.amnet import AMNet, build_amnet_network, load_amnet_state_dict, save_amnet_checkpoint
 from amnetvid_sk.errors import WeightsError
+from amnetvid_sk.demo import photo_frames
 from amnetvid_sk.frame_models import FrameModel, make_fingerprint, make_frame_model
 
 
@@ -40,27 +40,9 @@ def save_like_pytorch03(path, state_dict):
     return path
 
 
-def varied_frames(n, height=96, width=128):
-    """n different natural-image crops (scikit-image samples), uint8 [n, height, width, 3]."""
-    from skimage import data
-
-    images = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.camera(),
-              data.immunohistochemistry(), data.coins(), data.hubble_deep_field()]
-    frames = []
-    for i in range(n):
-        img = images[i % len(images)]
-        if img.ndim == 2:
-            img = np.stack([img] * 3, axis=-1)
-        k = i // len(images)
-        h, w = img.shape[:2]
-        crop = img[k * h // 6: h - (1 - k % 2) * h // 8, k * w // 5: w]
-        frames.append(np.asarray(Image.fromarray(np.ascontiguousarray(crop[..., :3])).resize((width, height))))
-    return np.stack(frames)
-
-
 @pytest.fixture(scope="module")
 def frames():
-    return varied_frames(16)
+    return photo_frames(16)
 
 
 @pytest.fixture(scope="module")

@@ -29,14 +29,7 @@ TINY_CONV = dict(RAW, module__filters=(4, 2, 2), module__frame_dense=(16, 8), mo
 TINY_LSTM = dict(module__units=(4,), module__dense=8, module__fusion_dense=4)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Train with one intra-op thread: on 2 shared, busy cores, two threads per tiny convolution
-    wait on each other (about 4x slower here). Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -18,13 +18,7 @@ from amnetvid_sk.networks import (
 RAW = dict(map_channels=3, map_size=14)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on 2 shared, busy cores, torch's thread pool mostly waits. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

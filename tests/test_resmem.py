@@ -9,22 +9,9 @@ from PIL import Image
 from scipy.stats import spearmanr
 
 from amnetvid_sk.errors import MissingDependencyError
+from amnetvid_sk.demo import photo_frames
 from amnetvid_sk.frame_models import make_frame_model
 from amnetvid_sk.resmem_gradcam import ResMemGradCAM, load_resmem
-
-
-def sample_crops(n, height=112, width=112):
-    """n crops of different scikit-image sample photographs, uint8 [n, height, width, 3]."""
-    from skimage import data
-
-    images = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(), data.camera(),
-              data.immunohistochemistry(), data.coins(), data.hubble_deep_field()]
-    out = []
-    for img in images[:n]:
-        if img.ndim == 2:
-            img = np.stack([img] * 3, axis=-1)
-        out.append(np.asarray(Image.fromarray(np.ascontiguousarray(img[..., :3])).resize((width, height))))
-    return np.stack(out)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +76,7 @@ def test_scores_are_resmems_own(clip_frames, clip_outputs):
 @pytest.mark.slow
 def test_bfloat16_ranks_like_float32(model):
     """bfloat16 autocast scores rank 8 photographs like float32 (Spearman >= 0.99); maps stay close."""
-    frames = sample_crops(8)
+    frames = photo_frames(8)
     scores32, maps32 = model.predict(frames)
     bf = ResMemGradCAM(device="cpu", bfloat16=True)
     assert bf.network is model.network  # loaded once per process

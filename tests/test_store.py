@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
+from amnetvid_sk import store as store_module
 from amnetvid_sk.errors import MissingVideosError, ReadOnlyQueryError, StoreError
 from amnetvid_sk.store import FeatureStore, frames_table, new_extraction_id
 
@@ -470,3 +472,227 @@ def test_extractor_style_rows_with_numpy_values(store):
                          sampling="frames=28")
     assert store.write_extractions([row], table) == 1
     assert store.sql("SELECT short, size FROM videos").to_pylist() == [{"short": True, "size": 5}]
+
+
+# ---------------------------------------------------------------------- array cache
+@pytest.fixture
+def cache(monkeypatch):
+    """The process-wide array cache, emptied before and after the test."""
+    monkeypatch.delenv("AMNETVID_CACHE_BYTES", raising=False)
+    store_module._CACHE.clear()
+    yield store_module._CACHE
+    store_module._CACHE.clear()
+
+
+def _read_both(fs, monkeypatch, ids, **kwargs):
+    """read_arrays with the cache (filled by a read of every video first) and without it."""
+    fs.read_arrays(list(fs.video_ids()), n_frames=1)
+    cached = fs.read_arrays(ids, **kwargs)
+    monkeypatch.setenv("AMNETVID_CACHE_BYTES", "0")
+    plain = fs.read_arrays(ids, **kwargs)
+    monkeypatch.delenv("AMNETVID_CACHE_BYTES")
+    return cached, plain
+
+
+@pytest.mark.parametrize("n_frames", [None, 1, 2, 4, 7])
+@pytest.mark.parametrize("maps", [True, False])
+def test_cache_gives_the_sql_path_arrays(store, cache, monkeypatch, n_frames, maps):
+    """Cached reads equal the SQL path's for n_frames None/1/2/4/7, with repeated ids, maps or not."""
+    counts = {"a": 28, "b": 3, "c": 7, "d": 2, "e": 1} if n_frames else {"a": 5, "b": 5, "c": 5}
+    write_videos(store, counts)
+    ids = ["c", "a", "c", "b", "a"]
+    (s1, m1), (s2, m2) = _read_both(store, monkeypatch, ids, n_frames=n_frames, maps=maps)
+    assert cache.nbytes > 0
+    assert s1.dtype == s2.dtype == np.float32 and s1.shape == s2.shape
+    np.testing.assert_array_equal(s1, s2)
+    if maps:
+        assert m1.flags.writeable and m1.flags.c_contiguous and m1.shape == m2.shape
+        np.testing.assert_array_equal(m1, m2)
+    else:
+        assert m1 is None and m2 is None
+
+
+def test_cache_answers_without_duckdb(store, cache, monkeypatch):
+    """Once filled, the cache answers a read of any ids, in a new FeatureStore, with no query."""
+    truth = write_videos(store, {f"v{i}": 6 for i in range(10)})
+    store.read_arrays(list(truth), n_frames=3)
+
+    def no_query(*args, **kwargs):
+        raise AssertionError("DuckDB was queried")
+
+    monkeypatch.setattr(FeatureStore, "_query", no_query)
+    scores, maps = FeatureStore(store.path).read_arrays(["v7", "v2", "v7"], n_frames=3)
+    for i, vid in enumerate(["v7", "v2", "v7"]):
+        np.testing.assert_array_equal(maps[i], truth[vid][1][[0, 3, 5]])
+        np.testing.assert_array_equal(scores[i], truth[vid][0][[0, 3, 5]])
+    maps[0] += 1  # a new array: the cache is untouched
+    np.testing.assert_array_equal(FeatureStore(store.path).read_arrays(["v7"], n_frames=3)[1][0],
+                                  truth["v7"][1][[0, 3, 5]])
+
+
+def test_cache_layouts_answer_each_other(store, cache, monkeypatch):
+    """Every stored frame answers any n_frames; T picked frames answer n_frames=None when all counts are T."""
+    truth = write_videos(store, {"a": 6, "b": 6, "c": 6})
+    store.read_arrays(["a", "b", "c"])  # every stored frame
+    store.read_arrays(["a", "b", "c"], n_frames=3, maps=False)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(store_module, "_load_frames", no_decoding)
+    for t, picked in ((3, [0, 3, 5]), (1, [3]), (9, [0, 1, 1, 2, 3, 3, 4, 4, 5])):
+        _, maps = store.read_arrays(["c", "a"], n_frames=t)
+        np.testing.assert_array_equal(maps[0], truth["c"][1][picked])
+    monkeypatch.undo()
+    cache.clear()
+    store.read_arrays(["a", "b", "c"], n_frames=6)  # 6 picked of 6: all of them
+    monkeypatch.setattr(store_module, "_load_frames", no_decoding)
+    scores, maps = store.read_arrays(["b"])
+    np.testing.assert_array_equal(maps[0], truth["b"][1])
+    np.testing.assert_array_equal(scores[0], truth["b"][0])
+
+
+def test_cache_missing_ids_and_errors_as_the_sql_path(store, cache, monkeypatch):
+    """Missing ids raise MissingVideosError naming them; other errors keep their messages."""
+    write_videos(store, {"v1": 2, "v2": 3})
+    store.read_arrays(["v1", "v2"], n_frames=2)
+    assert cache.nbytes > 0
+    messages = []
+    for budget in (None, "0"):
+        if budget:
+            monkeypatch.setenv("AMNETVID_CACHE_BYTES", budget)
+        with pytest.raises(MissingVideosError, match=r"2 of 3 requested video ids .*'nope', 'gone'") as e:
+            store.read_arrays(["v1", "nope", "gone", "nope"])
+        messages.append(str(e.value))
+        with pytest.raises(StoreError, match="different numbers of stored frames") as e:
+            store.read_arrays(["v1", "v2"])
+        messages.append(str(e.value))
+        with pytest.raises(StoreError, match="no frame model 'zz'"):
+            store.read_arrays(["v1"], model="zz")
+        with pytest.raises(StoreError, match="with sampling 'fps=1'"):
+            store.read_arrays(["v1"], sampling="fps=1")
+    assert messages[:2] == messages[2:]
+    empty_scores, empty_maps = store.read_arrays([], n_frames=3)
+    assert empty_scores.shape == (0, 3) and empty_maps.shape == (0, 3, *SHAPE)
+
+
+def test_cache_sees_writes_after_a_read(store, cache):
+    """A video extracted, or extracted again, after a read is seen by the next read."""
+    truth = write_videos(store, {"v1": 4, "v2": 4})
+    store.read_arrays(["v1", "v2"])
+    newer = write_videos(FeatureStore(store.path), {"v2": 4, "v3": 4}, seed=5)
+    scores, maps = store.read_arrays(["v1", "v2", "v3"])
+    np.testing.assert_array_equal(maps[0], truth["v1"][1])
+    np.testing.assert_array_equal(maps[1], newer["v2"][1])
+    np.testing.assert_array_equal(scores[2], newer["v3"][0])
+    store.compact()
+    np.testing.assert_array_equal(store.read_arrays(["v2"])[1][0], newer["v2"][1])
+    assert len(cache._snaps) == 1  # stale listings of the store were dropped
+
+
+def test_cache_budget_from_the_environment(store, cache, monkeypatch):
+    """AMNETVID_CACHE_BYTES bounds the cache (least recently used out first); a bad value is an error."""
+    write_videos(store, {"v1": 10, "v2": 10}, model="m1")
+    write_videos(store, {"v1": 10, "v2": 10}, model="m2", seed=1)
+    store.read_arrays(["v1", "v2"], model="m1")
+    one = cache.nbytes
+    assert one >= 20 * 588 * 4
+    monkeypatch.setenv("AMNETVID_CACHE_BYTES", str(one + one // 2))
+    first, _ = store.read_arrays(["v1", "v2"], model="m2")
+    assert cache.nbytes == one  # m1's arrays made room for m2's
+    assert list(next(iter(cache._snaps.values())).frames) == [("m2", "frames=28")]
+    monkeypatch.setenv("AMNETVID_CACHE_BYTES", "1000")  # too small for any: read through SQL
+    cache.clear()
+    again, _ = store.read_arrays(["v1", "v2"], model="m2")
+    np.testing.assert_array_equal(again, first)
+    assert cache.nbytes == 0
+    monkeypatch.setenv("AMNETVID_CACHE_BYTES", "lots")
+    with pytest.raises(StoreError, match="AMNETVID_CACHE_BYTES .* got 'lots'"):
+        store.read_arrays(["v1"], model="m2")
+
+
+def test_cache_skips_a_first_small_read(store, cache):
+    """A first read of a few of many videos goes through SQL; a second one fills the cache."""
+    truth = write_videos(store, {f"v{i:02d}": 3 for i in range(20)})
+    for expect_cached in (False, True):
+        scores, _ = store.read_arrays(["v05"], maps=False)
+        np.testing.assert_array_equal(scores[0], truth["v05"][0])
+        assert (cache.nbytes > 0) == expect_cached
+
+
+def test_cache_scores_first_then_maps(store, cache):
+    """A maps=False read caches scores only; a later maps=True read adds the maps."""
+    truth = write_videos(store, {"v1": 3, "v2": 3})
+    store.read_arrays(["v1", "v2"], maps=False)
+    only_scores = cache.nbytes
+    _, maps = store.read_arrays(["v2", "v1"])
+    assert cache.nbytes > only_scores
+    np.testing.assert_array_equal(maps[0], truth["v2"][1])
+
+
+def test_cache_is_thread_safe(store, cache):
+    """Threads reading at once (one filling the cache) all get the right arrays."""
+    truth = write_videos(store, {f"v{i}": 5 for i in range(12)})
+    ids = [[f"v{(i * 5 + j) % 12}" for j in range(9)] for i in range(6)]
+    results, errors = [None] * len(ids), []
+
+    def work(k):
+        try:
+            results[k] = FeatureStore(store.path).read_arrays(ids[k], n_frames=2)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(ids))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for k, (scores, maps) in enumerate(results):
+        for i, vid in enumerate(ids[k]):
+            np.testing.assert_array_equal(maps[i], truth[vid][1][[0, 4]])
+
+
+def _child_read(path, queue):
+    from amnetvid_sk import store as module
+
+    before = module._CACHE.nbytes
+    scores, maps = module.FeatureStore(path).read_arrays(["v2", "v1"])
+    queue.put((before, module._CACHE.nbytes > 0, scores, maps))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_cache_in_a_forked_child(store, cache):
+    """A forked child starts with an empty cache and fills its own."""
+    import multiprocessing
+
+    truth = write_videos(store, {"v1": 3, "v2": 3})
+    store.read_arrays(["v1", "v2"])
+    assert cache.nbytes > 0
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_read, args=(store.path, queue))
+    child.start()
+    before, filled, scores, maps = queue.get(timeout=60)
+    child.join(60)
+    assert child.exitcode == 0 and before == 0 and filled
+    np.testing.assert_array_equal(maps[0], truth["v2"][1])
+    np.testing.assert_array_equal(scores[1], truth["v1"][0])
+
+
+def test_frames_parts_store_maps_as_lz4_non_null_floats(store):
+    """Attention maps are written LZ4 + byte-stream-split as non-null floats; null floats are refused."""
+    write_videos(store, {"v1": 2})
+    part = pq.ParquetFile(next((store.path / "frames").glob("part-*.parquet")))
+    assert part.schema_arrow.field("attention").type == pa.list_(pa.field("element", pa.float32(), False), 588)
+    column = {c.path_in_schema: c for c in (part.metadata.row_group(0).column(i)
+                                            for i in range(part.metadata.num_columns))}
+    assert column["attention.list.element"].compression == "LZ4"
+    assert "BYTE_STREAM_SPLIT" in column["attention.list.element"].encodings
+    assert column["extraction_id"].compression == "ZSTD"
+    row = _video_row("v9", 1)
+    bad = pa.table({"extraction_id": [row["extraction_id"]], "frame_index": [0], "timestamp": [0.0],
+                    "score": pa.array([0.5], pa.float32()),
+                    "attention": pa.array([[None] + [0.0] * 587], pa.list_(pa.float32()))})
+    with pytest.raises(StoreError, match="missing values"):
+        store.write_extractions([row], bad)
