@@ -172,6 +172,15 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_compact(args) -> int:
+    from .store import FeatureStore
+
+    done = FeatureStore(args.store).compact(drop_orphans=args.drop_orphans)
+    for table, (before, after) in done.items():
+        print(f"  {table:<10} {before} part files -> {after}")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -233,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     _store_arg(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("compact", help="rewrite each table of the store into one part file",
+                       description="Reading many small part files is slower; extraction writes one per "
+                                   "--flush-every videos. Run when no other process reads the store.")
+    _store_arg(p)
+    p.add_argument("--drop-orphans", action="store_true",
+                   help="also remove frames of interrupted writes (only when no extraction runs)")
+    p.set_defaults(func=cmd_compact)
 
     _add_model_commands(sub)
     return parser

@@ -120,6 +120,13 @@ def motion_frames(img: np.ndarray, motion: str, n: int, out_hw) -> np.ndarray:
     return np.stack(frames)
 
 
+REPORT_DESCRIPTION = """<p>Clips made from scikit-image photographs (pans and zooms, 4 per photograph).
+<b>The labels come from a stated synthetic rule, not from people</b>: a clip is more memorable when
+its frames are (mean frame score) and, more so, when its frame memorability rises over the clip; the
+two clips of a pan or zoom pair hold the same frames in opposite order, so only the sequence models
+can see the larger part. Frame model: ResMem with Grad-CAM attention maps.</p>"""
+
+
 def make_demo_clips(folder, settings: DemoSettings | None = None):
     """Write the demo clips into ``folder``; returns ``(train_paths, held_out_paths)``.
 
@@ -258,8 +265,11 @@ def run_demo(out=".", settings: DemoSettings | None = None, progress: bool = Tru
     timings["predict"] = time.perf_counter() - t
 
     t = step("5/5 report")
-    index = write_report(out / "report", store, result, predictions, clips=train + held_out,
-                         settings=s)
+    figures = [out / "demo_clips" / f"{TRAIN_IMAGES[0]}_pan_right.mp4", held_out[1]]
+    if s.n_images > 1:
+        figures.insert(1, out / "demo_clips" / f"{TRAIN_IMAGES[1]}_zoom_in.mp4")
+    index = write_report(out / "report", store, result, predictions, figure_clips=figures, settings=s,
+                         description=REPORT_DESCRIPTION)
     print(f"report: {index}")
     timings["report"] = time.perf_counter() - t
     summary_out = {"table1": result.rows(), "predictions": predictions, "timings": timings}

@@ -19,11 +19,13 @@ ORDER BY mean_score DESC
 LIMIT 5""",
     ),
     (
-        "Cross-validation results per recipe and target",
+        "The latest cross-validation run per recipe and target",
         """SELECT recipe, target, protocol, count(*) AS folds,
        round(avg(spearman), 4) AS mean_spearman,
        round(stddev_pop(spearman), 4) AS std_spearman
 FROM results
+WHERE run_id IN (SELECT arg_max(run_id, created_at) FROM results
+                 GROUP BY recipe, target, protocol)  -- the latest run of each
 GROUP BY recipe, target, protocol
 ORDER BY target, recipe""",
     ),
@@ -74,7 +76,8 @@ def spearman_bar_chart(path, table) -> Path:
     ax.set_xticks(x, [f"{t}-term" for t in TARGETS])
     ax.set_ylabel("Spearman (mean ± std over folds)")
     ax.set_title("Spearman per model and target")
-    ax.legend(fontsize=8)
+    # below the axes: inside, it would cover the bars
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(TABLE1_RECIPES))
     fig.tight_layout()
     fig.savefig(path)
     return Path(path)
@@ -108,8 +111,14 @@ def _table1_html(table) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def write_report(folder, store, table, predictions: dict, clips=(), settings=None, n_figure_clips=3) -> Path:
-    """Write the report's PNGs and ``index.html`` into ``folder``; returns the HTML path."""
+def write_report(folder, store, table, predictions: dict, figure_clips=(), settings=None,
+                 description: str = "") -> Path:
+    """Write the report's PNGs and ``index.html`` into ``folder``; returns the HTML path.
+
+    ``figure_clips`` are video files (in the store) drawn as the note's Figure 1: their
+    middle stored frame beside its three attention maps. ``description`` is HTML put
+    under the title.
+    """
     from .render import save_attention_figure
     from .store import FeatureStore
     from .video import sample_frames
@@ -120,12 +129,11 @@ def write_report(folder, store, table, predictions: dict, clips=(), settings=Non
 
     # Figure 1: the middle sampled frame of a few clips beside its three attention maps
     figures = []
-    by_id = {Path(p).stem: Path(p) for p in clips}
-    chosen = [i for i in sorted(by_id) if i in set(fs.video_ids())][::4][:n_figure_clips]
-    for vid in chosen:
+    for path in figure_clips:
+        vid = Path(path).stem
         scores, maps = fs.read_arrays([vid])
         n = scores.shape[1]
-        sampled = sample_frames(by_id[vid], n_frames=n)
+        sampled = sample_frames(path, n_frames=n)
         k = n // 2
         png = folder / f"figure1_{vid}.png"
         save_attention_figure(sampled.frames[k], maps[0, k], png,
@@ -155,9 +163,8 @@ pre {{ background: #f4f4f4; padding: 8px; }}
 img {{ max-width: 100%; border: 1px solid #ddd; margin: 4px 0; }}
 </style></head><body>
 <h1>amnetvid-sk demo report</h1>
-<p>Clips made from scikit-image photographs (pans and zooms); labels come from a stated synthetic
-rule (forward motion is more memorable), not from people. Frame model: ResMem with Grad-CAM attention
-maps. Settings: <code>{settings_text}</code></p>
+{description}
+<p>Settings: <code>{settings_text}</code></p>
 <h2>Table 1 layout (Spearman, honest cross-validation, mean ± std over folds)</h2>
 {_table1_html(table)}
 <p>The working note (MediaEval 2018, 900-video split): short-term 0.4214 / 0.4230 / 0.4384,

@@ -70,6 +70,20 @@ def test_sql_and_info(cli_store):
     assert "frames" in info and "24 rows" in info and "amnet" in info and "MB" in info
 
 
+def test_compact_keeps_rows(clip_dir, amnet_weights, tmp_path):
+    """``amnetvid compact`` rewrites many part files into one per table with the same visible rows."""
+    store = tmp_path / "store"
+    run_cli("extract", clip_dir, "--store", store, "--frame-model", "amnet", "--weights", amnet_weights,
+            "--frames", "2", "--flush-every", "2", "--no-progress", "--device", "cpu", check=0)
+    q = "SELECT video_id, frame_index, score FROM frames ORDER BY 1, 2"
+    before = run_cli("sql", q, "--store", store, "--format", "csv", check=0).stdout
+    assert len(list((store / "frames").glob("part-*.parquet"))) == 3
+    out = run_cli("compact", "--store", store, check=0).stdout
+    assert "frames" in out and "3 part files -> 1" in out
+    assert len(list((store / "frames").glob("part-*.parquet"))) == 1
+    assert run_cli("sql", q, "--store", store, "--format", "csv", check=0).stdout == before
+
+
 def test_sql_refuses_writes(cli_store):
     """A writing statement is refused with exit 2 and the store is unchanged."""
     before = sorted(p.name for p in cli_store.rglob("*"))

@@ -73,3 +73,29 @@ def test_table1_cli_prints_both_targets(moving_peak_store):
     assert "short-term" in out and "long-term" in out
     assert "mean frame score" in out and "LSTM on scores" in out and "AMNetVid ConvLSTM" in out
     assert out.count("±") >= 6
+
+
+def test_evaluate_and_grid_commands(moving_peak_store):
+    """``amnetvid evaluate`` prints one Spearman per fold; ``amnetvid grid`` with 2 jobs prints ranked rows."""
+    path, *_ = moving_peak_store
+    out = run_cli("evaluate", "mean_score", "--store", path, "--target", "long", "--cv", "3", check=0).stdout
+    assert out.count("fold ") == 3 and "mean_score long-term: mean" in out
+    out = run_cli("grid", "mean_score", "--store", path, "--target", "short", "--cv", "2", "--n-jobs", "2",
+                  check=0).stdout
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:3] == ["rank", "mean", "std"] and len(lines) == 5
+    assert lines[-1].startswith("best: {'frames__n_frames'")
+
+
+@pytest.mark.slow
+def test_grid_search_on_dask_cluster_matches_local(moving_peak_store):
+    """grid_search(backend="dask") on a LocalCluster gives the same ranking as a local run."""
+    distributed = pytest.importorskip("distributed")
+    path, *_ = moving_peak_store
+    _, local = grid_search("mean_score", path, "short", cv=3)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        _, remote = grid_search("mean_score", path, "short", cv=3, backend="dask",
+                                scheduler=cluster.scheduler_address)
+    assert [r["params"] for r in remote] == [r["params"] for r in local]
+    np.testing.assert_allclose([r["mean_spearman"] for r in remote], [r["mean_spearman"] for r in local])
