@@ -113,10 +113,15 @@ def many_clips(tmp_path_factory):
     return folder
 
 
-def _extract_cmd(clips, store, weights, *extra):
+def _extract_cmd(clips, store, weights, *extra, frames=3, batch_size=2):
     return [*AMNETVID, "extract", str(clips), "--store", str(store), "--frame-model", "amnet",
-            "--weights", str(weights), "--frames", "3", "--batch-size", "2", "--no-progress",
-            "--device", "cpu", *extra]
+            "--weights", str(weights), "--frames", str(frames), "--batch-size", str(batch_size),
+            "--no-progress", "--device", "cpu", *extra]
+
+
+# the interrupted runs: enough model work per video (8 frames, one per forward pass) that
+# the run is still going when the test signals it, even on a loaded machine
+SLOW = dict(frames=8, batch_size=1)
 
 
 @pytest.mark.slow
@@ -125,18 +130,18 @@ def test_sigkill_midway_then_rerun_matches_uninterrupted(many_clips, tmp_path, a
     a reader during the run only ever sees whole videos."""
     reference = tmp_path / "ref"
     run_cli("extract", many_clips, "--store", reference, "--frame-model", "amnet", "--weights", amnet_weights,
-            "--frames", "3", "--no-progress", "--device", "cpu", check=0)
+            "--frames", "8", "--no-progress", "--device", "cpu", check=0)
 
     store = tmp_path / "store"
-    proc = subprocess.Popen(_extract_cmd(many_clips, store, amnet_weights, "--flush-every", "1"), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_extract_cmd(many_clips, store, amnet_weights, "--flush-every", "1", **SLOW),
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen_partial = []
     deadline = time.time() + 300
     try:
         while time.time() < deadline:
             counts = visible_counts(store) if (store / "videos").exists() else {}
             seen_partial += [v for v, (want, got) in counts.items() if want != got]
-            if len(counts) >= 4:
+            if len(counts) >= 2:
                 break
             if proc.poll() is not None:
                 pytest.fail("extraction finished before it could be killed")
@@ -148,15 +153,15 @@ def test_sigkill_midway_then_rerun_matches_uninterrupted(many_clips, tmp_path, a
             proc.kill()
     assert seen_partial == []
     killed_at = len(visible_counts(store))
-    assert 4 <= killed_at < 14
+    assert 2 <= killed_at < 14
 
-    rerun = subprocess.run(_extract_cmd(many_clips, store, amnet_weights), cwd=ROOT, capture_output=True,
-                           text=True, timeout=300)
+    rerun = subprocess.run(_extract_cmd(many_clips, store, amnet_weights, frames=8), cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"skipped {killed_at}" in rerun.stdout
     counts = visible_counts(store)
     assert sorted(counts) == [f"v{i:02d}" for i in range(14)]
-    assert all(v == (3, 3) for v in counts.values())
+    assert all(v == (8, 8) for v in counts.values())
     dup = FeatureStore(store).sql("SELECT video_id FROM videos GROUP BY 1 HAVING count(*) > 1")
     assert dup.num_rows == 0
     ids = [f"v{i:02d}" for i in range(14)]
@@ -212,20 +217,21 @@ def test_dask_local_cluster_gives_same_rows_as_local(many_clips, tmp_path, amnet
 def test_ctrl_c_keeps_completed_videos_and_rerun_continues(many_clips, tmp_path, amnet_weights):
     """Ctrl-C (SIGINT) ends extraction with exit 130, keeps what was complete; a rerun finishes the rest."""
     store = tmp_path / "store"
-    proc = subprocess.Popen(_extract_cmd(many_clips, store, amnet_weights, "--flush-every", "1"), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_extract_cmd(many_clips, store, amnet_weights, "--flush-every", "1", **SLOW),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if (store / "videos").exists() and len(visible_counts(store)) >= 2:
             break
         time.sleep(0.05)
+    assert proc.poll() is None, "extraction finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "run the same command again" in err
     kept = visible_counts(store)
     assert len(kept) >= 2 and all(want == got for want, got in kept.values())
-    rerun = subprocess.run(_extract_cmd(many_clips, store, amnet_weights), cwd=ROOT, capture_output=True,
-                           text=True, timeout=300)
+    rerun = subprocess.run(_extract_cmd(many_clips, store, amnet_weights, frames=8), cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and f"skipped {len(kept)}" in rerun.stdout
     assert len(visible_counts(store)) == 14
