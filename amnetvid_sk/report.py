@@ -129,6 +129,8 @@ def write_report(folder, store, table, predictions: dict, figure_clips=(), setti
 
     # Figure 1: the middle sampled frame of a few clips beside its three attention maps
     figures = []
+    for old in folder.glob("figure1_*.png"):  # a previous run's choice of clips
+        old.unlink()
     for path in figure_clips:
         vid = Path(path).stem
         scores, maps = fs.read_arrays([vid])
