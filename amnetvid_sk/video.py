@@ -438,10 +438,6 @@ class _PtsUnreliable(Exception):
     stand-ins (AVI with B-frames), so frames must be counted instead."""
 
 
-# frames that a seek must skip to be worth it (see _Reader._read)
-SEEK_MIN_SKIP = 8
-
-
 class _Reader:
     """Decodes chosen frames of one stream, by seeking or sequentially.
 
@@ -548,10 +544,9 @@ class _Reader:
         for w in wanted:
             if seek:
                 key = self.index.keyframe_at_or_before(w)
-                # seek only when that skips enough frames: a seek flushes the decoder and
-                # re-reads from a keyframe, which costs about as much as decoding a few
-                # frames on (measured: fps=4 from 25 fps H.264 was slower with every seek)
-                if self.frames is None or key > self.last + SEEK_MIN_SKIP:
+                # seek only when that skips frames: the keyframe before w lies
+                # beyond the next frame; otherwise decoding on is cheaper
+                if self.frames is None or key > self.last + 1:
                     out.append(convert(self._seek_and_read(w, key)))
                     continue
             out.append(convert(self._forward_to(w, after_seek=False)))

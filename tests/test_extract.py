@@ -133,8 +133,11 @@ def _interrupt_midway(clips, store, weights, sig, on_poll=None, attempts=3):
     """
     for attempt in range(attempts):
         shutil.rmtree(store, ignore_errors=True)
+        # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT
+        # ignored (no KeyboardInterrupt): give the child the default disposition, as a terminal would.
         proc = subprocess.Popen(_extract_cmd(clips, store, weights, "--flush-every", "1", **SLOW), cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 300
         # watch the part files (cheap), not SQL, so the signal follows the second video closely
         while time.time() < deadline and proc.poll() is None:
