@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from amnetvid_sk.evaluate import cross_validate, grid_search, load_recipe, paper_protocol, table1
+from amnetvid_sk.evaluate import cross_validate, grid_search, load_recipe, paper_protocol
 from amnetvid_sk.store import FeatureStore
 
 from conftest import ROOT, run_cli
