@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from amnetvid_sk.evaluate import cross_validate, grid_search, load_recipe, paper_protocol
+from amnetvid_sk.evaluate import cross_validate, grid_search, load_recipe, paper_protocol, table1
 from amnetvid_sk.store import FeatureStore
 
 from conftest import ROOT, run_cli
@@ -99,3 +99,14 @@ def test_grid_search_on_dask_cluster_matches_local(moving_peak_store):
                                 scheduler=cluster.scheduler_address)
     assert [r["params"] for r in remote] == [r["params"] for r in local]
     np.testing.assert_allclose([r["mean_spearman"] for r in remote], [r["mean_spearman"] for r in local])
+
+
+def test_bad_evaluation_parameters_name_themselves(moving_peak_store):
+    """Unknown target or protocol and too few folds are refused with the parameter's name."""
+    path, *_ = moving_peak_store
+    with pytest.raises(ValueError, match="'target'.*'long', 'short'"):
+        cross_validate("mean_score", path, "medium")
+    with pytest.raises(ValueError, match="'cv'"):
+        cross_validate("mean_score", path, "short", cv=1)
+    with pytest.raises(ValueError, match="'protocol'.*'cv', 'paper'"):
+        table1(path, protocol="optimistic")

@@ -103,6 +103,10 @@ def test_bad_parameters_name_themselves(tmp_path, amnet):
         extract([], store=tmp_path, frame_model=amnet, backend="spark")
     with pytest.raises(ValueError, match="n_frames"):
         extract([], store=tmp_path, frame_model=amnet, n_frames=4, fps=2)
+    with pytest.raises(ValueError, match="'flush_every'"):
+        extract([], store=tmp_path, frame_model=amnet, n_frames=4, flush_every=0)
+    with pytest.raises(ValueError, match="scheduler"):
+        extract([], store=tmp_path, frame_model=amnet, backend="dask")
 
 
 @pytest.fixture(scope="module")
