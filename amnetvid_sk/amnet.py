@@ -370,9 +370,12 @@ class AMNet(FrameModel):
     device : str, torch.device or None, default=None
         ``None``: CUDA when present, else CPU.
     batch_size : int, default=16
-    bfloat16 : bool, default=False
-        bfloat16 autocast for the network; the last linear layer and the
-        softmax stay in float32.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        ``"bfloat16"``: autocast for the network; the last linear layer and the
+        softmax stay in float32. ``"auto"``: bfloat16 only where the device
+        computes it natively (see :class:`~amnetvid_sk.frame_models.FrameModel`).
+    bfloat16 : bool or None, default=None
+        Older spelling of ``precision``.
     allow_unsafe_weights : bool, default=False
         Read a file that ``torch.load(weights_only=True)`` refuses (arbitrary
         unpickling: only for files you trust).
@@ -409,9 +412,9 @@ class AMNet(FrameModel):
     #: resize to 224x224 without crop (aspect not kept), ImageNet mean/std
     preprocessing = "224sq-imagenet"
 
-    def __init__(self, weights=None, device=None, batch_size: int = 16, bfloat16: bool = False,
-                 allow_unsafe_weights: bool = False):
-        super().__init__(device=device, batch_size=batch_size, bfloat16=bfloat16)
+    def __init__(self, weights=None, device=None, batch_size: int = 16, precision: str = "auto",
+                 bfloat16: bool | None = None, allow_unsafe_weights: bool = False):
+        super().__init__(device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16)
         self.allow_unsafe_weights = bool(allow_unsafe_weights)
         if weights is None:
             raise WeightsError(
@@ -426,7 +429,8 @@ class AMNet(FrameModel):
                 )
             state, source, self.weights = weights, "(given state dict)", None
         else:
-            self.weights = str(weights)
+            # absolute: the store's models table and a fitted pipeline must find it from any folder
+            self.weights = os.path.abspath(weights)
             state = load_amnet_state_dict(weights, allow_unsafe_weights=self.allow_unsafe_weights)
             source = f"file {self.weights!r}"
         network = AMNetNetwork()
@@ -441,7 +445,8 @@ class AMNet(FrameModel):
         self._mean, self._std = mean, std
 
     @classmethod
-    def from_random(cls, seed: int = 0, device=None, batch_size: int = 16, bfloat16: bool = False) -> "AMNet":
+    def from_random(cls, seed: int = 0, device=None, batch_size: int = 16, precision: str = "auto",
+                    bfloat16: bool | None = None) -> "AMNet":
         """AMNet with explicitly random weights (seeded): for tests and benchmarks only.
 
         Its scores mean nothing; its fingerprint names the random weights' hash
@@ -454,7 +459,7 @@ class AMNet(FrameModel):
         True
         """
         self = cls.__new__(cls)
-        FrameModel.__init__(self, device=device, batch_size=batch_size, bfloat16=bfloat16)
+        FrameModel.__init__(self, device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16)
         self.allow_unsafe_weights = False
         self.weights = None
         self._init_network(build_amnet_network(seed=seed))

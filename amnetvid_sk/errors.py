@@ -37,3 +37,15 @@ class ReadOnlyQueryError(StoreError, PermissionError):
 
 class LabelFormatError(AmnetvidError, ValueError):
     """A label file has bad rows; nothing was written."""
+
+
+class VideoIdError(AmnetvidError, ValueError):
+    """Two files would get the same video id (in one run, or against the store); nothing was extracted."""
+
+
+class StoreFullError(StoreError, OSError):
+    """The disk holding the store filled up during a write; what was committed before is kept."""
+
+
+class ModelFileError(AmnetvidError, ValueError):
+    """A saved model file is missing, unreadable, or holds no fitted pipeline."""

@@ -5,13 +5,19 @@ release the GIL while they work), so the model is fed continuously; batches span
 videos. Completed videos are written to the store every ``flush_every`` videos as
 part files (frames first, then the ``videos`` rows that make them visible), so an
 interrupted run loses at most the videos not yet flushed and a rerun continues.
+
+Video ids are checked before any work: two inputs with one id, or an input whose
+id the store already holds from another file that still exists, stop the run
+with both paths named (``ids="relpath"`` or ``replace=True`` decide otherwise).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import glob
 import os
+import sys
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -21,10 +27,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-VIDEO_EXTENSIONS = (
-    ".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv", ".gif", ".flv", ".wmv",
-)
+from .video_ids import ID_MODES, VIDEO_EXTENSIONS, video_id_of_path
+
 BACKENDS = ("local", "joblib", "dask")
+_LISTED = 5  # conflicting ids named in one error message
 
 
 @dataclass
@@ -71,48 +77,84 @@ class ExtractionSummary:
         return "\n".join(lines)
 
 
-def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """Expand files, folders (searched recursively for video files), glob patterns
-    and ``.txt``/``.lst`` files that list one path per line into a sorted list of files.
-
-    A path that does not exist and matches no glob is kept, so that it is reported
-    as a failure naming the file rather than dropped silently.
-
-    Examples
-    --------
-    >>> expand_paths(["clips/", "more/*.mp4", "list.txt"])  # doctest: +SKIP
-    """
+def _expand(paths, base) -> list[tuple[Path, Path | None]]:
+    """(file, the folder its relative id is taken from) for each input; see :func:`expand_inputs`."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    out: list[Path] = []
+    out: list[tuple[Path, Path | None]] = []
     for item in paths:
         text = str(item)
         p = Path(text)
         if p.is_dir():
             out.extend(
-                sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+                (f, p) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS
             )
         elif p.is_file() and p.suffix.lower() in (".txt", ".lst"):
-            base = p.parent
+            folder = p.parent
             for line in p.read_text().splitlines():
                 line = line.strip()
                 if line and not line.startswith("#"):
                     q = Path(line)
-                    out.extend(expand_paths([q if q.is_absolute() else base / q]))
+                    out.extend(_expand([q if q.is_absolute() else folder / q], folder))
         elif p.exists():
-            out.append(p)
+            out.append((p, base))
         elif glob.has_magic(text):
-            out.extend(sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file()))
+            out.extend((Path(m), base) for m in sorted(glob.glob(text, recursive=True)) if Path(m).is_file())
         else:
-            out.append(p)
-    # keep the first occurrence of each file
+            out.append((p, base))
+    return out
+
+
+def expand_inputs(paths, ids: str = "stem") -> list[tuple[Path, str]]:
+    """``(file, video id)`` for files, folders (searched recursively for video files),
+    glob patterns and ``.txt``/``.lst`` files that list one path per line.
+
+    With ``ids="relpath"`` a file found in a folder is named by its path relative
+    to that folder (``videos/a/clip.mp4`` given as ``videos/`` -> ``a/clip``), a
+    file listed in a ``.txt`` file relative to the list's folder, and a file or
+    glob given directly relative to the current folder. A path that does not
+    exist and matches no glob is kept, so that it is reported as a failure naming
+    the file rather than dropped silently. Each file appears once.
+
+    Examples
+    --------
+    >>> expand_inputs(["clips/", "more/*.mp4", "list.txt"])  # doctest: +SKIP
+    [(PosixPath('clips/a.mp4'), 'a'), ...]
+    """
     seen, unique = set(), []
-    for p in out:
-        key = os.path.abspath(p)
+    for path, base in _expand(paths, None):
+        key = os.path.abspath(path)
         if key not in seen:
             seen.add(key)
-            unique.append(p)
+            unique.append((path, video_id_of_path(path, base, ids)))
     return unique
+
+
+def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """The files of :func:`expand_inputs`, without their ids.
+
+    Examples
+    --------
+    >>> expand_paths(["clips/", "more/*.mp4", "list.txt"])  # doctest: +SKIP
+    """
+    return [path for path, _ in expand_inputs(paths)]
+
+
+def check_unique_ids(inputs: Sequence[tuple[Path, str]]) -> None:
+    """Raise :class:`~amnetvid_sk.errors.VideoIdError` naming the files when two inputs share an id."""
+    from .errors import VideoIdError
+
+    by_id: dict[str, list[str]] = {}
+    for path, vid in inputs:
+        by_id.setdefault(vid, []).append(os.path.abspath(path))
+    clashes = {vid: paths for vid, paths in by_id.items() if len(paths) > 1}
+    if clashes:
+        named = "; ".join(f"{vid!r}: {' and '.join(paths)}" for vid, paths in list(clashes.items())[:_LISTED])
+        more = f" (and {len(clashes) - _LISTED} more)" if len(clashes) > _LISTED else ""
+        raise VideoIdError(
+            f"{len(clashes)} video ids are given by more than one file: {named}{more}; nothing was extracted. "
+            "Name videos by their path relative to the folder given (ids='relpath', --ids relpath), "
+            "or extract the folders into separate stores")
 
 
 def _file_key(path: Path):
@@ -120,15 +162,51 @@ def _file_key(path: Path):
     return (os.path.abspath(path), int(st.st_size), float(st.st_mtime))
 
 
-def _resolve_model(frame_model, weights, device, batch_size, bfloat16, allow_unsafe_weights):
+def _resolve_model(frame_model, weights, device, batch_size, precision, allow_unsafe_weights):
     from .frame_models import FrameModel, make_frame_model
 
     if isinstance(frame_model, FrameModel):
         return frame_model
     return make_frame_model(
         frame_model, weights=weights, device=device, batch_size=batch_size,
-        bfloat16=bfloat16, allow_unsafe_weights=allow_unsafe_weights,
+        precision=precision, allow_unsafe_weights=allow_unsafe_weights,
     )
+
+
+def keep_store_precision(store, model) -> None:
+    """Under ``precision="auto"``: extend a store in the precision its videos of this model have.
+
+    A store extracted elsewhere in bfloat16 (or float32) keeps that precision
+    for this frame model, so that ``auto`` on another machine does not split its
+    videos between two fingerprints. The model's note says so (and that it is
+    slow, where bfloat16 is emulated).
+    """
+    other = "float32" if model.precision == "bfloat16" else "bfloat16"
+    counts = {m["model"]: m["n_videos"] for m in store.models()}
+    if counts.get(model.fingerprint, 0) == 0 and counts.get(model.fingerprint_as(other), 0) > 0:
+        n = counts[model.fingerprint_as(other)]
+        model.set_precision(other, note=f"kept: the store's {n} videos of this model are in {other}")
+
+
+class _FileCheck:
+    """Which inputs are already extracted, and which would replace another file's id in the store."""
+
+    def __init__(self, store, fingerprint: str, sampling: str, inputs):
+        done = store.extracted_files(fingerprint, sampling)
+        self.done = set(zip(done["path"].to_pylist(), done["size"].to_pylist(), done["mtime"].to_pylist()))
+        # a folder moved elsewhere: same id, size and mtime, and the stored path is gone
+        self.moved = {(vid, size, mtime) for vid, path, size, mtime in zip(
+            done["video_id"].to_pylist(), done["path"].to_pylist(), done["size"].to_pylist(),
+            done["mtime"].to_pylist()) if not os.path.exists(path)}
+        self.paths = store.video_paths([vid for _, vid in inputs])
+
+    def already_done(self, key, vid) -> bool:
+        return key in self.done or (vid, key[1], key[2]) in self.moved
+
+    def other_files(self, path: str, vid: str) -> list[str]:
+        """Files that still exist and gave this id to videos in the store."""
+        return sorted(p for p in self.paths.get(vid, ()) if p != path and os.path.exists(p))
+
 
 
 def _decode(path: Path, n_frames, fps):
@@ -140,21 +218,21 @@ def _decode(path: Path, n_frames, fps):
 class _PendingVideo:
     """A decoded video waiting for the frame model's outputs."""
 
-    __slots__ = ("path", "key", "sampled", "scores", "maps", "done")
+    __slots__ = ("path", "video_id", "key", "sampled", "scores", "maps", "done")
 
-    def __init__(self, path, key, sampled, map_shape):
+    def __init__(self, path, video_id, key, sampled, map_shape):
         n = len(sampled.indices)
-        self.path, self.key, self.sampled = path, key, sampled
+        self.path, self.video_id, self.key, self.sampled = path, video_id, key, sampled
         self.scores = np.empty(n, dtype=np.float32)
         self.maps = np.empty((n, *map_shape), dtype=np.float32)
         self.done = 0
 
 
 def _extract_local(
-    paths: Sequence[Path], store_path, model, n_frames, fps, sampling, *, workers, flush_every,
+    inputs: Sequence[tuple[Path, str]], store_path, model, n_frames, fps, sampling, *, workers, flush_every,
     progress, summary: ExtractionSummary,
 ):
-    """Extract the given (not yet extracted) paths in this process."""
+    """Extract the given (not yet extracted) ``(path, video id)`` inputs in this process."""
     import pyarrow as pa
 
     from .errors import VideoDecodeError
@@ -169,7 +247,7 @@ def _extract_local(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(paths), unit="video", desc="extract", dynamic_ncols=True)
+        bar = tqdm(total=len(inputs), unit="video", desc="extract", dynamic_ncols=True)
 
     completed: list[_PendingVideo] = []
     started = time.perf_counter()
@@ -182,10 +260,9 @@ def _extract_local(
             sampled = pv.sampled
             info = sampled.info
             extraction_id = new_extraction_id()
-            video_id = Path(pv.path).stem
             n = len(sampled.indices)
             video_rows.append({
-                "extraction_id": extraction_id, "video_id": video_id, "path": pv.key[0],
+                "extraction_id": extraction_id, "video_id": pv.video_id, "path": pv.key[0],
                 "size": pv.key[1], "mtime": pv.key[2], "duration": float(info.duration),
                 "fps": float(info.fps), "frame_count": int(info.frame_count),
                 "width": int(info.width), "height": int(info.height), "model": fingerprint,
@@ -194,12 +271,17 @@ def _extract_local(
             # video_id, model and sampling are filled in from the videos row by the store
             frame_tables.append(frames_table(extraction_id, sampled.indices, sampled.timestamps,
                                              pv.scores, pv.maps))
-        store.write_extractions(video_rows, pa.concat_tables(frame_tables))
+        try:
+            store.write_extractions(video_rows, pa.concat_tables(frame_tables))
+        except OSError:
+            # a full disk: the final flush must not try the same write again
+            completed.clear()
+            raise
         summary.extracted += [str(pv.path) for pv in completed]
         completed.clear()
 
-    def fail(path, reason):
-        store.write_failure(str(path), reason, fingerprint, sampling)
+    def fail(path, vid, reason):
+        store.write_failure(str(path), reason, fingerprint, sampling, video_id=vid)
         summary.failed.append((str(path), reason))
         if bar is not None:
             bar.update(1)
@@ -233,30 +315,30 @@ def _extract_local(
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
-            todo = deque(paths)
+            todo = deque(inputs)
             running = {}
             # decode ahead: enough videos in flight to keep the model fed
             ahead = max(2 * workers, 2)
             while todo or running:
                 while todo and len(running) < ahead:
-                    path = todo.popleft()
-                    running[pool.submit(_decode, path, n_frames, fps)] = path
+                    path, vid = todo.popleft()
+                    running[pool.submit(_decode, path, n_frames, fps)] = (path, vid)
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED, timeout=None)
                 for fut in finished:
-                    path = running.pop(fut)
+                    path, vid = running.pop(fut)
                     try:
                         sampled = fut.result()
                         key = _file_key(path)
                     except VideoDecodeError as exc:
-                        fail(path, exc.reason)
+                        fail(path, vid, exc.reason)
                         continue
                     except OSError as exc:
-                        fail(path, f"{type(exc).__name__}: {exc}")
+                        fail(path, vid, f"{type(exc).__name__}: {exc}")
                         continue
                     if len(sampled.indices) == 0:
-                        fail(path, "no frames could be decoded")
+                        fail(path, vid, "no frames could be decoded")
                         continue
-                    pv = _PendingVideo(path, key, sampled, map_shape)
+                    pv = _PendingVideo(path, vid, key, sampled, map_shape)
                     for pos, frame in enumerate(sampled.frames):
                         queue.append((pv, pos, frame))
                     # the queue holds the frames now; don't keep a second reference until flush
@@ -271,12 +353,12 @@ def _extract_local(
     summary.n_frames += n_model_frames
 
 
-def _extract_chunk(paths, store_path, model_spec, n_frames, fps, sampling, workers, flush_every):
+def _extract_chunk(inputs, store_path, model_spec, n_frames, fps, sampling, workers, flush_every):
     """Run in a joblib/Dask worker: build the model there and extract one chunk."""
     model = _resolve_model(*model_spec)
     summary = ExtractionSummary()
     _extract_local(
-        [Path(p) for p in paths], store_path, model, n_frames, fps, sampling,
+        [(Path(p), vid) for p, vid in inputs], store_path, model, n_frames, fps, sampling,
         workers=workers, flush_every=flush_every, progress=False, summary=summary,
     )
     return summary
@@ -293,8 +375,11 @@ def extract(
     batch_size: int | None = None,
     workers: int = 2,
     device=None,
-    bfloat16: bool = False,
+    precision: str = "auto",
+    bfloat16: bool | None = None,
     allow_unsafe_weights: bool = False,
+    ids: str = "stem",
+    replace: bool = False,
     backend: str = "local",
     scheduler: str | None = None,
     n_jobs: int = 2,
@@ -306,7 +391,7 @@ def extract(
     Parameters
     ----------
     paths : path, glob, folder, text file listing paths, or a list of these
-        The videos. Video ids are file names without extension.
+        The videos.
     store : str or Path, default="store"
         Feature store folder.
     frame_model : {"resmem", "amnet"} or FrameModel, default="resmem"
@@ -322,10 +407,27 @@ def extract(
         Decoding threads per process.
     device : str, default=None
         ``"cpu"``, ``"cuda"``; None picks CUDA when present.
-    bfloat16 : bool, default=False
-        Run the frame model under bfloat16 autocast.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        The frame model's precision. ``"auto"`` takes bfloat16 only where the
+        device computes it natively, and keeps the precision a store already
+        has for this frame model (a store extracted elsewhere in bfloat16 stays
+        in bfloat16), so that one store never holds a model under two
+        fingerprints by accident. Ignored when ``frame_model`` is a built model.
+    bfloat16 : bool or None, default=None
+        Older spelling of ``precision`` (True: bfloat16, False: float32).
     allow_unsafe_weights : bool, default=False
         Allow a weights file that needs arbitrary unpickling (trusted files only).
+    ids : {"stem", "relpath"}, default="stem"
+        How videos are named. ``"stem"``: the file name without its extension,
+        as the MediaEval and Memento10k labels name them. ``"relpath"``: the path
+        relative to the folder given, without the extension (``a/clip``,
+        ``b/clip``), for same-named clips in several folders. Two inputs with one
+        id stop the run before any work, naming both files.
+    replace : bool, default=False
+        Let a file replace the features of another file that gave the store the
+        same id (and still exists). Without it that is an error naming both;
+        a store whose folder was moved is recognised by the id, size and
+        mtime of the files and needs nothing.
     backend : {"local", "joblib", "dask"}, default="local"
         ``"joblib"`` fans chunks of videos out through joblib's current backend
         (``joblib.parallel_config`` decides where they run); ``"dask"`` does the
@@ -338,11 +440,21 @@ def extract(
     flush_every : int, default=16
         Completed videos per written part file.
     progress : bool, default=True
-        Show a progress bar (videos done, frames/s, ETA).
+        Show a progress bar (videos done, frames/s, ETA), and say on stderr which
+        frame model runs in which precision.
 
     Returns
     -------
     ExtractionSummary
+
+    Raises
+    ------
+    VideoIdError
+        Two inputs share an id, or an id is in the store from another file
+        (without ``replace``); nothing was extracted.
+    StoreFullError
+        The disk filled up; the videos written before are kept and a rerun
+        after freeing space extracts the rest.
 
     Examples
     --------
@@ -350,9 +462,9 @@ def extract(
     >>> summary = extract("clips/", store="store", n_frames=28)  # doctest: +SKIP
     >>> print(summary.report())  # doctest: +SKIP
     """
-    from .errors import VideoDecodeError
+    from .errors import VideoDecodeError, VideoIdError
     from .store import FeatureStore
-    from .video import sampling_key
+    from .video import DEFAULT_N_FRAMES, sampling_key
 
     if backend not in BACKENDS:
         raise ValueError(
@@ -360,57 +472,97 @@ def extract(
         )
     if backend == "dask" and not scheduler:
         raise ValueError("backend='dask' needs a scheduler address, e.g. scheduler='tcp://127.0.0.1:8786'")
+    if ids not in ID_MODES:
+        raise ValueError(f"The 'ids' parameter of extract must be a str among {{'relpath', 'stem'}}. "
+                         f"Got {ids!r} instead.")
     if n_frames is None and fps is None:
-        n_frames = 28
+        n_frames = DEFAULT_N_FRAMES
     sampling = sampling_key(n_frames=n_frames, fps=fps)
-    if not isinstance(flush_every, int) or flush_every < 1:
+    if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
         raise ValueError(f"The 'flush_every' parameter of extract must be an int >= 1. Got {flush_every!r} instead.")
 
     started = time.perf_counter()
     summary = ExtractionSummary()
     store_obj = FeatureStore(store)
-    model_spec = (frame_model, weights, device, batch_size, bfloat16, allow_unsafe_weights)
-    model = _resolve_model(*model_spec)
+    inputs = expand_inputs(paths, ids)
+    check_unique_ids(inputs)  # before the model loads: a naming problem costs nothing
+    model = _resolve_model(frame_model, weights, device, batch_size,
+                           precision if bfloat16 is None else ("bfloat16" if bfloat16 else "float32"),
+                           allow_unsafe_weights)
+    if isinstance(frame_model, str) and precision == "auto" and bfloat16 is None:
+        keep_store_precision(store_obj, model)
+    if progress:
+        print(model.describe(), file=sys.stderr, flush=True)
     fingerprint = model.fingerprint
-    store_obj.write_model(fingerprint, model.name, model.config, tuple(model.map_shape))
 
-    done = store_obj.extracted_keys(fingerprint, sampling)
-    todo: list[Path] = []
-    for path in expand_paths(paths):
+    files = _FileCheck(store_obj, fingerprint, sampling, inputs)
+    todo: list[tuple[Path, str]] = []
+    missing: list[tuple[Path, str]] = []
+    clashes: list[str] = []
+    for path, vid in inputs:
         try:
             key = _file_key(path)
         except OSError:
-            reason = VideoDecodeError(path, "file not found").reason
-            store_obj.write_failure(str(path), reason, fingerprint, sampling)
-            summary.failed.append((str(path), reason))
+            missing.append((path, vid))
             continue
-        if key in done:
+        if files.already_done(key, vid):
             summary.skipped.append(str(path))
-        else:
-            todo.append(path)
+            continue
+        others = files.other_files(key[0], vid)
+        if others and not replace:
+            clashes.append(f"{vid!r} from {' and '.join(others)}, now given by {key[0]}")
+        todo.append((path, vid))
+    if clashes:
+        more = f" (and {len(clashes) - _LISTED} more)" if len(clashes) > _LISTED else ""
+        raise VideoIdError(
+            f"{len(clashes)} video ids are already in the store {str(store_obj.path)!r} from other files: "
+            f"{'; '.join(clashes[:_LISTED])}{more}; nothing was extracted. Pass replace=True (--replace) to "
+            "replace them, or name videos by relative path (ids='relpath', --ids relpath)")
 
-    if backend == "local" or not todo:
-        _extract_local(
-            todo, store, model, n_frames, fps, sampling, workers=workers, flush_every=flush_every,
-            progress=progress, summary=summary,
-        )
-    else:
-        _extract_parallel(todo, store, model, model_spec, n_frames, fps, sampling, workers, flush_every,
-                          backend, scheduler, n_jobs, progress, summary)
+    try:
+        store_obj.write_model(fingerprint, model.name, model.config, tuple(model.map_shape))
+        for path, vid in missing:
+            reason = VideoDecodeError(path, "file not found").reason
+            store_obj.write_failure(str(path), reason, fingerprint, sampling, video_id=vid)
+            summary.failed.append((str(path), reason))
+        if backend == "local" or not todo:
+            _extract_local(
+                todo, store, model, n_frames, fps, sampling, workers=workers, flush_every=flush_every,
+                progress=progress, summary=summary,
+            )
+        else:
+            spec = (model.name, getattr(model, "weights", None), device, batch_size, model.precision,
+                    allow_unsafe_weights)
+            _extract_parallel(todo, store, spec, n_frames, fps, sampling, workers, flush_every,
+                              backend, scheduler, n_jobs, summary)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise _store_full(store_obj.path, summary, len(todo)) from None
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _extract_parallel(todo, store, model, model_spec, n_frames, fps, sampling, workers, flush_every,
-                      backend, scheduler, n_jobs, progress, summary):
+def _store_full(path: Path, summary: ExtractionSummary, n_todo: int):
+    from .errors import StoreFullError
+
+    kept = summary.extracted
+    named = ", ".join(os.path.basename(p) for p in kept[:_LISTED]) + (", ..." if len(kept) > _LISTED else "")
+    return StoreFullError(
+        f"no space left on the disk of the store {str(path)!r}: {len(kept)} of the {n_todo} videos to extract "
+        f"were written and are kept{' (' + named + ')' if kept else ''}; free space and run the same command "
+        "again to extract the rest")
+
+
+def _extract_parallel(todo, store, model_spec, n_frames, fps, sampling, workers, flush_every,
+                      backend, scheduler, n_jobs, summary):
     import joblib
 
-    # a built model is not shipped to workers: each builds its own from the spec
-    if not isinstance(model_spec[0], str):
-        model_spec = (model.name, getattr(model, "weights", None), *model_spec[2:])
+    # A built model is not shipped to workers: each builds its own from the spec, with the
+    # precision resolved here, so that a worker's "auto" cannot pick another fingerprint.
     store = os.path.abspath(store)
     n_chunks = max(1, min(len(todo), 4 * max(1, n_jobs)))
-    chunks = [[str(p) for p in todo[i::n_chunks]] for i in range(n_chunks)]
+    chunks = [[(str(p), vid) for p, vid in todo[i::n_chunks]] for i in range(n_chunks)]
     chunks = [c for c in chunks if c]
     call = joblib.delayed(_extract_chunk)
     tasks = (call(c, store, model_spec, n_frames, fps, sampling, workers, flush_every) for c in chunks)

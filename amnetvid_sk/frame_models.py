@@ -3,8 +3,10 @@
 Every frame model turns RGB frames into one memorability score and ``K=3``
 attention maps of ``14 x 14`` per frame. This module holds what they share:
 the :class:`FrameModel` base class (input checks, batching, ``inference_mode``,
-the opt-in bfloat16 autocast, map normalisation), device choice, the
-fingerprint that keys the feature store, and :func:`make_frame_model`.
+bfloat16 autocast where the precision asks for it, map normalisation), device
+choice, the fingerprint that keys the feature store, and :func:`make_frame_model`.
+The precision rule (``auto``: bfloat16 only where the hardware computes it
+natively) lives in :mod:`amnetvid_sk.precision`.
 
 The models themselves live in :mod:`amnetvid_sk.amnet` (AMNet, needs a weights
 file) and :mod:`amnetvid_sk.resmem_gradcam` (ResMem with Grad-CAM maps, the
@@ -20,6 +22,8 @@ from typing import Iterator
 
 import numpy as np
 import torch
+
+from .precision import EMULATED, PRECISIONS, native_bfloat16, resolve_precision
 
 __all__ = [
     "FrameModel",
@@ -271,8 +275,8 @@ class FrameModel:
     :meth:`_predict_batch` (one batch of uint8 frames) and
     :meth:`_fingerprint_parts`. This class does the input checks, the
     batching, ``torch.inference_mode`` (a subclass that needs gradients, such
-    as Grad-CAM, sets ``_needs_grad = True``), the bfloat16 autocast and the
-    final map normalisation.
+    as Grad-CAM, sets ``_needs_grad = True``), the precision (bfloat16
+    autocast or float32) and the final map normalisation.
 
     Parameters
     ----------
@@ -280,9 +284,15 @@ class FrameModel:
         ``None``: CUDA when present, else CPU.
     batch_size : int, default=16
         Frames per forward pass.
-    bfloat16 : bool, default=False
-        Run the network under ``torch.autocast(dtype=torch.bfloat16)``.
-        Scores and maps are still returned as float32.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        ``"bfloat16"`` runs the network under ``torch.autocast(dtype=torch.bfloat16)``;
+        scores and maps are still returned as float32. ``"auto"`` picks bfloat16
+        only where the device computes it natively (CUDA with bfloat16, a CPU
+        with AVX512-BF16 or AMX) and float32 elsewhere, where bfloat16 is
+        emulated and many times slower (see :mod:`amnetvid_sk.precision`).
+    bfloat16 : bool or None, default=None
+        The older spelling: ``True`` means ``precision="bfloat16"``, ``False``
+        means ``precision="float32"``; None leaves ``precision`` in charge.
 
     Attributes
     ----------
@@ -290,7 +300,12 @@ class FrameModel:
         ``"amnet"`` or ``"resmem"``.
     device : torch.device
     batch_size : int
+    precision : str
+        The precision that runs: ``"float32"`` or ``"bfloat16"`` (never ``"auto"``).
+    precision_note : str
+        Why, in words (for example ``"this CPU has no native bfloat16"``).
     bfloat16 : bool
+        ``precision == "bfloat16"``.
     map_shape : tuple of int
         ``(3, 14, 14)``.
     fingerprint : str
@@ -310,18 +325,55 @@ class FrameModel:
     map_shape: tuple = (3, 14, 14)
     _needs_grad: bool = False
 
-    def __init__(self, device=None, batch_size: int = 16, bfloat16: bool = False):
+    def __init__(self, device=None, batch_size: int = 16, precision: str = "auto", bfloat16=None):
+        owner = type(self).__name__
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(
-                f"The 'batch_size' parameter of {type(self).__name__} must be an int >= 1. Got {batch_size!r} instead."
+                f"The 'batch_size' parameter of {owner} must be an int >= 1. Got {batch_size!r} instead."
             )
-        if not isinstance(bfloat16, (bool, np.bool_)):
+        if bfloat16 is not None:
+            if not isinstance(bfloat16, (bool, np.bool_)):
+                raise ValueError(
+                    f"The 'bfloat16' parameter of {owner} must be a bool or None. Got {bfloat16!r} instead."
+                )
+            precision = "bfloat16" if bfloat16 else "float32"
+        if precision not in PRECISIONS:
             raise ValueError(
-                f"The 'bfloat16' parameter of {type(self).__name__} must be a bool. Got {bfloat16!r} instead."
+                f"The 'precision' parameter of {owner} must be a str among {{'auto', 'bfloat16', 'float32'}}. "
+                f"Got {precision!r} instead."
             )
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
-        self.bfloat16 = bool(bfloat16)
+        self.set_precision(precision)
+
+    def set_precision(self, precision: str, note: str | None = None) -> None:
+        """Change the precision (``"auto"``, ``"float32"`` or ``"bfloat16"``); the fingerprint follows.
+
+        ``note`` replaces the reason :meth:`describe` gives (for example "kept from
+        the store"); the slowness of an emulated bfloat16 is always said.
+        """
+        self.precision, why = resolve_precision(precision, self.device)
+        if note is not None:
+            why = note
+            if self.precision == "bfloat16" and not native_bfloat16(self.device)[0]:
+                why += f"; no native bfloat16 here, {EMULATED}"
+        self.precision_note = why
+
+    @property
+    def bfloat16(self) -> bool:
+        """Whether the network runs under bfloat16 autocast."""
+        return self.precision == "bfloat16"
+
+    def describe(self) -> str:
+        """One line saying which model runs, in which precision and why.
+
+        Examples
+        --------
+        >>> from amnetvid_sk.amnet import AMNet
+        >>> AMNet.from_random(seed=0, device="cpu", precision="float32").describe()
+        'frame model: amnet, float32 (as asked)'
+        """
+        return f"frame model: {self.name}, {self.precision} ({self.precision_note})"
 
     # -- identity ---------------------------------------------------------------------
 
@@ -332,9 +384,13 @@ class FrameModel:
     @property
     def fingerprint(self) -> str:
         """Cache key: name, weights hash, preprocessing, map size and numeric mode."""
+        return self.fingerprint_as(self.precision)
+
+    def fingerprint_as(self, precision: str) -> str:
+        """The fingerprint this model would have in another precision (``"float32"`` or ``"bfloat16"``)."""
         parts = self._fingerprint_parts()
         return make_fingerprint(
-            self.name, parts["weights_sha256"], parts["preprocessing"], self.map_shape, self.bfloat16,
+            self.name, parts["weights_sha256"], parts["preprocessing"], self.map_shape, precision == "bfloat16",
             parts.get("extra", ""),
         )
 
@@ -350,6 +406,7 @@ class FrameModel:
             "preprocessing": parts["preprocessing"],
             "extra": parts.get("extra", ""),
             "map_shape": list(self.map_shape),
+            "precision": self.precision,
             "bfloat16": self.bfloat16,
             "batch_size": self.batch_size,
         }
@@ -357,7 +414,7 @@ class FrameModel:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(device={str(self.device)!r}, batch_size={self.batch_size}, "
-            f"bfloat16={self.bfloat16})"
+            f"precision={self.precision!r})"
         )
 
     # -- inference --------------------------------------------------------------------
@@ -427,7 +484,8 @@ def make_frame_model(
     weights=None,
     device=None,
     batch_size: int | None = None,
-    bfloat16: bool = False,
+    precision: str = "auto",
+    bfloat16: bool | None = None,
     allow_unsafe_weights: bool = False,
 ) -> FrameModel:
     """Build a frame model by name.
@@ -445,8 +503,11 @@ def make_frame_model(
         ``None``: CUDA when present, else CPU.
     batch_size : int or None, default=None
         ``None`` keeps the model's default (16 for AMNet, 8 for ResMem).
-    bfloat16 : bool, default=False
-        bfloat16 autocast.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        See :class:`FrameModel`: ``"auto"`` takes bfloat16 only where the device
+        computes it natively.
+    bfloat16 : bool or None, default=None
+        Older spelling of ``precision`` (True: bfloat16, False: float32).
     allow_unsafe_weights : bool, default=False
         AMNet only: allow a weights file that needs arbitrary unpickling.
 
@@ -467,7 +528,7 @@ def make_frame_model(
         raise ValueError(
             f"The 'name' parameter of make_frame_model must be a str among {allowed}. Got {name!r} instead."
         )
-    kwargs = {"device": device, "bfloat16": bfloat16}
+    kwargs = {"device": device, "precision": precision, "bfloat16": bfloat16}
     if batch_size is not None:
         kwargs["batch_size"] = batch_size
     if name == "amnet":

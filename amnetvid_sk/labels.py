@@ -36,6 +36,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from .errors import LabelFormatError
+from .video_ids import VIDEO_EXTENSIONS, video_id_from_name  # noqa: F401  (re-exported: older imports)
 
 __all__ = ["FORMATS", "LABELS_SCHEMA", "read_labels", "import_labels"]
 
@@ -75,30 +76,7 @@ _MEMENTO_COLUMNS = {
 _CSV_COLUMNS = ("video_id", "short_term", "long_term", "n_short", "n_long")
 _REQUIRED = ("video_id", "short_term")
 
-# Extensions stripped from ids, so that "video10.webm" and "video10" are one video
-# while an id such as "clip.v2" keeps its dot.
-VIDEO_EXTENSIONS = frozenset(
-    {".webm", ".mp4", ".m4v", ".mov", ".mkv", ".avi", ".mpg", ".mpeg", ".ogv", ".wmv", ".flv", ".gif", ".3gp", ".ts"}
-)
-
 _MAX_LISTED = 20
-
-
-def video_id_from_name(name: str) -> str:
-    """The video id of a file name or path: its base name without a video extension.
-
-    Examples
-    --------
-    >>> video_id_from_name("video10.webm")
-    'video10'
-    >>> video_id_from_name("clips/00042.mp4")
-    '00042'
-    >>> video_id_from_name("100493")
-    '100493'
-    """
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    stem, ext = os.path.splitext(base)
-    return stem if ext.lower() in VIDEO_EXTENSIONS and stem else base
 
 
 class _Problems:

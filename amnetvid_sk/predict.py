@@ -13,19 +13,31 @@ def _store_steps(pipeline):
     return [step for _, step in pipeline.steps if "store" in step.get_params(deep=False)]
 
 
-def predict_videos(pipeline, paths, store=None, *, progress=True, workers=2, device=None):
+def predict_videos(pipeline, paths, store=None, *, progress=True, workers=2, device=None, ids="stem"):
     """Predict for video files: extract the features that are missing, then ``predict``.
 
-    The frame model and sampling are those the pipeline was trained with (read from
-    the store: the fitted first step's ``model_`` fingerprint and the sampling stored
-    for it), so new videos get features comparable with the training data.
+    New videos are extracted with exactly the frame model (fingerprint, precision
+    included) and the sampling the pipeline was fitted on, as its first step
+    recorded them (``model_``, ``sampling_``), so that their features are
+    comparable with the training data. When that precision is bfloat16 and this
+    machine only emulates it, the run says so (it is slow, but a float32 run
+    would give features the pipeline never saw).
 
     Parameters
     ----------
     pipeline : fitted sklearn Pipeline, or a path to one saved with joblib
     paths : file, folder, glob or list of these
     store : str or Path, default=None
-        Where features are read and written; None keeps the pipeline's own store.
+        Where features are read and written; None keeps the pipeline's own store
+        (its absolute path at fit time). Pass it when the store was moved.
+    progress : bool, default=True
+        Progress bar and the frame model's precision on stderr.
+    workers : int, default=2
+        Decoding threads.
+    device : str, default=None
+        Device of the frame model; None: CUDA when present.
+    ids : {"stem", "relpath"}, default="stem"
+        How the new videos are named (see :func:`~amnetvid_sk.extract.extract`).
 
     Returns
     -------
@@ -34,15 +46,22 @@ def predict_videos(pipeline, paths, store=None, *, progress=True, workers=2, dev
     summary : ExtractionSummary
         What the extraction did (videos that failed to decode are left out of ``ids``).
 
+    Raises
+    ------
+    VideoIdError
+        A new file has the id of a video already in the store from another file
+        (a training clip, say); nothing was extracted.
+
     Examples
     --------
     >>> ids, pred, _ = predict_videos("model.joblib", ["new1.mp4", "new2.mp4"])  # doctest: +SKIP
     """
     import joblib
 
-    from .extract import expand_paths, extract
+    from .extract import expand_inputs, extract
     from .frame_models import make_frame_model
     from .store import FeatureStore
+    from .video import parse_sampling_key
 
     if isinstance(pipeline, (str, Path)):
         pipeline = joblib.load(pipeline)
@@ -52,35 +71,33 @@ def predict_videos(pipeline, paths, store=None, *, progress=True, workers=2, dev
     if store is not None:
         for step in steps:
             step.set_params(store=store)
-    store = steps[0].store
-    fingerprint = getattr(steps[0], "model_", None)
-    fs = FeatureStore(store)
-    if fingerprint is None:
-        fingerprint = fs.resolve_model(None)
+    first = steps[0]
+    fs = first._source() if hasattr(first, "_source") else FeatureStore(first.store)
+    fingerprint = getattr(first, "model_", None) or fs.resolve_model(None)
+    sampling = getattr(first, "sampling_", None) or fs.resolve_sampling(fingerprint)
     record = fs.sql("SELECT name, config FROM models WHERE model = ?", [fingerprint]).to_pylist()
     if not record:
         raise ValueError(
-            f"the store {str(store)!r} does not know the frame model {fingerprint!r} this pipeline was "
-            "trained with; pass the store the pipeline was trained on"
+            f"the store {str(fs.path)!r} does not know the frame model {fingerprint!r} this pipeline was "
+            "trained with; pass the store the pipeline was trained on (--store)"
         )
     config = json.loads(record[0]["config"] or "{}")
-    samplings = fs.sql("SELECT DISTINCT sampling FROM videos WHERE model = ?", [fingerprint]).column(0).to_pylist()
-    sampling = samplings[0] if samplings else "frames=28"
-    kind, value = sampling.split("=")
     name = record[0]["name"]
+    precision = config.get("precision") or ("bfloat16" if config.get("bfloat16") else "float32")
     # ResMem's weights come from its package; only AMNet takes a weights file
     model = make_frame_model(name, weights=config.get("weights") if name == "amnet" else None, device=device,
-                             bfloat16=bool(config.get("bfloat16", False)))
+                             precision=precision)
+    model.set_precision(precision, note="the precision the pipeline was trained with")
     if model.fingerprint != fingerprint:
         raise ValueError(
             f"the frame model rebuilt from the store ({model.fingerprint}) differs from the one the "
             f"pipeline was trained with ({fingerprint}); were its weights changed?"
         )
-    files = expand_paths(paths)
-    summary = extract(files, store=store, frame_model=model,
-                      n_frames=int(value) if kind == "frames" else None,
-                      fps=float(value) if kind == "fps" else None, workers=workers, progress=progress)
-    failed = {Path(p).stem for p, _ in summary.failed}
-    ids = np.array([p.stem for p in files if p.stem not in failed], dtype=object)
-    predictions = pipeline.predict(ids) if len(ids) else np.zeros(0)
-    return ids, np.asarray(predictions, dtype=float).ravel(), summary
+    inputs = expand_inputs(paths, ids)
+    n_frames, fps = parse_sampling_key(sampling)
+    summary = extract(paths, store=fs.path, frame_model=model, n_frames=n_frames, fps=fps,
+                      workers=workers, ids=ids, progress=progress)
+    failed = {str(p) for p, _ in summary.failed}
+    kept = np.array([vid for path, vid in inputs if str(path) not in failed], dtype=object)
+    predictions = pipeline.predict(kept) if len(kept) else np.zeros(0)
+    return kept, np.asarray(predictions, dtype=float).ravel(), summary

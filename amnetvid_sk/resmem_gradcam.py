@@ -160,10 +160,13 @@ class ResMemGradCAM(FrameModel):
     device : str, torch.device or None, default=None
         ``None``: CUDA when present, else CPU.
     batch_size : int, default=8
-    bfloat16 : bool, default=False
-        bfloat16 autocast for the forward and backward passes; ResMem's last
-        linear layer and sigmoid stay in float32 so that scores are not rounded
-        to bfloat16's few hundred levels.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        ``"bfloat16"``: autocast for the forward and backward passes; ResMem's
+        last linear layer and sigmoid stay in float32 so that scores are not
+        rounded to bfloat16's few hundred levels. ``"auto"``: bfloat16 only where
+        the device computes it natively (see :class:`~amnetvid_sk.frame_models.FrameModel`).
+    bfloat16 : bool or None, default=None
+        Older spelling of ``precision``.
     layers : tuple of 3 str, default=("layer2", "layer3", "layer4")
         ResNet-152 stages whose Grad-CAM gives the three maps, shallow to deep.
 
@@ -201,9 +204,9 @@ class ResMemGradCAM(FrameModel):
     preprocessing = f"{RESIZE}sq-crop{CROP}"
     _needs_grad = True
 
-    def __init__(self, device=None, batch_size: int = 8, bfloat16: bool = False,
+    def __init__(self, device=None, batch_size: int = 8, precision: str = "auto", bfloat16: bool | None = None,
                  layers=("layer2", "layer3", "layer4")):
-        super().__init__(device=device, batch_size=batch_size, bfloat16=bfloat16)
+        super().__init__(device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16)
         self.layers = _validate_layers(layers)
         self.network = load_resmem(self.device)
         self.weights = str(resmem_weights_path())

@@ -85,6 +85,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import MissingVideosError, ReadOnlyQueryError, StoreError
+from .video_ids import video_id_from_name
 
 __all__ = ["FeatureStore", "SCHEMAS", "TABLES", "frames_table", "new_extraction_id"]
 
@@ -406,23 +407,38 @@ class FeatureStore:
         ``refresh=False`` keeps the views of the previous call, so that several
         queries of one read see the same files.
         """
-        for attempt in (0, 1):
-            if attempt == 0 and not refresh and getattr(self._local, "con", None) is not None \
-                    and self._local.pid == os.getpid():
-                con = self._local.con
-            else:
-                con = self._connection(force_refresh=attempt == 1)
-            for name, tbl in arrow_tables.items():
-                con.register(name, tbl)
-            try:
-                return con.sql(query, params=params).to_arrow_table()
-            except duckdb.IOException:
-                # a part file listed a moment ago was removed (by compact): list again, once
-                if attempt == 1:
-                    raise
-            finally:
-                for name in arrow_tables:
-                    con.unregister(name)
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"the store {str(self.path)!r} is a file, not a folder; give a store folder")
+        try:
+            for attempt in (0, 1):
+                if attempt == 0 and not refresh and getattr(self._local, "con", None) is not None \
+                        and self._local.pid == os.getpid():
+                    con = self._local.con
+                else:
+                    con = self._connection(force_refresh=attempt == 1)
+                for name, tbl in arrow_tables.items():
+                    con.register(name, tbl)
+                try:
+                    return con.sql(query, params=params).to_arrow_table()
+                except duckdb.IOException:
+                    # a part file listed a moment ago was removed (by compact): list again, once
+                    if attempt == 1:
+                        raise
+                finally:
+                    for name in arrow_tables:
+                        con.unregister(name)
+        except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException):
+            raise  # the SQL text is at fault, not a file (sql() says so)
+        except duckdb.Error as e:
+            damaged = self._damaged_parts(f for files in self._list_parts().values() for f in files)
+            if not damaged:
+                raise
+            named = "; ".join(f"{f} ({why})" for f, why in damaged[:3])
+            more = f" and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+            raise StoreError(
+                f"the store {str(self.path)!r} has {len(damaged)} damaged part file(s) that cannot be read: "
+                f"{named}{more}; restore them from a copy, or move them out of the store (their rows "
+                "are lost)") from e
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ user SQL
@@ -704,9 +720,18 @@ class FeatureStore:
             if att.null_count or pc.list_flatten(part["attention"]).null_count:
                 raise StoreError("column 'attention' of table 'frames' has missing values")
             parts.append((part.set_column(7, "attention", att), target))
-        for part, target in parts:
-            self._write_part("frames", part, target)
-        self._write_part("videos", vids, SCHEMAS["videos"])  # the commit record, last
+        written = []
+        try:
+            for part, target in parts:
+                written.append(self._write_part("frames", part, target))
+            self._write_part("videos", vids, SCHEMAS["videos"])  # the commit record, last
+        except BaseException:
+            # Frames without their videos row are invisible; removing them keeps a failed
+            # write (a full disk, Ctrl-C) from leaving dead files behind.
+            for path in written:
+                if path is not None:
+                    path.unlink(missing_ok=True)
+            raise
         return vids.num_rows
 
     def write_model(self, fingerprint: str, name: str, config: Mapping | None,
@@ -748,15 +773,20 @@ class FeatureStore:
         self._write_part("models", self._to_table("models", [row], {"created_at": _now()}), SCHEMAS["models"])
         return True
 
-    def write_failure(self, path: str | os.PathLike, reason: str, model: str, sampling: str) -> None:
+    def write_failure(self, path: str | os.PathLike, reason: str, model: str, sampling: str,
+                      video_id: str | None = None) -> None:
         """Record that a video could not be extracted, and why.
+
+        ``video_id`` defaults to the file name without its extension.
 
         Examples
         --------
         >>> fs.write_failure("clips/broken.mp4", "truncated file", "resmem-ab12", "frames=28")  # doctest: +SKIP
         """
         path = os.path.abspath(os.fspath(path))
-        row = {"path": path, "video_id": Path(path).stem, "model": model, "sampling": sampling,
+        if video_id is None:
+            video_id = video_id_from_name(path)
+        row = {"path": path, "video_id": video_id, "model": model, "sampling": sampling,
                "reason": str(reason)}
         self._write_part("failures", self._to_table("failures", [row], {"failed_at": _now()}),
                          SCHEMAS["failures"])
@@ -839,6 +869,27 @@ class FeatureStore:
                           [model, sampling])
         return set(zip(tbl["path"].to_pylist(), tbl["size"].to_pylist(), tbl["mtime"].to_pylist()))
 
+    def video_paths(self, ids) -> dict[str, set[str]]:
+        """The file paths each of ``ids`` was extracted from (any model or sampling); unknown ids are left out.
+
+        Examples
+        --------
+        >>> fs.video_paths(["video10"])  # doctest: +SKIP
+        {'video10': {'/data/videos/video10.webm'}}
+        """
+        req = pa.table({"video_id": _id_array(ids)})
+        tbl = self._query("SELECT DISTINCT v.video_id, v.path FROM videos AS v "
+                          "JOIN (SELECT DISTINCT video_id FROM _ids) AS r USING (video_id)", _ids=req)
+        out: dict[str, set[str]] = {}
+        for vid, path in zip(tbl["video_id"].to_pylist(), tbl["path"].to_pylist()):
+            out.setdefault(vid, set()).add(path)
+        return out
+
+    def extracted_files(self, model: str, sampling: str) -> pa.Table:
+        """video_id, path, size and mtime of the visible extractions of ``model`` with ``sampling``."""
+        return self._query("SELECT video_id, path, size, mtime FROM videos WHERE model = ? AND sampling = ?",
+                           [model, sampling])
+
     def models(self) -> list[dict]:
         """The registered frame models: model (fingerprint), name, config (dict),
         map_shape (tuple), created_at, n_videos (visible), samplings.
@@ -895,6 +946,27 @@ class FeatureStore:
         extracted, names = (snap.extracted, snap.names) if snap is not None else self._fingerprints()
         return _pick_model(self.path, extracted, names, model)
 
+    def resolve_sampling(self, model: str | None = None, sampling: str | None = None) -> str:
+        """The sampling key to read for a frame model: ``sampling`` if the model has it, or its only one.
+
+        Raises
+        ------
+        StoreError
+            The model has no videos with that sampling, or (with None) several
+            samplings; the message lists them.
+
+        Examples
+        --------
+        >>> fs.resolve_sampling()  # doctest: +SKIP
+        'frames=28'
+        """
+        model = self.resolve_model(model)
+        # as resolve_model: the cache's snapshot knows the samplings, so a step's fit needs no query
+        snap = _CACHE.snapshot(self) if _cache_budget() > 0 else None
+        if snap is not None:
+            return _pick_sampling(self.path, model, snap.samplings.get(model, []), sampling)
+        return self._resolve_sampling(model, sampling)
+
     def _resolve_sampling(self, model: str, sampling: str | None) -> str:
         samplings = self._query("SELECT DISTINCT sampling FROM videos WHERE model = ? ORDER BY 1",
                                 [model], refresh=False)["sampling"].to_pylist()
@@ -942,7 +1014,7 @@ class FeatureStore:
             stored for each video: positions ``round(k * (cnt - 1) / (T - 1))`` for
             k in 0..T-1 (rounding halves up; T=1 takes the middle one,
             ``round((cnt - 1) / 2)``). A video with fewer stored frames than T
-            repeats frames.
+            is an error that names the stored count (frames are never repeated).
         maps : bool, default=True
             Also return the attention maps (False reads much less).
         sampling : str, default=None
@@ -998,7 +1070,9 @@ class FeatureStore:
         found[sel["ord"].to_numpy()] = True
         if not found.all():
             raise _missing_error(self.path, ids_arr, found, model, sampling)
-        t = _frames_wanted(sel["n_frames"].to_numpy(), n_frames, n)
+        n_stored = np.empty(n, dtype=np.int64)
+        n_stored[sel["ord"].to_numpy()] = sel["n_frames"].to_numpy()
+        t = _frames_wanted(n_stored, n_frames, n, ids_arr)
         size = math.prod(shape)
         if n == 0:
             return (np.zeros((0, t), np.float32), np.zeros((0, t, *shape), np.float32) if maps else None)
@@ -1092,19 +1166,76 @@ class FeatureStore:
                              f"use labelled_ids({target!r}) to choose ids that have one")
         return values
 
-    def labelled_ids(self, target: str = "short") -> np.ndarray:
-        """Sorted ids of the videos that have a label for ``target`` ("short" or "long").
+    def labelled_ids(self, target: str = "short", *, extracted: bool = False, model: str | None = None,
+                     sampling: str | None = None) -> np.ndarray:
+        """Sorted ids of the videos that have a label for ``target`` (and, if asked, features).
+
+        Parameters
+        ----------
+        target : {"short", "long"}, default="short"
+        extracted : bool, default=False
+            Keep only the videos that also have features of ``model`` with ``sampling``:
+            the ids a pipeline can read. A labelled video that could not be decoded has
+            a label but no features (the ``failures`` table says why).
+        model : str, default=None
+            With ``extracted=True``: the frame model (fingerprint, unique prefix or
+            name); None takes the store's only one (see :meth:`resolve_model`). A
+            store with no extracted videos gives an empty array.
+        sampling : str, default=None
+            With ``extracted=True``: the sampling key (``"frames=28"``, ``"fps=4"``);
+            None takes the model's only one, and several are an error that lists them.
+
+        Returns
+        -------
+        numpy.ndarray of str (object)
+
+        Raises
+        ------
+        StoreError
+            ``extracted=True`` and the model or sampling is ambiguous or unknown.
 
         Examples
         --------
         >>> fs.labelled_ids("long")[:2]  # doctest: +SKIP
         array(['video10', 'video11'], dtype=object)
+        >>> ids = fs.labelled_ids("short", extracted=True)  # doctest: +SKIP
+        >>> y = fs.labels(ids, target="short")  # doctest: +SKIP
         """
         column = _target_column(target)
+        if not isinstance(extracted, (bool, np.bool_)):
+            raise TypeError(f"extracted must be a bool; got {extracted!r}")
+        if not extracted and (model is not None or sampling is not None):
+            raise ValueError("model= and sampling= choose which features a video must have: "
+                             "pass extracted=True with them")
         tbl = self._query("SELECT video_id, short_term, long_term FROM labels ORDER BY video_id")
         keep = pc.is_valid(tbl[column])
         keep = pc.and_(keep, pc.invert(pc.is_nan(tbl[column].fill_null(0.0))))
-        return np.array(pc.filter(tbl["video_id"], keep).to_pylist(), dtype=object)
+        ids = pc.filter(tbl["video_id"], keep)
+        if extracted:
+            if model is None and not self._fingerprints()[0]:
+                return np.array([], dtype=object)
+            model = self.resolve_model(model)
+            sampling = self._resolve_sampling(model, sampling)
+            have = self._query("SELECT DISTINCT video_id FROM videos WHERE model = ? AND sampling = ?",
+                               [model, sampling], refresh=False)["video_id"]
+            ids = pc.filter(ids, pc.is_in(ids, value_set=have))
+        return np.array(ids.to_pylist(), dtype=object)
+
+    def _damaged_parts(self, files: Iterable[str]) -> list[tuple[str, str]]:
+        """``(file, reason)`` of the part files whose Parquet footer cannot be read.
+
+        Only called after a failed query (one footer read per file): DuckDB does not
+        always say which file it could not read ("Variable-length int over 10 bytes").
+        """
+        damaged = []
+        for f in files:
+            try:
+                pq.read_metadata(f)
+            except FileNotFoundError:
+                continue  # removed by compact() since the listing; not damage
+            except (OSError, pa.ArrowException) as e:
+                damaged.append((f, " ".join(str(e).split())))
+        return damaged
 
     def info(self) -> dict:
         """A summary: visible rows per table (``tables``), raw rows (``tables_all``),
@@ -1349,9 +1480,22 @@ def _missing_error(path: Path, ids_arr: pa.Array, found: np.ndarray, model: str,
         f"{_fmt_ids(missing)}")
 
 
-def _frames_wanted(stored: np.ndarray, n_frames: int | None, n: int) -> int:
-    """T, the frames per video to return, given the stored frame counts of the videos asked for."""
+def _frames_wanted(stored: np.ndarray, n_frames: int | None, n: int, ids_arr: pa.Array | None = None) -> int:
+    """T, the frames per video to return, given the stored frame counts of the videos asked for.
+
+    More frames than a video has stored is an error: repeating frames would feed a
+    sequence model a clip it never saw.
+    """
     if n_frames is not None:
+        if n and int(stored.min()) < n_frames:
+            short = np.flatnonzero(stored < n_frames)
+            fewest = int(stored.min())
+            named = "" if ids_arr is None else ": " + _fmt_ids(
+                _unique_in_order(ids_arr.take(pa.array(short[:50])).to_pylist()))
+            raise StoreError(
+                f"n_frames={int(n_frames)} asks for more frames than {len(short)} of the {n} requested videos "
+                f"have stored (fewest: {fewest}){named}; pass n_frames <= {fewest}, or extract again with "
+                f"--frames {int(n_frames)} or more")
         return int(n_frames)
     counts = np.unique(stored)
     if len(counts) > 1:
@@ -1823,7 +1967,7 @@ class _ArrayCache:
         if not found.all():
             raise _missing_error(fs.path, ids_arr, found, model, sampling)
         v = where.to_numpy(zero_copy_only=False).astype(np.int64)
-        t = _frames_wanted(videos.n_frames[v], n_frames, n)
+        t = _frames_wanted(videos.n_frames[v], n_frames, n, ids_arr)
         if n == 0:
             return (np.zeros((0, t), np.float32), np.zeros((0, t, *shape), np.float32) if maps else None)
         layout = None if not maps else ("all" if n_frames is None else t)

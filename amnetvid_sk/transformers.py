@@ -3,6 +3,11 @@
 ``X`` for every pipeline is a 1-D array of video ids, so ``cross_val_score``,
 ``GridSearchCV`` and ``Pipeline.predict`` work on plain id arrays. ``store`` is a
 path (not an open connection) so that every step clones and pickles.
+
+``fit`` records what it read: the store as an absolute path (so a fitted
+pipeline keeps working after a ``cd``), the frame model's fingerprint and the
+sampling. ``transform`` reads exactly those; setting ``store`` after ``fit``
+(``predict --store`` for a moved store) points it elsewhere.
 """
 
 from __future__ import annotations
@@ -20,27 +25,56 @@ def _store(path):
     return FeatureStore(path)
 
 
-class FrameScores(TransformerMixin, BaseEstimator):
+class _StoreReader:
+    """What the steps that read from the store share: the store, model and sampling fixed at ``fit``."""
+
+    def _fit_source(self):
+        store = _store(self.store)
+        self.store_ = str(store.path.resolve())
+        self.store_param_ = self.store
+        self.model_ = store.resolve_model(self.model)
+        self.sampling_ = store.resolve_sampling(self.model_, self.sampling)
+        return store
+
+    def _source(self):
+        """The store to read in ``transform``: the one resolved at ``fit`` unless ``store`` was set since."""
+        fitted = getattr(self, "store_", None)
+        if fitted is not None and self.store == getattr(self, "store_param_", None):
+            return _store(fitted)
+        return _store(self.store)
+
+
+class FrameScores(_StoreReader, TransformerMixin, BaseEstimator):
     """Video ids -> frame memorability scores ``[n, n_frames]`` from the feature store.
 
-    Stateless: ``fit`` only checks the parameters and notes which frame model
-    the ids were read with (``model_``), so a fitted pipeline keeps reading the
-    same model's features even after other models are added to the store.
+    Stateless: ``fit`` only checks the parameters and notes where the ids were
+    read from (``store_``, ``model_``, ``sampling_``), so a fitted pipeline keeps
+    reading the same features even after other models or samplings are added
+    to the store.
 
     Parameters
     ----------
     store : str or Path
         Feature store folder.
-    n_frames : int, default=28
-        Frames per video, picked uniformly from those stored.
+    n_frames : int, default=None
+        Frames per video, picked uniformly from those stored. None: every stored
+        frame (all videos must have the same number). More than a video has
+        stored is an error naming the stored count.
     model : str, default=None
         Frame model fingerprint (or unique prefix / name). None takes the store's
         only model; with several, an error lists their fingerprints.
+    sampling : str, default=None
+        Sampling key (``"frames=28"``, ``"fps=4"``). None takes the model's only
+        sampling; with several, an error lists them.
 
     Attributes
     ----------
+    store_ : str
+        The store's absolute path at ``fit``.
     model_ : str
         Fingerprint of the frame model read.
+    sampling_ : str
+        Sampling read.
 
     Examples
     --------
@@ -49,26 +83,32 @@ class FrameScores(TransformerMixin, BaseEstimator):
     (2, 28)
     """
 
-    def __init__(self, store="store", n_frames=28, model=None):
+    def __init__(self, store="store", n_frames=None, model=None, sampling=None):
         self.store = store
         self.n_frames = n_frames
         self.model = model
+        self.sampling = sampling
 
     def _check(self):
         check_param("FrameScores", "store", self.store, kind="path")
-        check_param("FrameScores", "n_frames", self.n_frames, kind="int", low=1)
+        check_param("FrameScores", "n_frames", self.n_frames, kind="int", low=1, allow_none=True)
         check_param("FrameScores", "model", self.model, kind="str", allow_none=True)
+        check_param("FrameScores", "sampling", self.sampling, kind="str", allow_none=True)
 
     def fit(self, X, y=None):
         self._check()
-        self.model_ = _store(self.store).resolve_model(self.model)
+        self._fit_source()
         return self
 
     def transform(self, X):
         self._check()
         ids = check_ids(X)
-        model = getattr(self, "model_", None) or self.model
-        scores, _ = _store(self.store).read_arrays(ids, model=model, n_frames=self.n_frames, maps=False)
+        if hasattr(self, "model_"):
+            model, sampling = self.model_, self.sampling_
+        else:  # stateless: usable without fit, reading what the parameters name
+            model, sampling = self.model, self.sampling
+        scores, _ = self._source().read_arrays(ids, model=model, n_frames=self.n_frames, maps=False,
+                                               sampling=sampling)
         return scores
 
     def __sklearn_is_fitted__(self):
@@ -118,7 +158,7 @@ class FrameMinMaxScaler(TransformerMixin, BaseEstimator):
         return out.astype(np.float32)
 
 
-class AttentionSequences(TransformerMixin, BaseEstimator):
+class AttentionSequences(_StoreReader, TransformerMixin, BaseEstimator):
     """Video ids -> the AMNetVid network's input: attention maps and frame scores.
 
     Output is a dict ``{"maps": ..., "scores": float32 [n, n_frames]}`` that skorch
@@ -144,11 +184,18 @@ class AttentionSequences(TransformerMixin, BaseEstimator):
         Rendered map size for ``maps="jet"``.
     model : str, default=None
         Frame model fingerprint; None takes the store's only model.
+    sampling : str, default=None
+        Sampling key (``"frames=28"``, ``"fps=4"``); None takes the model's only
+        sampling; with several, an error lists them.
 
     Attributes
     ----------
+    store_ : str
+        The store's absolute path at ``fit``.
     model_ : str
         Fingerprint of the frame model read.
+    sampling_ : str
+        Sampling read.
     score_min_, score_max_ : float
         Bounds of the training frame scores.
 
@@ -160,12 +207,13 @@ class AttentionSequences(TransformerMixin, BaseEstimator):
     ((n, 4, 3, 14, 14), (n, 4))
     """
 
-    def __init__(self, store="store", n_frames=4, maps="jet", size=70, model=None):
+    def __init__(self, store="store", n_frames=4, maps="jet", size=70, model=None, sampling=None):
         self.store = store
         self.n_frames = n_frames
         self.maps = maps
         self.size = size
         self.model = model
+        self.sampling = sampling
 
     def _check(self):
         check_param("AttentionSequences", "store", self.store, kind="path")
@@ -173,13 +221,14 @@ class AttentionSequences(TransformerMixin, BaseEstimator):
         check_param("AttentionSequences", "maps", self.maps, among={"jet", "raw"})
         check_param("AttentionSequences", "size", self.size, kind="int", low=1)
         check_param("AttentionSequences", "model", self.model, kind="str", allow_none=True)
+        check_param("AttentionSequences", "sampling", self.sampling, kind="str", allow_none=True)
 
     def fit(self, X, y=None):
         self._check()
         ids = check_ids(X)
-        store = _store(self.store)
-        self.model_ = store.resolve_model(self.model)
-        scores, _ = store.read_arrays(ids, model=self.model_, n_frames=self.n_frames, maps=False)
+        store = self._fit_source()
+        scores, _ = store.read_arrays(ids, model=self.model_, n_frames=self.n_frames, maps=False,
+                                      sampling=self.sampling_)
         self.score_min_ = float(scores.min())
         self.score_max_ = float(scores.max())
         return self
@@ -188,7 +237,8 @@ class AttentionSequences(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         self._check()
         ids = check_ids(X)
-        scores, maps = _store(self.store).read_arrays(ids, model=self.model_, n_frames=self.n_frames)
+        scores, maps = self._source().read_arrays(ids, model=self.model_, n_frames=self.n_frames,
+                                                  sampling=self.sampling_)
         span = self.score_max_ - self.score_min_
         scaled = (scores - self.score_min_) / span if span > 0 else np.zeros_like(scores)
         if self.maps == "jet":

@@ -195,6 +195,30 @@ def _check_sampling(n_frames, fps):
     return None, rate.limit_denominator(1_000_000)
 
 
+#: frames stored per clip when neither a frame count nor a rate is given: the working note's 28
+DEFAULT_N_FRAMES = 28
+
+
+def parse_sampling_key(key: str) -> tuple[int | None, float | None]:
+    """``(n_frames, fps)`` of a sampling key made by :func:`sampling_key` (one of them is None).
+
+    Examples
+    --------
+    >>> from amnetvid_sk.video import parse_sampling_key
+    >>> parse_sampling_key("frames=28"), parse_sampling_key("fps=2.5")
+    ((28, None), (None, 2.5))
+    """
+    kind, _, value = str(key).partition("=")
+    try:
+        if kind == "frames":
+            return int(value), None
+        if kind == "fps":
+            return None, float(value)
+    except ValueError:
+        pass
+    raise ValueError(f"not a sampling key: {key!r}; expected 'frames=N' or 'fps=R'")
+
+
 def sampling_key(n_frames: int | None = None, fps: float | None = None) -> str:
     """The string that names a sampling configuration in the feature store.
 

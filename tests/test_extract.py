@@ -117,10 +117,12 @@ def many_clips(tmp_path_factory):
     return folder
 
 
+# Runs whose values are compared are float32: under bfloat16 a frame's outputs depend on the
+# other frames of its batch more than these tolerances allow, and batches span videos.
 def _extract_cmd(clips, store, weights, *extra, frames=3, batch_size=2):
     return [*AMNETVID, "extract", str(clips), "--store", str(store), "--frame-model", "amnet",
             "--weights", str(weights), "--frames", str(frames), "--batch-size", str(batch_size),
-            "--no-progress", "--device", "cpu", *extra]
+            "--no-progress", "--device", "cpu", "--precision", "float32", *extra]
 
 
 # the interrupted runs: enough model work per video (8 frames, one per forward pass) that
@@ -162,7 +164,7 @@ def test_sigkill_midway_then_rerun_matches_uninterrupted(many_clips, tmp_path, a
     a reader during the run only ever sees whole videos."""
     reference = tmp_path / "ref"
     run_cli("extract", many_clips, "--store", reference, "--frame-model", "amnet", "--weights", amnet_weights,
-            "--frames", "8", "--no-progress", "--device", "cpu", check=0)
+            "--frames", "8", "--no-progress", "--device", "cpu", "--precision", "float32", check=0)
 
     store = tmp_path / "store"
     seen_partial = []
@@ -219,12 +221,13 @@ def test_dask_local_cluster_gives_same_rows_as_local(many_clips, tmp_path, amnet
     paths = sorted(many_clips.glob("*.mp4"))[:6]
     local = tmp_path / "local"
     extract(paths, store=local, frame_model="amnet", weights=amnet_weights, n_frames=3, device="cpu",
-            progress=False)
+            precision="float32", progress=False)
     remote = tmp_path / "dask"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
         summary = extract(paths, store=remote, frame_model="amnet", weights=amnet_weights, n_frames=3,
-                          device="cpu", backend="dask", scheduler=cluster.scheduler_address, progress=False)
+                          device="cpu", precision="float32", backend="dask", scheduler=cluster.scheduler_address,
+                          progress=False)
     assert len(summary.extracted) == 6 and summary.ok
     ids = [p.stem for p in paths]
     s0, m0 = FeatureStore(local).read_arrays(ids)
@@ -249,3 +252,96 @@ def test_ctrl_c_keeps_completed_videos_and_rerun_continues(many_clips, tmp_path,
                            capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and f"skipped {len(kept)}" in rerun.stdout
     assert len(visible_counts(store)) == 14
+
+
+# ---------------------------------------------------------------------------------- video ids
+
+
+def _two_folders_with_one_name(clips, tmp_path):
+    root = tmp_path / "videos"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    shutil.copy(clips / "clip0.mp4", root / "a" / "clip.mp4")
+    shutil.copy(clips / "clip1.mp4", root / "b" / "clip.mp4")
+    return root
+
+
+def test_same_stem_in_two_folders_is_an_error_before_any_work(clips, tmp_path, amnet):
+    """a/clip.mp4 and b/clip.mp4 in one run: an error naming both paths, and nothing written."""
+    from amnetvid_sk.errors import VideoIdError
+
+    root = _two_folders_with_one_name(clips, tmp_path)
+    store = tmp_path / "store"
+    with pytest.raises(VideoIdError) as info:
+        extract(root, store=store, frame_model=amnet, n_frames=2, progress=False)
+    msg = str(info.value)
+    assert str(root / "a" / "clip.mp4") in msg and str(root / "b" / "clip.mp4") in msg and "relpath" in msg
+    assert not (store / "videos").exists() and not (store / "frames").exists()
+
+
+def test_relpath_ids_keep_same_named_clips_apart(clips, tmp_path, amnet):
+    """ids="relpath" names the clips a/clip and b/clip; both are extracted with their own frames."""
+    root = _two_folders_with_one_name(clips, tmp_path)
+    store = tmp_path / "store"
+    summary = extract(root, store=store, frame_model=amnet, n_frames=2, ids="relpath", progress=False)
+    assert len(summary.extracted) == 2
+    fs = FeatureStore(store)
+    assert list(fs.video_ids()) == ["a/clip", "b/clip"]
+    scores, _ = fs.read_arrays(["a/clip", "b/clip"])
+    assert not np.allclose(scores[0], scores[1])
+    with pytest.raises(ValueError, match=r"'ids' parameter of extract must be a str among \{'relpath', 'stem'\}"):
+        extract(root, store=store, frame_model=amnet, ids="path")
+
+
+def test_an_id_from_another_file_needs_replace(clips, tmp_path, amnet):
+    """A file whose id the store holds from another existing file: an error naming both; replace=True replaces."""
+    from amnetvid_sk.errors import VideoIdError
+
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(clips / "clip1.mp4", other / "clip0.mp4")  # another clip under the name clip0
+    store = tmp_path / "store"
+    extract(clips / "clip0.mp4", store=store, frame_model=amnet, n_frames=2, progress=False)
+    before, _ = FeatureStore(store).read_arrays(["clip0"])
+    with pytest.raises(VideoIdError) as info:
+        extract(other / "clip0.mp4", store=store, frame_model=amnet, n_frames=2, progress=False)
+    assert str(clips / "clip0.mp4") in str(info.value) and str(other / "clip0.mp4") in str(info.value)
+    np.testing.assert_array_equal(FeatureStore(store).read_arrays(["clip0"])[0], before)
+    summary = extract(other / "clip0.mp4", store=store, frame_model=amnet, n_frames=2, replace=True,
+                      progress=False)
+    assert len(summary.extracted) == 1
+    after, _ = FeatureStore(store).read_arrays(["clip0"])
+    assert not np.allclose(after, before)
+    paths = FeatureStore(store).sql("SELECT path FROM videos WHERE video_id = 'clip0'").column(0).to_pylist()
+    assert paths == [str(other / "clip0.mp4")]
+
+
+def test_a_moved_folder_is_recognised(clips, tmp_path, amnet):
+    """After the clips folder is moved, a rerun from the new place skips every clip (same id, size, mtime)."""
+    store = tmp_path / "store"
+    extract(clips, store=store, frame_model=amnet, n_frames=2, progress=False)
+    moved = tmp_path / "moved"
+    clips.rename(moved)
+    again = extract(moved, store=store, frame_model=amnet, n_frames=2, progress=False)
+    assert again.extracted == [] and len(again.skipped) == 6 and again.ok
+
+
+def test_cli_ids_relpath_and_same_stem_error(clips, tmp_path, amnet_weights):
+    """`amnetvid extract` names both files of a clash in one line (exit 2); --ids relpath extracts both."""
+    root = _two_folders_with_one_name(clips, tmp_path)
+    store = tmp_path / "store"
+    common = ["--store", store, "--frame-model", "amnet", "--weights", amnet_weights, "--frames", "2",
+              "--device", "cpu", "--no-progress"]
+    bad = run_cli("extract", root, *common, check=2)
+    assert "a/clip.mp4" in bad.stderr and "b/clip.mp4" in bad.stderr and "Traceback" not in bad.stderr
+    run_cli("extract", root, *common, "--ids", "relpath", check=0)
+    assert list(FeatureStore(store).video_ids()) == ["a/clip", "b/clip"]
+
+
+def test_ts_files_in_a_folder_are_found(clips, tmp_path):
+    """A folder's .ts files are extracted like the extensions whose labels import (one list of extensions)."""
+    from amnetvid_sk.video_ids import VIDEO_EXTENSIONS, video_id_from_name
+
+    (clips / "x.ts").write_bytes((clips / "clip0.mp4").read_bytes())
+    assert ".ts" in VIDEO_EXTENSIONS and video_id_from_name("x.ts") == "x"
+    assert "x.ts" in [p.name for p in expand_paths(clips)]

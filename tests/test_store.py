@@ -105,21 +105,34 @@ def test_round_trip_and_read_arrays_order(store):
     assert ("/data/v1.webm", 1000, 1.5e9) in keys and len(keys) == 3
 
 
-def test_read_arrays_n_frames_picks_uniformly_and_repeats(store):
-    """n_frames=T picks round(k*(cnt-1)/(T-1)) of the stored frames, repeating when T > cnt."""
+def test_read_arrays_n_frames_picks_uniformly_and_never_repeats(store):
+    """n_frames=T picks round(k*(cnt-1)/(T-1)) of the stored frames; T > cnt is an error naming cnt."""
     truth = write_videos(store, {"a": 28, "b": 3})
-    scores, maps = store.read_arrays(["a", "b"], n_frames=4)
-    np.testing.assert_array_equal(scores[0], truth["a"][0][[0, 9, 18, 27]])
-    np.testing.assert_array_equal(maps[0], truth["a"][1][[0, 9, 18, 27]])
-    # 3 stored frames, 4 asked: k*2/3 = 0, 0.67, 1.33, 2 -> 0, 1, 1, 2
-    np.testing.assert_array_equal(scores[1], truth["b"][0][[0, 1, 1, 2]])
-    np.testing.assert_array_equal(maps[1], truth["b"][1][[0, 1, 1, 2]])
+    scores, maps = store.read_arrays(["a", "b"], n_frames=3)
+    np.testing.assert_array_equal(scores[0], truth["a"][0][[0, 14, 27]])  # k*27/2 = 0, 13.5, 27
+    np.testing.assert_array_equal(maps[0], truth["a"][1][[0, 14, 27]])
+    np.testing.assert_array_equal(scores[1], truth["b"][0])
+    four, _ = store.read_arrays(["a"], n_frames=4, maps=False)
+    np.testing.assert_array_equal(four[0], truth["a"][0][[0, 9, 18, 27]])
     middle, _ = store.read_arrays(["a", "b"], n_frames=1, maps=False)
     np.testing.assert_array_equal(middle[:, 0], [truth["a"][0][14], truth["b"][0][1]])
+    # both read paths: the array cache (read twice, so it fills) and SQL
+    for _ in range(2):
+        with pytest.raises(StoreError, match=r"n_frames=4 .*1 of the 2 requested videos.*fewest: 3.*'b'"):
+            store.read_arrays(["a", "b"], n_frames=4)
     with pytest.raises(StoreError, match="n_frames=T"):
         store.read_arrays(["a", "b"])  # 28 and 3 stored frames
     with pytest.raises(ValueError, match="n_frames"):
         store.read_arrays(["a"], n_frames=0)
+
+
+def test_more_frames_than_stored_is_an_error_without_the_cache(store, monkeypatch):
+    """The SQL read path (cache off) refuses T > stored frames with the same message."""
+    monkeypatch.setenv("AMNETVID_CACHE_BYTES", "0")
+    write_videos(store, {"a": 5, "b": 3})
+    assert store.read_arrays(["a", "b"], n_frames=3)[0].shape == (2, 3)
+    with pytest.raises(StoreError, match=r"n_frames=5 .*fewest: 3.*'b'"):
+        store.read_arrays(["b", "a"], n_frames=5)
 
 
 def test_missing_ids_error_counts_and_names_them(store):
@@ -436,15 +449,15 @@ def test_compact_rewrites_visible_rows_into_one_part(store):
 
 def test_frames_left_twice_by_interrupted_compaction_are_tolerated(store):
     """A frames part present twice (as an interrupted compact() can leave) reads right and compacts away."""
-    truth = write_videos(store, {"v1": 4, "v2": 3})
+    truth = write_videos(store, {"v1": 4, "v2": 5})
     part = next((store.path / "frames").glob("part-*.parquet"))
     (store.path / "frames" / "part-zz-copy.parquet").write_bytes(part.read_bytes())
-    assert store.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 14}]
+    assert store.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 18}]
     scores, maps = store.read_arrays(["v2", "v1"], n_frames=4)
-    np.testing.assert_array_equal(scores[0], truth["v2"][0][[0, 1, 1, 2]])
+    np.testing.assert_array_equal(scores[0], truth["v2"][0][[0, 1, 3, 4]])  # round(k*4/3) = 0, 1, 3, 4
     np.testing.assert_array_equal(maps[1], truth["v1"][1])
     store.compact(["frames"])
-    assert store.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 7}]
+    assert store.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 9}]
     np.testing.assert_array_equal(store.read_arrays(["v1"])[1][0], truth["v1"][1])
 
 
@@ -498,7 +511,7 @@ def _read_both(fs, monkeypatch, ids, **kwargs):
 @pytest.mark.parametrize("maps", [True, False])
 def test_cache_gives_the_sql_path_arrays(store, cache, monkeypatch, n_frames, maps):
     """Cached reads equal the SQL path's for n_frames None/1/2/4/7, with repeated ids, maps or not."""
-    counts = {"a": 28, "b": 3, "c": 7, "d": 2, "e": 1} if n_frames else {"a": 5, "b": 5, "c": 5}
+    counts = {"a": 28, "b": 7, "c": 9, "d": 8, "e": 7} if n_frames else {"a": 5, "b": 5, "c": 5}
     write_videos(store, counts)
     ids = ["c", "a", "c", "b", "a"]
     (s1, m1), (s2, m2) = _read_both(store, monkeypatch, ids, n_frames=n_frames, maps=maps)
@@ -540,7 +553,7 @@ def test_cache_layouts_answer_each_other(store, cache, monkeypatch):
         raise AssertionError("decoded again")
 
     monkeypatch.setattr(store_module, "_load_frames", no_decoding)
-    for t, picked in ((3, [0, 3, 5]), (1, [3]), (9, [0, 1, 1, 2, 3, 3, 4, 4, 5])):
+    for t, picked in ((3, [0, 3, 5]), (1, [3]), (5, [0, 1, 3, 4, 5])):
         _, maps = store.read_arrays(["c", "a"], n_frames=t)
         np.testing.assert_array_equal(maps[0], truth["c"][1][picked])
     monkeypatch.undo()

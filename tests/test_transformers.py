@@ -69,3 +69,59 @@ def test_frame_min_max_scaler_uses_one_range():
     X = np.array([[0.5, 0.7], [0.6, 0.9]])
     out = FrameMinMaxScaler().fit_transform(X)
     np.testing.assert_allclose(out, [[0.0, 0.5], [0.25, 1.0]])
+
+
+@pytest.fixture
+def two_samplings(tmp_path):
+    """A store whose videos are stored under two samplings, 6 and 3 frames."""
+    from amnetvid_sk.synthetic import make_moving_peak_dataset, write_synthetic_store
+
+    path = tmp_path / "store"
+    maps6, scores6, y = make_moving_peak_dataset(12, n_frames=6, max_speed=1.0, seed=0)
+    ids = write_synthetic_store(path, maps6, scores6, y)
+    maps3, scores3, _ = make_moving_peak_dataset(12, n_frames=3, seed=1)
+    write_synthetic_store(path, maps3, scores3, y)
+    return path, ids, scores6, scores3
+
+
+def test_sampling_is_chosen_recorded_and_required_when_ambiguous(two_samplings):
+    """With two samplings None is an error listing them; fit records the one read, as predict needs."""
+    from amnetvid_sk import StoreError
+
+    path, ids, scores6, scores3 = two_samplings
+    with pytest.raises(StoreError, match=r"\['frames=3', 'frames=6'\]"):
+        FrameScores(path).fit(ids)
+    step = FrameScores(path, sampling="frames=3").fit(ids)
+    assert step.sampling_ == "frames=3"
+    np.testing.assert_allclose(step.transform(ids[:2]), scores3[:2], rtol=1e-6)
+    seq = AttentionSequences(path, n_frames=6, maps="raw", sampling="frames=6").fit(ids)
+    assert seq.sampling_ == "frames=6" and seq.transform(ids[:1])["maps"].shape == (1, 6, 3, 14, 14)
+    with pytest.raises(StoreError, match="no videos extracted .* sampling 'fps=4'"):
+        FrameScores(path, sampling="fps=4").fit(ids)
+
+
+def test_more_frames_than_stored_names_the_stored_count(two_samplings):
+    """n_frames=4 on the 3-frame sampling raises an error with the stored count, never repeats frames."""
+    from amnetvid_sk import StoreError
+
+    path, ids, *_ = two_samplings
+    with pytest.raises(StoreError, match=r"n_frames=4 .*fewest: 3"):
+        FrameScores(path, n_frames=4, sampling="frames=3").fit(ids).transform(ids)
+    with pytest.raises(StoreError, match=r"n_frames=4 .*fewest: 3"):
+        AttentionSequences(path, n_frames=4, maps="raw", sampling="frames=3").fit(ids)
+
+
+def test_fitted_steps_keep_working_after_cd_and_follow_a_moved_store(two_samplings, tmp_path, monkeypatch):
+    """A relative store path is made absolute at fit; setting store after fit points at a moved store."""
+    path, ids, scores6, _ = two_samplings
+    monkeypatch.chdir(path.parent)
+    step = FrameScores("store", sampling="frames=6").fit(ids)
+    assert step.store_ == str(path.resolve()) and step.store == "store"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    np.testing.assert_allclose(step.transform(ids[:2]), scores6[:2], rtol=1e-6)
+    moved = tmp_path / "moved_store"
+    path.rename(moved)
+    step.set_params(store=str(moved))
+    np.testing.assert_allclose(step.transform(ids[:2]), scores6[:2], rtol=1e-6)
