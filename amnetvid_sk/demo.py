@@ -303,7 +303,7 @@ def add_demo_command(sub) -> None:
 
 def _cmd_demo(args) -> int:
     if not 1 <= args.images <= len(TRAIN_IMAGES):
-        raise SystemExit(f"--images must be between 1 and {len(TRAIN_IMAGES)}; got {args.images}")
+        args.parser.error(f"argument --images: must be between 1 and {len(TRAIN_IMAGES)}; got {args.images}")
     s = DemoSettings(n_images=args.images, stored_frames=args.frames, model_frames=args.model_frames,
                      cv=args.cv, max_epochs=args.epochs, precision=args.precision)
     started = time.perf_counter()

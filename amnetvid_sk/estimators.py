@@ -316,7 +316,12 @@ class _SequenceRegressor(NeuralNetRegressor):
         return super().partial_fit(X, y, classes, **fit_params)
 
     def predict(self, X) -> np.ndarray:
-        """Predicted memorability, shape (n_videos,)."""
+        """Predicted memorability, shape (n_videos,).
+
+        A video's prediction does not depend on the other videos of ``X`` or their order,
+        up to float32 rounding: torch's kernels take other code paths for other batch
+        shapes, so the last bits may differ (a few units in the last place, about 1e-7).
+        """
         self.check_is_fitted()
         X = self._validate_X(X, reset=False)
         return NeuralNet.predict_proba(self, X).reshape(-1)
@@ -370,8 +375,8 @@ class ScoreLSTMRegressor(_SequenceRegressor):
         None: "cuda" when available, else "cpu" (decided at fit, kept in ``device_``).
     random_state : int, RandomState or None, default=None
         Seeds the weights, dropout, shuffling and the validation split; two fits with
-        the same int give identical predictions on CPU (GPU kernels may not be
-        bit-exact).
+        the same int give identical predictions on the same CPU with the same number
+        of threads (other CPUs, thread counts and GPUs differ in the last float32 bits).
     **kwargs
         Other skorch parameters (``module__*``, ``iterator_train__*``,
         ``callbacks__*``, ...). ``iterator_train__shuffle`` defaults to True.
@@ -444,7 +449,7 @@ class ConvLSTMRegressor(_SequenceRegressor):
         None: "cuda" when available, else "cpu" (decided at fit, kept in ``device_``).
     random_state : int, RandomState or None, default=None
         Seeds weights, dropout, shuffling and the validation split (identical
-        predictions from two fits on CPU).
+        predictions from two fits on the same CPU with the same number of threads).
     **kwargs
         Other skorch parameters (``module__filters``, ``module__dropout``,
         ``module__map_size``, ``callbacks__*``, ...).

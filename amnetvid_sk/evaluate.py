@@ -39,15 +39,26 @@ NOTE_TABLE1 = {
 
 
 def recipe_dirs() -> list[Path]:
-    """Folders searched for a recipe given by name: ./pipelines, then the project's pipelines/."""
-    here = Path(__file__).resolve().parent.parent / "pipelines"
-    return [Path.cwd() / "pipelines", here]
+    """Folders searched for a recipe given by name: ./pipelines, then the shipped recipes.
+
+    ./pipelines comes first so that a user's edited copy of a shipped recipe, kept under the
+    same name in the folder they work in, is the one a name finds (as in the checkout).
+    """
+    import importlib.resources
+
+    # The shipped recipes are the subpackage amnetvid_sk.pipelines (pyproject.toml maps the
+    # top-level pipelines/ folder to it), so they are found in editable and plain installs alike;
+    # pip installs packages unzipped, so the resource folder is a real path.
+    shipped = Path(str(importlib.resources.files("amnetvid_sk.pipelines")))
+    return [Path.cwd() / "pipelines", shipped]
 
 
 def load_recipe(recipe) -> ModuleType:
     """Load a recipe: a path to a ``.py`` file, or a name such as ``"amnetvid"``.
 
     A recipe exposes ``pipeline(store) -> sklearn.pipeline.Pipeline`` and ``param_grid``.
+    A name is looked up in ``recipe_dirs()``: ``./pipelines/NAME.py`` first, then the recipes
+    shipped with the package (mean_score, score_lstm, amnetvid, amnetvid_raw).
 
     Examples
     --------
@@ -64,8 +75,10 @@ def load_recipe(recipe) -> ModuleType:
                 path = folder / f"{text}.py"
                 break
     if not path.is_file():
-        known = sorted({p.stem for d in recipe_dirs() if d.is_dir() for p in d.glob("*.py")})
-        raise FileNotFoundError(f"recipe {text!r} not found; give a path to a .py file or one of {known}")
+        dirs = recipe_dirs()
+        known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.py")} - {"__init__"})
+        raise FileNotFoundError(f"recipe {text!r} not found; give a path to a .py file or one of {known} "
+                                f"(names are looked up in {', '.join(map(str, dirs))})")
     spec = importlib.util.spec_from_file_location(f"amnetvid_recipe_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -76,21 +89,65 @@ def load_recipe(recipe) -> ModuleType:
     return module
 
 
-def labelled_data(store, target: str):
-    """Ids that have features and a label for ``target``, and the labels (aligned)."""
+def _features_of(pipeline) -> dict:
+    """``model`` and ``sampling`` of the pipeline's first step (the one that reads the store)."""
+    params = pipeline.steps[0][1].get_params(deep=False) if pipeline is not None else {}
+    return {"model": params.get("model"), "sampling": params.get("sampling")}
+
+
+def labelled_data(store, target: str, *, pipeline=None, return_left_out: bool = False):
+    """Ids that have both a label for ``target`` and features, and their labels (aligned).
+
+    Parameters
+    ----------
+    store : str or Path
+    target : {"short", "long"}
+    pipeline : sklearn Pipeline, default=None
+        The features must be those its first step reads (its ``model`` and
+        ``sampling`` parameters); None: the store's only frame model and sampling.
+    return_left_out : bool, default=False
+        Also return the labelled ids left out because they have no features
+        (videos that could not be decoded, or not extracted yet).
+
+    Returns
+    -------
+    ids : numpy.ndarray of str
+    y : numpy.ndarray of float64
+    left_out : numpy.ndarray of str
+        Only with ``return_left_out=True``.
+
+    Raises
+    ------
+    StoreError
+        The store is empty, has no labels for ``target``, or none of the labelled
+        videos has features; the message says which and what to run.
+
+    Examples
+    --------
+    >>> ids, y, left_out = labelled_data("store", "short", return_left_out=True)  # doctest: +SKIP
+    """
+    from .errors import StoreError
     from .store import FeatureStore
 
     check_param("evaluation", "target", target, among=set(TARGETS))
     fs = FeatureStore(store)
-    ids = np.asarray(fs.labelled_ids(target), dtype=object)
-    have = set(fs.video_ids())
-    ids = np.array([i for i in ids if i in have], dtype=object)
+    labelled = fs.labelled_ids(target)
+    ids = fs.labelled_ids(target, extracted=True, **_features_of(pipeline))
     if len(ids) == 0:
-        raise ValueError(
-            f"no video in store {str(store)!r} has both features and a {target}-term label; "
-            "run `amnetvid extract` and `amnetvid labels import` first"
-        )
-    return ids, np.asarray(fs.labels(ids, target=target), dtype=np.float64)
+        path = str(fs.path)
+        if len(labelled):
+            why = (f"none of its {len(labelled)} videos with a {target}-term label has features; run "
+                   f"`amnetvid extract VIDEOS --store {path}` on them")
+        elif len(fs.video_ids()):
+            why = f"it has no {target}-term labels; run `amnetvid labels import FILE --store {path}`"
+        else:
+            why = ("it is empty (no extracted videos, no labels); run `amnetvid extract` and "
+                   "`amnetvid labels import` first")
+        raise StoreError(f"no video to learn from in the store {path!r}: {why}")
+    y = np.asarray(fs.labels(ids, target=target), dtype=np.float64)
+    if not return_left_out:
+        return ids, y
+    return ids, y, np.setdiff1d(labelled, ids).astype(object)
 
 
 @dataclass
@@ -104,6 +161,8 @@ class CVResult:
     params: dict = field(default_factory=dict)
     seconds: float = 0.0
     n_frames: int | None = None  # frames per video the pipeline read
+    n_videos: int = 0  # labelled videos with features, the ones used
+    left_out: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))  # labelled, no features
 
     @property
     def mean(self) -> float:
@@ -163,17 +222,17 @@ def cross_validate(recipe, store="store", target="short", cv=5, n_jobs=1, random
 
     check_param("cross_validate", "cv", cv, kind="int", low=2)
     module = load_recipe(recipe)
-    ids, y = labelled_data(store, target)
     pipe = module.pipeline(store)
     if set_params:
         pipe.set_params(**set_params)
+    ids, y, left_out = labelled_data(store, target, pipeline=pipe, return_left_out=True)
     folds = KFold(n_splits=cv, shuffle=True, random_state=random_state)
     started = time.perf_counter()
     out = sk_cross_validate(pipe, ids, y, cv=folds, scoring=spearman_scorer, n_jobs=n_jobs,
                             error_score="raise")
     splits = list(folds.split(ids))
     result = CVResult(module.recipe_name, target, "cv", np.asarray(out["test_score"], dtype=float),
-                      dict(set_params or {}), time.perf_counter() - started, _n_frames(pipe))
+                      dict(set_params or {}), time.perf_counter() - started, _n_frames(pipe), len(ids), left_out)
     if write:
         _write_results(store, result, [len(a) for a, _ in splits], [len(b) for _, b in splits])
     return result
@@ -194,7 +253,10 @@ def paper_protocol(recipe, store="store", target="short", rounds=3, test_size=0.
     from .metrics import spearman
 
     module = load_recipe(recipe)
-    ids, y = labelled_data(store, target)
+    first = module.pipeline(store)
+    if set_params:
+        first.set_params(**set_params)
+    ids, y, left_out = labelled_data(store, target, pipeline=first, return_left_out=True)
     ids_tr, ids_te, y_tr, y_te = train_test_split(ids, y, test_size=test_size, random_state=random_state)
     started = time.perf_counter()
     scores = []
@@ -219,7 +281,7 @@ def paper_protocol(recipe, store="store", target="short", rounds=3, test_size=0.
         per_epoch = [h.get("valid_spearman", np.nan) for h in final.history]
         scores.append(float(np.nanmax(per_epoch)) if np.isfinite(per_epoch).any() else float("nan"))
     result = CVResult(module.recipe_name, target, "paper", np.asarray(scores, dtype=float),
-                      dict(set_params or {}), time.perf_counter() - started, _n_frames(pipe))
+                      dict(set_params or {}), time.perf_counter() - started, _n_frames(pipe), len(ids), left_out)
     if write:
         _write_results(store, result, [len(ids_tr)] * rounds, [len(ids_te)] * rounds)
     return result
@@ -239,15 +301,21 @@ def grid_search(recipe, store="store", target="short", cv=5, n_jobs=1, backend=N
     from .metrics import spearman_scorer
 
     module = load_recipe(recipe)
-    ids, y = labelled_data(store, target)
     pipe = module.pipeline(store)
     if set_params:
         pipe.set_params(**set_params)
+    ids, y = labelled_data(store, target, pipeline=pipe)
     search = GridSearchCV(pipe, module.param_grid, scoring=spearman_scorer, n_jobs=n_jobs,
                           cv=KFold(n_splits=cv, shuffle=True, random_state=random_state),
                           error_score="raise", refit=True)
     if backend == "dask":
-        from distributed import Client
+        try:
+            from distributed import Client
+        except ImportError as exc:
+            from .errors import MissingDependencyError
+
+            raise MissingDependencyError(
+                f'backend="dask" needs Dask distributed ({exc}): pip install "amnetvid-sk[dask]"') from exc
 
         with Client(scheduler), joblib.parallel_config(backend="dask"):
             search.fit(ids, y)
@@ -261,6 +329,28 @@ def grid_search(recipe, store="store", target="short", cv=5, n_jobs=1, backend=N
     ]
     rows.sort(key=lambda r: r["rank"])
     return search, rows
+
+
+# Below this baseline (or at or below zero) a relative change is meaningless: against -0.27,
+# -0.53 reads "-100%"; against 0.01, 0.03 reads "+200%". The absolute difference is shown then.
+RELATIVE_BASE_MIN = 0.05
+
+
+def change_text(value: float, base: float) -> str:
+    """The change of ``value`` from the baseline ``base``: relative, or absolute near zero.
+
+    Examples
+    --------
+    >>> change_text(0.4384, 0.4214)
+    ' (+4.0%)'
+    >>> change_text(-0.5333, -0.2667)
+    ' (-0.2666 abs)'
+    """
+    if not (np.isfinite(value) and np.isfinite(base)):
+        return ""
+    if base < RELATIVE_BASE_MIN:
+        return f" ({value - base:+.4f} abs)"
+    return f" ({100 * (value - base) / base:+.1f}%)"
 
 
 @dataclass
@@ -281,8 +371,22 @@ class Table1:
             label = "short-term" if target == "short" else "long-term"
             lines.append(f"{label:<11}" + "".join(f"| {c:<30}" for c in cells))
         lines.append("")
+        lines.append(f"(+x%): change relative to the mean frame score; (+x abs): the difference, shown when "
+                     f"that baseline is below {RELATIVE_BASE_MIN} (a ratio to it would mean nothing)")
+        used = [f"{t}-term {n} ({len(left)} left out: no features)" for t, (n, left) in self.videos().items()]
+        lines.append("labelled videos used: " + ", ".join(used))
         lines.append("working note (900-video split): short 0.4214 / 0.4230 / 0.4384, long 0.1867 / 0.1866 / 0.2015")
         return "\n".join(lines)
+
+    def videos(self) -> dict:
+        """``{target: (videos used, ids left out)}``, the left-out ids over the three models."""
+        out = {}
+        for target in TARGETS:
+            found = [res for (_, t), res in self.results.items() if t == target]
+            if found:
+                left = np.unique(np.concatenate([np.asarray(r.left_out, dtype=object) for r in found]))
+                out[target] = (max(r.n_videos for r in found), left)
+        return out
 
     def cell(self, recipe: str, target: str) -> str:
         """``"mean ± std"`` of one model and target, with the change relative to the mean baseline."""
@@ -291,8 +395,8 @@ class Table1:
             return "n/a"
         text = f"{res.mean:.4f} ± {res.std:.4f}"
         base = self.results.get(("mean_score", target))
-        if recipe != "mean_score" and base is not None and np.isfinite(base.mean) and base.mean != 0:
-            text += f" ({100 * (res.mean - base.mean) / abs(base.mean):+.1f}%)"
+        if recipe != "mean_score" and base is not None:
+            text += change_text(res.mean, base.mean)
         return text
 
     def label(self, recipe: str) -> str:

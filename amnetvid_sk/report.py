@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .video_ids import video_id_from_name
+
 EXAMPLE_QUERIES = (
     (
         "The five videos with the highest mean frame score, with their labels",
@@ -132,7 +134,7 @@ def write_report(folder, store, table, predictions: dict, figure_clips=(), setti
     for old in folder.glob("figure1_*.png"):  # a previous run's choice of clips
         old.unlink()
     for path in figure_clips:
-        vid = Path(path).stem
+        vid = video_id_from_name(str(path))
         scores, maps = fs.read_arrays([vid])
         n = scores.shape[1]
         sampled = sample_frames(path, n_frames=n)

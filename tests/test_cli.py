@@ -24,14 +24,68 @@ def test_help_documents_exit_status():
     assert "exit status" in proc.stdout and "1  some videos failed" in proc.stdout
 
 
+def _parsers(parser, name="amnetvid"):
+    """(command name, parser) of the top-level parser and every subcommand, nested ones too."""
+    import argparse
+
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from _parsers(sub, f"{name} {sub_name}")
+
+
+def test_every_command_and_option_is_documented():
+    """Every subcommand has a description and every option and argument a help text."""
+    from amnetvid_sk.cli import build_parser
+
+    seen = []
+    for name, parser in _parsers(build_parser()):
+        seen.append(name)
+        assert parser.description, f"{name} has no description"
+        for action in parser._actions:
+            if action.dest in ("help", "command", "labels_command"):
+                continue
+            assert action.help, f"{name}: {action.option_strings or action.dest} has no help text"
+    assert {"amnetvid score", "amnetvid extract", "amnetvid labels import", "amnetvid demo"} <= set(seen)
+
+
+def test_version():
+    """``amnetvid --version`` prints the package version."""
+    from amnetvid_sk import __version__
+
+    assert run_cli("--version", check=0).stdout.strip() == f"amnetvid-sk {__version__}"
+
+
+def test_cli_precisions_are_the_library_ones():
+    """The CLI's --precision choices (kept without importing torch) are precision.PRECISIONS."""
+    from amnetvid_sk.cli import PRECISIONS
+    from amnetvid_sk.precision import PRECISIONS as LIBRARY
+
+    assert tuple(PRECISIONS) == tuple(LIBRARY)
+
+
+def test_sql_params_bind_text_unless_typed(tmp_path):
+    """``--param 00042`` binds the text '00042'; ``int:``, ``float:`` and ``text:`` prefixes choose the type."""
+    q = "SELECT ? AS a, typeof(?) AS ta, ? AS b, typeof(?) AS tb, ? AS c, ? AS d"
+    proc = run_cli("sql", q, "--store", tmp_path / "store", "--format", "json",
+                   "--param", "00042", "--param", "00042", "--param", "int:42", "--param", "int:42",
+                   "--param", "float:0.5", "--param", "text:int:7", check=0)
+    row = json.loads(proc.stdout)
+    assert row == {"a": "00042", "ta": "VARCHAR", "b": 42, "tb": "INTEGER", "c": 0.5, "d": "int:7"}
+    assert "--param 00042 binds" in run_cli("sql", "--help", check=0).stdout
+
+
 def test_score_prints_rows_and_writes_figures(clip_dir, amnet_weights, tmp_path):
     """``amnetvid score`` prints one row per video and writes one Figure-1 PNG per sampled frame."""
     out = tmp_path / "maps"
     proc = run_cli("score", clip_dir / "clip0.mp4", clip_dir / "clip2.webm", "--frame-model", "amnet",
-                   "--weights", amnet_weights, "--frames", "3", "--maps-out", out, "--device", "cpu", check=0)
+                   "--weights", amnet_weights, "--frames", "3", "--maps-out", out, "--device", "cpu",
+                   "--precision", "float32", check=0)
     rows = [line.split("\t") for line in proc.stdout.strip().splitlines()[1:]]
     assert [r[0] for r in rows] == ["clip0", "clip2"]
     assert all(r[1] == "3" and 0.0 < float(r[2]) < 2.0 for r in rows)
+    assert "frame model: amnet, float32" in proc.stderr  # said once, before the rows
     pngs = sorted(out.glob("*.png"))
     assert len(pngs) == 6
     with Image.open(pngs[0]) as im:
@@ -133,6 +187,58 @@ def test_fit_then_predict_new_video_files(cli_store, clip_dir, amnet_weights, tm
     rows = dict(line.split("\t") for line in proc.stdout.strip().splitlines()[1:])
     assert set(rows) == {"new_clip", "clip0"}
     # the mean-score pipeline predicts the mean of the stored frame scores
-    scores, _ = FeatureStore(cli_store).read_arrays(["new_clip", "clip0"], n_frames=28)
+    scores, _ = FeatureStore(cli_store).read_arrays(["new_clip", "clip0"], maps=False)  # every stored frame
     assert float(rows["new_clip"]) == pytest.approx(scores[0].mean(), abs=1e-4)
     assert float(rows["clip0"]) == pytest.approx(scores[1].mean(), abs=1e-4)
+
+    # --store: the same predictions from a copy of the store in another place
+    import shutil
+
+    moved = tmp_path / "elsewhere" / "store"
+    shutil.copytree(cli_store, moved)
+    proc = run_cli("predict", model, new, "--store", moved, "--no-progress", check=0)
+    again = dict(line.split("\t") for line in proc.stdout.strip().splitlines()[1:])
+    assert again == {"new_clip": rows["new_clip"]}
+
+
+def test_extract_precision_and_its_older_spelling(clip_dir, amnet_weights, tmp_path):
+    """``--precision float32`` and ``--bfloat16`` (= ``--precision bfloat16``) reach the frame model's fingerprint."""
+    q = "SELECT json_extract_string(config, '$.precision') AS p FROM models ORDER BY 1"
+    common = ["--frame-model", "amnet", "--weights", amnet_weights, "--frames", "1", "--no-progress",
+              "--device", "cpu"]
+    run_cli("extract", clip_dir / "clip1.mp4", "--store", tmp_path / "a", "--precision", "float32", *common,
+            check=0)
+    run_cli("extract", clip_dir / "clip1.mp4", "--store", tmp_path / "b", "--bfloat16", *common, check=0)
+    got = [run_cli("sql", q, "--store", tmp_path / s, "--format", "csv", check=0).stdout.split()[1:]
+           for s in ("a", "b")]
+    assert got == [["float32"], ["bfloat16"]]
+
+
+def test_extract_ids_relpath_and_replace(amnet_weights, tmp_path):
+    """Same-named files in two folders: refused naming both, or ids by relative path with ``--ids relpath``;
+    a file whose id the store holds from another path needs ``--replace``."""
+    from amnetvid_sk.clips import write_clip
+
+    from conftest import moving_frames
+
+    videos = tmp_path / "videos"
+    for i, sub in enumerate(("a", "b")):
+        (videos / sub).mkdir(parents=True)
+        write_clip(videos / sub / "clip.mp4", moving_frames(6, seed=i), fps=6)
+    common = ["--frame-model", "amnet", "--weights", amnet_weights, "--frames", "2", "--no-progress",
+              "--device", "cpu", "--precision", "float32"]
+    proc = run_cli("extract", videos, "--store", tmp_path / "s1", *common)
+    assert proc.returncode == 2
+    assert str(videos / "a" / "clip.mp4") in proc.stderr and str(videos / "b" / "clip.mp4") in proc.stderr
+    run_cli("extract", videos, "--store", tmp_path / "s1", "--ids", "relpath", *common, check=0)
+    ids = run_cli("sql", "SELECT video_id FROM videos ORDER BY 1", "--store", tmp_path / "s1", "--format", "csv",
+                  check=0).stdout.split()[1:]
+    assert ids == ["a/clip", "b/clip"]
+
+    store = tmp_path / "s2"
+    run_cli("extract", videos / "a" / "clip.mp4", "--store", store, *common, check=0)
+    proc = run_cli("extract", videos / "b" / "clip.mp4", "--store", store, *common)
+    assert proc.returncode == 2 and "--replace" in proc.stderr
+    run_cli("extract", videos / "b" / "clip.mp4", "--store", store, "--replace", *common, check=0)
+    paths = run_cli("sql", "SELECT path FROM videos", "--store", store, "--format", "csv", check=0).stdout.split()[1:]
+    assert paths == [str(videos / "b" / "clip.mp4")]

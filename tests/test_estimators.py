@@ -1,5 +1,6 @@
 """Tests of the estimators and metrics: they learn, they are sklearn estimators, they fail clearly."""
 
+import copy
 import pickle
 import warnings
 
@@ -86,6 +87,37 @@ def test_score_lstm_learns_score_order(order_fit):
     assert spearman(y_test, reg.predict(X_test)) >= 0.8
     # the same multiset in every order: the mean cannot see it
     assert abs(spearman(y_test, MeanScoreRegressor().fit(X_test, y_test).predict(X_test))) < 0.2
+
+
+def _rows(X, idx):
+    return {k: v[idx] for k, v in X.items()} if isinstance(X, dict) else X[idx]
+
+
+def _assert_batch_invariant(reg, X):
+    """One video's prediction does not depend on the other videos of its batch, up to float32
+    rounding: rows permuted, each row alone, other batch boundaries.
+
+    Not exact (see FLOAT32_LAST_BIT_CHECKS below): up to 4 float32 steps (2e-7) were seen on
+    AVX-512 and AVX2 with 1 or 2 threads. 2e-6 leaves room for other CPUs, while real mistakes
+    (dropout or batch statistics at predict time, rows mixed up) move predictions by 1e-3 and more.
+    """
+    tol = dict(rtol=0, atol=2e-6)
+    n = len(next(iter(X.values()))) if isinstance(X, dict) else len(X)
+    full = reg.predict(X)
+    order = np.random.default_rng(0).permutation(n)
+    np.testing.assert_allclose(reg.predict(_rows(X, order)), full[order], **tol)
+    alone = np.concatenate([reg.predict(_rows(X, slice(i, i + 1))) for i in range(min(n, 8))])
+    np.testing.assert_allclose(alone, full[:len(alone)], **tol)
+    # batches of 7 instead of 32: most rows at another place of a batch of another size
+    other = copy.deepcopy(reg).set_params(batch_size=7)
+    np.testing.assert_allclose(other.predict(X), full, **tol)
+
+
+@pytest.mark.parametrize("fit", ["peak_fit", "order_fit"])
+def test_predictions_do_not_depend_on_batch_composition(fit, request):
+    """Both default architectures predict a video alike, up to float32 rounding, whatever its batch holds."""
+    reg, X_test, _ = request.getfixturevalue(fit)
+    _assert_batch_invariant(reg, X_test)
 
 
 @pytest.mark.parametrize("fit", ["peak_fit", "order_fit"])
@@ -392,6 +424,32 @@ FIXED_WIDTH_GAPS = {name: _FIXED_WIDTH_REASON for name in [
 ]}
 
 
+# Checks that compare one row's prediction made in two different batches at about one float32
+# step: sample order at rtol=1e-7 (one step near 0.5 is 6e-8), each row alone against all rows
+# at atol=1e-7. A float32 torch network does not promise that: an elementwise kernel runs the
+# elements that fill whole SIMD vectors through vector code and the remainder through scalar
+# code, and the two round tanh/sigmoid/exp differently in the last bit. Which rows fall in the
+# remainder depends on the batch size and the vector width: for these checks' 20 rows the final
+# sigmoid is all scalar on AVX-512 (passes) but 16 vector + 4 scalar on AVX2 (fails by one step);
+# BLAS and oneDNN also choose kernels by shape. Exact invariance would need one video per forward
+# pass: measured here (AVX-512, and torch's AVX2 kernels), the score LSTM then predicts 2,000 rows
+# in 12-15 s instead of 0.5-0.75 s (skorch's per-batch cost), and GPUs lose their batching. float64
+# inference is not exact either (only smaller differences) and halves the default ConvLSTM's speed
+# (12-14 against 22-29 rows/s, one thread). So predictions stay float32 and these checks may fail
+# on one CPU and pass on another. Not a strict xfail, which would fail where the check passes:
+# when the check fails, the test requires the same comparisons at float32 tolerance
+# (_assert_batch_invariant), then reports an xfail with the reason.
+_LAST_BIT_REASON = (
+    "compares one row's prediction from two batch compositions at about one float32 step; torch's "
+    "vector and scalar kernel paths differ in the last bit and which rows take which depends on the "
+    "batch size and the CPU's vector width (holds at float32 tolerance: _assert_batch_invariant)"
+)
+FLOAT32_LAST_BIT_CHECKS = {
+    "check_methods_sample_order_invariance": _LAST_BIT_REASON,
+    "check_methods_subset_invariance": _LAST_BIT_REASON,
+}
+
+
 def _expected_failed_checks(estimator):
     if isinstance(estimator, MeanScoreRegressor):
         return {}
@@ -407,18 +465,31 @@ def _expected_failed_checks(estimator):
         ScoreLSTMRegressor(module=AnyWidthScoreNet, max_epochs=2, random_state=0),
         ScoreLSTMRegressor(max_epochs=2, random_state=0, **TINY_LSTM),
     ],
+    # strict: a listed gap that starts passing fails (pyproject's xfail_strict; the argument of
+    # the same name needs scikit-learn 1.8)
     expected_failed_checks=_expected_failed_checks,
-    xfail_strict=True,  # a listed gap that starts passing must be taken off the list
 )
 def test_sklearn_common_checks(estimator, check):
     """scikit-learn's common estimator checks pass (known gaps are xfail with their reason)."""
+    name = check.func.__name__
+    last_bits = name in FLOAT32_LAST_BIT_CHECKS and name not in _expected_failed_checks(estimator)
     with warnings.catch_warnings():
         # the checks' random targets lie outside [0, 1]; the warning about it is expected
         warnings.filterwarnings("ignore", message="y has values outside", category=UserWarning)
         # skorch's eager callback initialisation in set_params (see SKORCH_GAPS) makes
         # check_set_params warn; the check itself passes
         warnings.filterwarnings("ignore", message=".*(delay parameter validation|changed after set_params)")
-        check(estimator)
+        try:
+            check(estimator)
+            return
+        except AssertionError:
+            if not last_bits:
+                raise
+        # the check's data and seed, compared at float32 tolerance
+        X = 3 * np.random.RandomState(0).uniform(size=(20, 3))
+        fitted = clone(estimator).set_params(random_state=1).fit(X, X[:, 0].astype(np.int64))
+        _assert_batch_invariant(fitted, X)
+    pytest.xfail(FLOAT32_LAST_BIT_CHECKS[name])
 
 
 # ConvLSTMRegressor takes a dict X (tags: two_d_array=False, dict=True), so sklearn's

@@ -1,9 +1,13 @@
 """Evaluation: recipes, Spearman cross-validation, grid search, Table 1, results in the store."""
 
+import shutil
+
 import numpy as np
 import pytest
 
-from amnetvid_sk.evaluate import cross_validate, grid_search, load_recipe, paper_protocol, table1
+from amnetvid_sk.evaluate import (CVResult, Table1, change_text, cross_validate, grid_search, labelled_data,
+                                  load_recipe, paper_protocol, table1)
+from amnetvid_sk.labels import import_labels
 from amnetvid_sk.store import FeatureStore
 
 from conftest import ROOT, run_cli
@@ -59,20 +63,99 @@ def test_paper_protocol_picks_best_epoch_on_test(moving_peak_store):
 def test_grid_search_sorted_by_mean(moving_peak_store):
     """grid_search runs the recipe's grid and returns rows sorted by rank."""
     path, *_ = moving_peak_store
+    from sklearn.model_selection import ParameterGrid
+
     search, rows = grid_search("mean_score", path, "short", cv=3)
     assert [r["rank"] for r in rows] == sorted(r["rank"] for r in rows)
-    assert len(rows) == 3 and "frames__n_frames" in search.best_params_
+    n_grid = len(ParameterGrid(load_recipe("mean_score").param_grid))
+    assert n_grid >= 2 and len(rows) == n_grid and "frames__n_frames" in search.best_params_
+
+
+@pytest.fixture
+def store_with_ghosts(moving_peak_store, tmp_path):
+    """A copy of the moving-peak store plus labels for two videos that have no features (as when they
+    could not be decoded)."""
+    path, ids, *_ = moving_peak_store
+    copy = tmp_path / "store"
+    shutil.copytree(path, copy)
+    extra = tmp_path / "extra.csv"
+    extra.write_text("video_id,short_term,long_term\nghost1,0.5,0.3\nghost2,0.6,0.4\n")
+    import_labels(extra, copy, format="csv")
+    return copy, ids
 
 
 @pytest.mark.slow
-def test_table1_cli_prints_both_targets(moving_peak_store):
-    """``amnetvid table1`` prints the note's layout for both targets and three models."""
-    path, *_ = moving_peak_store
+def test_table1_cli_prints_both_targets(store_with_ghosts):
+    """``amnetvid table1`` prints the note's layout for both targets and three models, with the videos used."""
+    path, ids = store_with_ghosts
     proc = run_cli("table1", "--store", path, "--cv", "2", "--max-epochs", "1", check=0)
     out = proc.stdout
     assert "short-term" in out and "long-term" in out
     assert "mean frame score" in out and "LSTM on scores" in out and "AMNetVid ConvLSTM" in out
     assert out.count("±") >= 6
+    assert f"short-term {len(ids)} (2 left out: no features), long-term {len(ids)} (2 left out" in out
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and all("ghost1, ghost2" in w for w in warnings), proc.stderr
+
+
+def test_labelled_ids_extracted_only(store_with_ghosts):
+    """``labelled_ids(extracted=True)`` keeps the labelled videos that have features; labels(ids) aligns."""
+    path, ids = store_with_ghosts
+    fs = FeatureStore(path)
+    assert {"ghost1", "ghost2"} <= set(fs.labelled_ids("short"))
+    got = fs.labelled_ids("short", extracted=True)
+    np.testing.assert_array_equal(got, sorted(ids))
+    np.testing.assert_array_equal(fs.labelled_ids("short", extracted=True, sampling="frames=4"), got)
+    assert len(fs.labels(got, target="short")) == len(ids)
+    with pytest.raises(ValueError, match="extracted=True"):
+        fs.labelled_ids("short", sampling="frames=4")
+    with pytest.raises(ValueError, match="frames=28"):
+        fs.labelled_ids("short", extracted=True, sampling="frames=28")
+    assert len(FeatureStore(path.parent / "nothing").labelled_ids("short", extracted=True)) == 0
+
+
+def test_labelled_data_reports_left_out(store_with_ghosts):
+    """labelled_data gives the ids used and, when asked, the labelled ids left out for lack of features."""
+    path, ids = store_with_ghosts
+    used, y, left = labelled_data(path, "long", return_left_out=True)
+    assert len(used) == len(y) == len(ids) and list(left) == ["ghost1", "ghost2"]
+
+
+def test_evaluate_cli_says_how_many_videos_were_used(store_with_ghosts):
+    """``amnetvid evaluate`` prints the videos used and left out, and warns on stderr naming those left out."""
+    path, ids = store_with_ghosts
+    proc = run_cli("evaluate", "mean_score", "--store", path, "--target", "short", "--cv", "3", check=0)
+    assert f"short-term: {len(ids)} labelled videos used, 2 left out (no features)" in proc.stdout
+    assert f"warning: 2 of {len(ids) + 2} videos" in proc.stderr and "ghost1, ghost2" in proc.stderr
+
+
+def test_evaluate_cli_no_warning_when_nothing_left_out(moving_peak_store):
+    """With features for every labelled video, nothing is left out and nothing is warned."""
+    path, ids, *_ = moving_peak_store
+    proc = run_cli("evaluate", "mean_score", "--store", path, "--target", "short", "--cv", "2", check=0)
+    assert f"{len(ids)} labelled videos used, 0 left out" in proc.stdout and "warning" not in proc.stderr
+
+
+def _result(recipe, mean):
+    return CVResult(recipe, "short", "cv", np.array([mean, mean]))
+
+
+def test_table1_change_is_absolute_near_a_zero_baseline():
+    """Relative change against a baseline >= 0.05; the absolute difference against one near zero or negative."""
+    assert change_text(0.4384, 0.4214) == " (+4.0%)"
+    assert change_text(-0.5333, -0.2667) == " (-0.2666 abs)"
+    assert change_text(0.03, 0.01) == " (+0.0200 abs)"
+    assert change_text(0.2, 0.0) == " (+0.2000 abs)"
+    assert change_text(0.5, float("nan")) == ""
+    t = Table1("cv", {("mean_score", "short"): _result("mean_score", -0.2667),
+                      ("score_lstm", "short"): _result("score_lstm", -0.5333),
+                      ("amnetvid", "short"): _result("amnetvid", 0.1)})
+    assert t.cell("score_lstm", "short") == "-0.5333 ± 0.0000 (-0.2666 abs)"
+    assert t.cell("amnetvid", "short") == "0.1000 ± 0.0000 (+0.3667 abs)"
+    assert "%" not in t.format().split("(+x%)")[0]
+    t = Table1("cv", {("mean_score", "long"): _result("mean_score", 0.1867),
+                      ("amnetvid", "long"): _result("amnetvid", 0.2015)})
+    assert t.cell("amnetvid", "long") == "0.2015 ± 0.0000 (+7.9%)"
 
 
 def test_evaluate_and_grid_commands(moving_peak_store):
@@ -82,8 +165,11 @@ def test_evaluate_and_grid_commands(moving_peak_store):
     assert out.count("fold ") == 3 and "mean_score long-term: mean" in out
     out = run_cli("grid", "mean_score", "--store", path, "--target", "short", "--cv", "2", "--n-jobs", "2",
                   check=0).stdout
+    from sklearn.model_selection import ParameterGrid
+
     lines = out.strip().splitlines()
-    assert lines[0].split()[:3] == ["rank", "mean", "std"] and len(lines) == 5
+    n_grid = len(ParameterGrid(load_recipe("mean_score").param_grid))
+    assert lines[0].split()[:3] == ["rank", "mean", "std"] and len(lines) == n_grid + 2
     assert lines[-1].startswith("best: {'frames__n_frames'")
 
 

@@ -21,6 +21,18 @@ def _rgb(rendered, k):
     return rendered[3 * k : 3 * k + 3].transpose(1, 2, 0)
 
 
+def _assert_same_render_up_to_rounding(a, b):
+    """Equal but for rare one-step LUT index flips, each changing up to 3 bytes (at most 1% of them).
+
+    The same map rendered among other numbers of maps goes through matmul kernels that BLAS
+    picks by shape; on the last float32 bit, floor(x * 256) can land on either side of an integer.
+    A wrong map or channel order changes most bytes.
+    """
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert diff.max() <= np.abs(np.diff(JET_LUT.astype(int), axis=0)).max()
+    assert (diff > 0).mean() <= 0.01
+
+
 def _peak_map(y, x, h=14, w=14):
     m = np.zeros((h, w), dtype=np.float32)
     m[y, x] = 1.0
@@ -102,11 +114,11 @@ def test_leading_dims_and_channel_order_preserved_across_chunks():
     out = render_jet(maps, size=16)
     assert out.shape == (5, 90, 9, 16, 16)
     for i, j in [(0, 0), (3, 41), (4, 89)]:
-        np.testing.assert_array_equal(out[i, j], render_jet(maps[i, j], size=16))
+        _assert_same_render_up_to_rounding(out[i, j], render_jet(maps[i, j], size=16))
         for k in range(3):
             alone = render_jet(np.stack([maps[i, j, k]] * 3), size=16)[:3]
-            np.testing.assert_array_equal(out[i, j, 3 * k : 3 * k + 3], alone)
-    # maps differing only in map 1 differ only in channels 3..5
+            _assert_same_render_up_to_rounding(out[i, j, 3 * k : 3 * k + 3], alone)
+    # maps differing only in map 1 differ only in channels 3..5 (same batch size: bit for bit)
     other = maps[0, 0].copy()
     other[1] = rng.random((14, 14))
     a, b = render_jet(maps[0, 0], size=16), render_jet(other, size=16)

@@ -17,7 +17,8 @@ from amnetvid_sk.resmem_gradcam import ResMemGradCAM, load_resmem
 @pytest.fixture(scope="module")
 def model():
     pytest.importorskip("resmem")
-    return ResMemGradCAM(device="cpu")
+    # float32 on every CPU (auto would pick bfloat16 where it is native): the reference outputs
+    return ResMemGradCAM(device="cpu", precision="float32")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_bfloat16_ranks_like_float32(model):
     """bfloat16 autocast scores rank 8 photographs like float32 (Spearman >= 0.99); maps stay close."""
     frames = photo_frames(8)
     scores32, maps32 = model.predict(frames)
-    bf = ResMemGradCAM(device="cpu", bfloat16=True)
+    bf = ResMemGradCAM(device="cpu", precision="bfloat16")
     assert bf.network is model.network  # loaded once per process
     scores16, maps16 = bf.predict(frames)
     assert spearmanr(scores16, scores32).statistic >= 0.99
@@ -95,9 +96,10 @@ def test_fingerprint_and_parameters(model):
     fp = model.fingerprint
     assert fp.startswith("resmem.w-")
     assert fp.endswith(".pre-256sq-crop227.gradcam-layer2-layer3-layer4.maps-3x14x14.fp32")
-    assert ResMemGradCAM(device="cpu", bfloat16=True).fingerprint == fp[:-4] + "bf16"
-    assert ResMemGradCAM(device="cpu", layers=("layer1", "layer2", "layer3")).fingerprint != fp
-    m = make_frame_model("resmem", device="cpu")
+    assert ResMemGradCAM(device="cpu", precision="bfloat16").fingerprint == fp[:-4] + "bf16"
+    assert ResMemGradCAM(device="cpu", precision="float32",
+                         layers=("layer1", "layer2", "layer3")).fingerprint != fp
+    m = make_frame_model("resmem", device="cpu", precision="float32")
     assert isinstance(m, ResMemGradCAM) and m.batch_size == 8 and m.fingerprint == fp
     with pytest.raises(ValueError, match=r"'layers' parameter of ResMemGradCAM must be 3 names among"):
         ResMemGradCAM(device="cpu", layers=("layer2", "layer5", "layer4"))
