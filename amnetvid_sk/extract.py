@@ -185,7 +185,7 @@ def keep_store_precision(store, model) -> None:
     counts = {m["model"]: m["n_videos"] for m in store.models()}
     if counts.get(model.fingerprint, 0) == 0 and counts.get(model.fingerprint_as(other), 0) > 0:
         n = counts[model.fingerprint_as(other)]
-        model.set_precision(other, note=f"kept: the store's {n} videos of this model are in {other}")
+        model.set_precision(other, note=f"kept from the store, which holds {n} video(s) of this model in {other}")
 
 
 class _FileCheck:

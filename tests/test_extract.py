@@ -326,18 +326,6 @@ def test_a_moved_folder_is_recognised(clips, tmp_path, amnet):
     assert again.extracted == [] and len(again.skipped) == 6 and again.ok
 
 
-def test_cli_ids_relpath_and_same_stem_error(clips, tmp_path, amnet_weights):
-    """`amnetvid extract` names both files of a clash in one line (exit 2); --ids relpath extracts both."""
-    root = _two_folders_with_one_name(clips, tmp_path)
-    store = tmp_path / "store"
-    common = ["--store", store, "--frame-model", "amnet", "--weights", amnet_weights, "--frames", "2",
-              "--device", "cpu", "--no-progress"]
-    bad = run_cli("extract", root, *common, check=2)
-    assert "a/clip.mp4" in bad.stderr and "b/clip.mp4" in bad.stderr and "Traceback" not in bad.stderr
-    run_cli("extract", root, *common, "--ids", "relpath", check=0)
-    assert list(FeatureStore(store).video_ids()) == ["a/clip", "b/clip"]
-
-
 def test_ts_files_in_a_folder_are_found(clips, tmp_path):
     """A folder's .ts files are extracted like the extensions whose labels import (one list of extensions)."""
     from amnetvid_sk.video_ids import VIDEO_EXTENSIONS, video_id_from_name

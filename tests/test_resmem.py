@@ -76,8 +76,12 @@ def test_scores_are_resmems_own(clip_frames, clip_outputs):
 
 @pytest.mark.slow
 def test_bfloat16_ranks_like_float32(model):
-    """bfloat16 autocast scores rank 8 photographs like float32 (Spearman >= 0.99); maps stay close."""
-    frames = photo_frames(8)
+    """bfloat16 autocast scores rank photographs like float32 (Spearman >= 0.99); maps stay close."""
+    from amnetvid_sk.precision import native_bfloat16
+
+    # 8 photographs where bfloat16 is native; 4 where it is emulated (about 20x slower), which
+    # still checks that the emulated path runs and ranks alike, in the suite's time budget
+    frames = photo_frames(8 if native_bfloat16(model.device)[0] else 4)
     scores32, maps32 = model.predict(frames)
     bf = ResMemGradCAM(device="cpu", precision="bfloat16")
     assert bf.network is model.network  # loaded once per process
