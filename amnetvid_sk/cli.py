@@ -17,12 +17,10 @@ from pathlib import Path
 
 from . import __version__
 from .errors import AmnetvidError, MissingDependencyError, ModelFileError
+from .precision import PRECISIONS  # no torch import: precision.py loads it lazily
 from .video_ids import ID_MODES
 
 DEFAULT_STORE = "store"
-# The same values as amnetvid_sk.precision.PRECISIONS (tests check it): that module imports
-# torch, which light commands such as `amnetvid sql` must not pay for.
-PRECISIONS = ("auto", "float32", "bfloat16")
 # Environment variable that shows the traceback of a user error too (for bug reports).
 TRACEBACK_ENV = "AMNETVID_TRACEBACK"
 _PACKAGE_DIR = Path(__file__).resolve().parent

@@ -50,7 +50,9 @@ def recipe_dirs() -> list[Path]:
     # top-level pipelines/ folder to it), so they are found in editable and plain installs alike;
     # pip installs packages unzipped, so the resource folder is a real path.
     shipped = Path(str(importlib.resources.files("amnetvid_sk.pipelines")))
-    return [Path.cwd() / "pipelines", shipped]
+    local = Path.cwd() / "pipelines"
+    # run from the checkout, ./pipelines is the shipped folder: listed once in messages
+    return [shipped] if local.resolve() == shipped.resolve() else [local, shipped]
 
 
 def load_recipe(recipe) -> ModuleType:

@@ -865,8 +865,7 @@ class FeatureStore:
         >>> ("/data/video10.webm", 1234, 1.7e9) in fs.extracted_keys("resmem-ab12", "frames=28")  # doctest: +SKIP
         False
         """
-        tbl = self._query("SELECT path, size, mtime FROM videos WHERE model = ? AND sampling = ?",
-                          [model, sampling])
+        tbl = self.extracted_files(model, sampling)
         return set(zip(tbl["path"].to_pylist(), tbl["size"].to_pylist(), tbl["mtime"].to_pylist()))
 
     def video_paths(self, ids) -> dict[str, set[str]]:
