@@ -24,13 +24,13 @@ _EXPORTS = {
     "video_info": "video",
     "SampledFrames": "video",
     "VideoInfo": "video",
-    "write_clip": "clips",
+    "write_clip": "testing.clips",
     # frame models
     "FrameModel": "frame_models",
     "make_frame_model": "frame_models",
-    "AMNet": "amnet",
-    "save_amnet_checkpoint": "amnet",
-    "ResMemGradCAM": "resmem_gradcam",
+    "AMNet": "frame_models.amnet",
+    "save_amnet_checkpoint": "frame_models.amnet",
+    "ResMemGradCAM": "frame_models.resmem_gradcam",
     # rendering
     "render_jet": "render",
     "save_attention_figure": "render",

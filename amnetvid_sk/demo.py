@@ -135,7 +135,7 @@ def make_demo_clips(folder, settings: DemoSettings | None = None):
     Clips already there are kept as they are, so their features stay valid in the store
     (a rewritten file would be extracted again).
     """
-    from .clips import write_clip
+    from .testing.clips import write_clip
 
     s = settings or DemoSettings()
     folder = Path(folder)

@@ -395,7 +395,7 @@ class ScoreLSTMRegressor(_SequenceRegressor):
     Examples
     --------
     >>> from amnetvid_sk import ScoreLSTMRegressor
-    >>> from amnetvid_sk.synthetic import make_score_order_dataset
+    >>> from amnetvid_sk.testing.synthetic import make_score_order_dataset
     >>> X, y = make_score_order_dataset(64)
     >>> reg = ScoreLSTMRegressor(max_epochs=2, random_state=0).fit(X, y)
     >>> reg.predict(X[:3]).shape
@@ -464,7 +464,7 @@ class ConvLSTMRegressor(_SequenceRegressor):
     Examples
     --------
     >>> from amnetvid_sk import ConvLSTMRegressor
-    >>> from amnetvid_sk.synthetic import make_moving_peak_dataset
+    >>> from amnetvid_sk.testing.synthetic import make_moving_peak_dataset
     >>> maps, scores, y = make_moving_peak_dataset(32)
     >>> reg = ConvLSTMRegressor(module__map_channels=3, module__map_size=14,
     ...                         module__map_scale=196, max_epochs=1, random_state=0)

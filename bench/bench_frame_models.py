@@ -36,7 +36,7 @@ from amnetvid_sk.precision import native_bfloat16, resolve_precision
 def build(name: str, bfloat16: bool, device, batch_size):
     precision = "bfloat16" if bfloat16 else "float32"
     if name == "amnet":
-        from amnetvid_sk.amnet import AMNet
+        from amnetvid_sk.frame_models.amnet import AMNet
 
         return AMNet.from_random(seed=0, device=device, precision=precision,
                                  **({} if batch_size is None else {"batch_size": batch_size}))

@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from amnetvid_sk.evaluate import grid_search  # noqa: E402
-from amnetvid_sk.synthetic import make_moving_peak_dataset, write_synthetic_store  # noqa: E402
+from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store  # noqa: E402
 
 
 def main():

@@ -27,7 +27,7 @@ try:
 except ImportError:  # run from a checkout that is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from amnetvid_sk.clips import numbered_frame, read_number, write_clip
+from amnetvid_sk.testing.clips import numbered_frame, read_number, write_clip
 from amnetvid_sk.video import sample_frames, video_info
 
 CODE_H, CODE_W = 96, 160  # the numbered block code, pasted top-left

@@ -1,6 +1,6 @@
 """Training speed and accuracy of AMNetVid on raw 3x14x14 maps vs JET-rendered 9x70x70 maps.
 
-The same moving-peak videos (``amnetvid_sk.synthetic.make_moving_peak_dataset``: the
+The same moving-peak videos (``amnetvid_sk.testing.synthetic.make_moving_peak_dataset``: the
 label is the signed speed of an attention peak, invisible to the mean of frame scores)
 are fed to ``ConvLSTMRegressor`` with the default architecture in two forms: the raw
 attention maps (scaled by 14*14 = 196, ``module__map_scale``, and also unscaled), and
@@ -31,7 +31,7 @@ import torch
 from amnetvid_sk.estimators import ConvLSTMRegressor, MeanScoreRegressor
 from amnetvid_sk.metrics import spearman
 from amnetvid_sk.render import render_jet
-from amnetvid_sk.synthetic import make_moving_peak_dataset
+from amnetvid_sk.testing.synthetic import make_moving_peak_dataset
 
 
 def _fit(maps, scores, y, **params):

@@ -53,7 +53,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def amnet_weights(tmp_path_factory):
     """A checkpoint in the published AMNet format, with random weights."""
-    from amnetvid_sk.amnet import build_amnet_network, save_amnet_checkpoint
+    from amnetvid_sk.frame_models.amnet import build_amnet_network, save_amnet_checkpoint
 
     path = tmp_path_factory.mktemp("weights") / "amnet_random.pkl"
     save_amnet_checkpoint(path, build_amnet_network(seed=0))
@@ -63,7 +63,7 @@ def amnet_weights(tmp_path_factory):
 @pytest.fixture(scope="session")
 def clip_dir(tmp_path_factory):
     """Six small H.264/VP9 clips of 12 frames."""
-    from amnetvid_sk.clips import write_clip
+    from amnetvid_sk.testing.clips import write_clip
 
     folder = tmp_path_factory.mktemp("clips")
     for i in range(6):
@@ -83,7 +83,7 @@ def clips(clip_dir, tmp_path):
 @pytest.fixture(scope="session")
 def moving_peak_store(tmp_path_factory):
     """A store of 200 synthetic videos whose label is the attention peak's signed speed."""
-    from amnetvid_sk.synthetic import make_moving_peak_dataset, write_synthetic_store
+    from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
 
     maps, scores, y = make_moving_peak_dataset(200, n_frames=4, seed=0)
     rng = np.random.default_rng(1)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from amnetvid_sk.amnet import AMNet, build_amnet_network, load_amnet_state_dict, save_amnet_checkpoint
+from amnetvid_sk.frame_models.amnet import AMNet, build_amnet_network, load_amnet_state_dict, save_amnet_checkpoint
 from amnetvid_sk.errors import WeightsError
 from amnetvid_sk.demo import photo_frames
 from amnetvid_sk.frame_models import FrameModel, make_fingerprint, make_frame_model

@@ -168,7 +168,7 @@ def test_labels_import_good_and_bad(tmp_path):
 @pytest.mark.slow
 def test_fit_then_predict_new_video_files(cli_store, clip_dir, amnet_weights, tmp_path):
     """``amnetvid fit`` saves a pipeline; ``amnetvid predict`` extracts a new clip and predicts it."""
-    from amnetvid_sk.clips import write_clip
+    from amnetvid_sk.testing.clips import write_clip
     from amnetvid_sk.store import FeatureStore
 
     from conftest import moving_frames
@@ -217,7 +217,7 @@ def test_extract_precision_and_its_older_spelling(clip_dir, amnet_weights, tmp_p
 def test_extract_ids_relpath_and_replace(amnet_weights, tmp_path):
     """Same-named files in two folders: refused naming both, or ids by relative path with ``--ids relpath``;
     a file whose id the store holds from another path needs ``--replace``."""
-    from amnetvid_sk.clips import write_clip
+    from amnetvid_sk.testing.clips import write_clip
 
     from conftest import moving_frames
 

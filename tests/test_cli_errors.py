@@ -27,7 +27,7 @@ def _run(args, env_extra=None, cwd=None):
 @pytest.fixture(scope="module")
 def bad(tmp_path_factory, amnet_weights, clip_dir):
     """Real files for the bad invocations: stores in several broken states, bad model files, ..."""
-    from amnetvid_sk.synthetic import make_moving_peak_dataset, write_synthetic_store
+    from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
 
     root = tmp_path_factory.mktemp("bad")
     maps, scores, y = make_moving_peak_dataset(12, n_frames=4, seed=0)
@@ -233,7 +233,7 @@ def tiny_tmpfs(tmp_path):
 
 def test_full_disk_during_extraction_then_rerun_completes(tiny_tmpfs, amnet_weights, tmp_path):
     """A store on a disk that fills up: one line naming the kept videos, exit 2; with more space a rerun completes."""
-    from amnetvid_sk.clips import write_clip
+    from amnetvid_sk.testing.clips import write_clip
     from amnetvid_sk.store import FeatureStore
 
     videos = tmp_path / "videos"

@@ -20,7 +20,7 @@ from torch import nn
 from amnetvid_sk.estimators import ConvLSTMRegressor, MeanScoreRegressor, ScoreLSTMRegressor
 from amnetvid_sk.metrics import spearman, spearman_scorer
 from amnetvid_sk.networks import LSTM, AMNetVidNet
-from amnetvid_sk.synthetic import make_moving_peak_dataset, make_score_order_dataset
+from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, make_score_order_dataset
 
 # raw maps sum to 1; map_scale=14*14 makes a uniform map all ones (see AMNetVidNet)
 RAW = dict(module__map_channels=3, module__map_size=14, module__map_scale=196)

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from amnetvid_sk.clips import write_clip
+from amnetvid_sk.testing.clips import write_clip
 from amnetvid_sk.extract import expand_paths, extract
 from amnetvid_sk.store import FeatureStore
 
@@ -18,7 +18,7 @@ from conftest import AMNETVID, ROOT, moving_frames, run_cli
 
 @pytest.fixture(scope="module")
 def amnet(amnet_weights):
-    from amnetvid_sk.amnet import AMNet
+    from amnetvid_sk.frame_models.amnet import AMNet
 
     return AMNet(weights=amnet_weights, device="cpu", batch_size=8)
 

@@ -77,7 +77,7 @@ def _run(cmd, cwd, env, timeout=600):
 @pytest.mark.slow
 def test_wheel_installed_outside_the_checkout_runs_recipes_by_name(tmp_path):
     """The wheel, installed with --no-deps into a fresh folder, evaluates mean_score by name from elsewhere."""
-    from amnetvid_sk.synthetic import write_synthetic_store
+    from amnetvid_sk.testing.synthetic import write_synthetic_store
 
     # build without isolation: no network, and the venv has setuptools
     src = _source_copy(tmp_path / "src")

@@ -10,7 +10,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from amnetvid_sk import FrameScores, MeanScoreRegressor
-from amnetvid_sk.amnet import AMNet
+from amnetvid_sk.frame_models.amnet import AMNet
 from amnetvid_sk.extract import extract
 from amnetvid_sk.precision import native_bfloat16, resolve_precision
 from amnetvid_sk.predict import predict_videos
@@ -54,7 +54,7 @@ def test_bad_precision_names_the_parameter_and_values():
 
 def test_auto_is_float32_where_torch_runs_avx2_kernels():
     """Limited to AVX2 kernels (as on an AVX2-only CPU), auto is float32 and says why."""
-    code = ("import torch; from amnetvid_sk.amnet import AMNet; "
+    code = ("import torch; from amnetvid_sk.frame_models.amnet import AMNet; "
             "m = AMNet.from_random(seed=0, device='cpu'); print(m.describe()); print(m.fingerprint)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env=dict(os.environ, **AVX2_ENV), check=True).stdout.splitlines()

@@ -110,7 +110,7 @@ def run_section(section, cwd):
 
 
 def _clip(path, n, seed, fps, codec="h264"):
-    from amnetvid_sk.clips import write_clip
+    from amnetvid_sk.testing.clips import write_clip
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_clip(path, moving_frames(n, seed=seed), fps=fps, codec=codec)

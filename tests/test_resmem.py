@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 from amnetvid_sk.errors import MissingDependencyError
 from amnetvid_sk.demo import photo_frames
 from amnetvid_sk.frame_models import make_frame_model
-from amnetvid_sk.resmem_gradcam import ResMemGradCAM, load_resmem
+from amnetvid_sk.frame_models.resmem_gradcam import ResMemGradCAM, load_resmem
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def clip_frames(tmp_path_factory):
     """4 frames sampled from a real H.264 clip: a slow pan over a photograph."""
     from skimage import data
 
-    from amnetvid_sk.clips import write_clip
+    from amnetvid_sk.testing.clips import write_clip
     from amnetvid_sk.video import sample_frames
 
     photo = data.astronaut()

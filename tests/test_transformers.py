@@ -74,7 +74,7 @@ def test_frame_min_max_scaler_uses_one_range():
 @pytest.fixture
 def two_samplings(tmp_path):
     """A store whose videos are stored under two samplings, 6 and 3 frames."""
-    from amnetvid_sk.synthetic import make_moving_peak_dataset, write_synthetic_store
+    from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
 
     path = tmp_path / "store"
     maps6, scores6, y = make_moving_peak_dataset(12, n_frames=6, max_speed=1.0, seed=0)

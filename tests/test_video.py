@@ -1,4 +1,4 @@
-"""Tests of amnetvid_sk.video (frame sampling) and amnetvid_sk.clips (test clips).
+"""Tests of amnetvid_sk.video (frame sampling) and amnetvid_sk.testing.clips (test clips).
 
 Every clip is a real file encoded with PyAV (H.264 in MP4, VP9 in WebM) in which
 frame i shows the number i, so each test checks which frames came back.
@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from amnetvid_sk.clips import numbered_frame, numbered_frames, read_number, write_clip
+from amnetvid_sk.testing.clips import numbered_frame, numbered_frames, read_number, write_clip
 from amnetvid_sk.errors import VideoDecodeError
 from amnetvid_sk.video import SampledFrames, VideoInfo, sample_frames, sampling_key, video_info
 

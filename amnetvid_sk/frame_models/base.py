@@ -8,8 +8,8 @@ choice, the fingerprint that keys the feature store, and :func:`make_frame_model
 The precision rule (``auto``: bfloat16 only where the hardware computes it
 natively) lives in :mod:`amnetvid_sk.precision`.
 
-The models themselves live in :mod:`amnetvid_sk.amnet` (AMNet, needs a weights
-file) and :mod:`amnetvid_sk.resmem_gradcam` (ResMem with Grad-CAM maps, the
+The models themselves live in :mod:`amnetvid_sk.frame_models.amnet` (AMNet, needs a weights
+file) and :mod:`amnetvid_sk.frame_models.resmem_gradcam` (ResMem with Grad-CAM maps, the
 default).
 """
 
@@ -23,7 +23,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .precision import EMULATED, PRECISIONS, native_bfloat16, resolve_precision
+from ..precision import EMULATED, PRECISIONS, native_bfloat16, resolve_precision
 
 __all__ = [
     "FrameModel",
@@ -314,7 +314,7 @@ class FrameModel:
     Examples
     --------
     >>> import numpy as np
-    >>> from amnetvid_sk.amnet import AMNet
+    >>> from amnetvid_sk.frame_models.amnet import AMNet
     >>> model = AMNet.from_random(seed=0, device="cpu")   # random weights, for tests
     >>> scores, maps = model.predict(np.zeros((2, 64, 64, 3), np.uint8))
     >>> scores.shape, maps.shape
@@ -369,7 +369,7 @@ class FrameModel:
 
         Examples
         --------
-        >>> from amnetvid_sk.amnet import AMNet
+        >>> from amnetvid_sk.frame_models.amnet import AMNet
         >>> AMNet.from_random(seed=0, device="cpu", precision="float32").describe()
         'frame model: amnet, float32 (as asked)'
         """
@@ -456,7 +456,7 @@ class FrameModel:
         Examples
         --------
         >>> import numpy as np
-        >>> from amnetvid_sk.amnet import AMNet
+        >>> from amnetvid_sk.frame_models.amnet import AMNet
         >>> model = AMNet.from_random(seed=0, device="cpu")
         >>> scores, maps = model.predict(np.zeros((0, 32, 32, 3), np.uint8))
         >>> scores.shape, maps.shape

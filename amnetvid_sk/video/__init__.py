@@ -59,7 +59,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from .errors import VideoDecodeError
+from ..errors import VideoDecodeError
 
 __all__ = ["VideoInfo", "SampledFrames", "video_info", "sample_frames", "sampling_key"]
 
@@ -97,7 +97,7 @@ class VideoInfo:
     Examples
     --------
     >>> import os, tempfile
-    >>> from amnetvid_sk.clips import write_clip, numbered_frames
+    >>> from amnetvid_sk.testing.clips import write_clip, numbered_frames
     >>> from amnetvid_sk.video import video_info
     >>> path = write_clip(os.path.join(tempfile.mkdtemp(), "a.mp4"), numbered_frames(50, 48, 64))
     >>> info = video_info(path)
@@ -145,7 +145,7 @@ class SampledFrames:
     Examples
     --------
     >>> import os, tempfile
-    >>> from amnetvid_sk.clips import write_clip, numbered_frames
+    >>> from amnetvid_sk.testing.clips import write_clip, numbered_frames
     >>> from amnetvid_sk.video import sample_frames
     >>> path = write_clip(os.path.join(tempfile.mkdtemp(), "a.mp4"), numbered_frames(3, 48, 64))
     >>> s = sample_frames(path, n_frames=4)
@@ -659,7 +659,7 @@ def video_info(path: str | os.PathLike) -> VideoInfo:
     Examples
     --------
     >>> import os, tempfile
-    >>> from amnetvid_sk.clips import write_clip, numbered_frames
+    >>> from amnetvid_sk.testing.clips import write_clip, numbered_frames
     >>> from amnetvid_sk.video import video_info
     >>> out = os.path.join(tempfile.mkdtemp(), "a.webm")
     >>> path = write_clip(out, numbered_frames(25, 48, 64), codec="vp9")
@@ -740,7 +740,7 @@ def sample_frames(
     Examples
     --------
     >>> import os, tempfile
-    >>> from amnetvid_sk.clips import write_clip, numbered_frames, read_number
+    >>> from amnetvid_sk.testing.clips import write_clip, numbered_frames, read_number
     >>> from amnetvid_sk.video import sample_frames
     >>> path = write_clip(os.path.join(tempfile.mkdtemp(), "a.mp4"), numbered_frames(175, 48, 64))
     >>> s = sample_frames(path, fps=4)          # a 7 s clip at 25 fps

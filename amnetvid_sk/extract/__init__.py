@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .video_ids import ID_MODES, VIDEO_EXTENSIONS, video_id_of_path
+from ..video_ids import ID_MODES, VIDEO_EXTENSIONS, video_id_of_path
 
 BACKENDS = ("local", "joblib", "dask")
 _LISTED = 5  # conflicting ids named in one error message
@@ -142,7 +142,7 @@ def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
 
 def check_unique_ids(inputs: Sequence[tuple[Path, str]]) -> None:
     """Raise :class:`~amnetvid_sk.errors.VideoIdError` naming the files when two inputs share an id."""
-    from .errors import VideoIdError
+    from ..errors import VideoIdError
 
     by_id: dict[str, list[str]] = {}
     for path, vid in inputs:
@@ -163,7 +163,7 @@ def _file_key(path: Path):
 
 
 def _resolve_model(frame_model, weights, device, batch_size, precision, allow_unsafe_weights):
-    from .frame_models import FrameModel, make_frame_model
+    from ..frame_models import FrameModel, make_frame_model
 
     if isinstance(frame_model, FrameModel):
         return frame_model
@@ -210,7 +210,7 @@ class _FileCheck:
 
 
 def _decode(path: Path, n_frames, fps):
-    from .video import sample_frames
+    from ..video import sample_frames
 
     return sample_frames(path, n_frames=n_frames, fps=fps)
 
@@ -235,8 +235,8 @@ def _extract_local(
     """Extract the given (not yet extracted) ``(path, video id)`` inputs in this process."""
     import pyarrow as pa
 
-    from .errors import VideoDecodeError
-    from .store import FeatureStore, frames_table, new_extraction_id
+    from ..errors import VideoDecodeError
+    from ..store import FeatureStore, frames_table, new_extraction_id
 
     store = FeatureStore(store_path)
     fingerprint = model.fingerprint
@@ -462,9 +462,9 @@ def extract(
     >>> summary = extract("clips/", store="store", n_frames=28)  # doctest: +SKIP
     >>> print(summary.report())  # doctest: +SKIP
     """
-    from .errors import VideoDecodeError, VideoIdError
-    from .store import FeatureStore
-    from .video import DEFAULT_N_FRAMES, sampling_key
+    from ..errors import VideoDecodeError, VideoIdError
+    from ..store import FeatureStore
+    from ..video import DEFAULT_N_FRAMES, sampling_key
 
     if backend not in BACKENDS:
         raise ValueError(
@@ -544,7 +544,7 @@ def extract(
 
 
 def _store_full(path: Path, summary: ExtractionSummary, n_todo: int):
-    from .errors import StoreFullError
+    from ..errors import StoreFullError
 
     kept = summary.extracted
     named = ", ".join(os.path.basename(p) for p in kept[:_LISTED]) + (", ..." if len(kept) > _LISTED else "")
@@ -570,7 +570,7 @@ def _extract_parallel(todo, store, model_spec, n_frames, fps, sampling, workers,
         try:
             from distributed import Client
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            from .errors import MissingDependencyError
+            from ..errors import MissingDependencyError
 
             raise MissingDependencyError(
                 'backend="dask" needs Dask distributed: pip install "amnetvid-sk[dask]"'

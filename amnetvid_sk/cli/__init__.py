@@ -15,15 +15,16 @@ import re
 import sys
 from pathlib import Path
 
-from . import __version__
-from .errors import AmnetvidError, MissingDependencyError, ModelFileError
-from .precision import PRECISIONS  # no torch import: precision.py loads it lazily
-from .video_ids import ID_MODES
+from .. import __version__
+from ..errors import AmnetvidError, MissingDependencyError, ModelFileError
+from ..precision import PRECISIONS  # no torch import: precision.py loads it lazily
+from ..video_ids import ID_MODES
 
 DEFAULT_STORE = "store"
 # Environment variable that shows the traceback of a user error too (for bug reports).
 TRACEBACK_ENV = "AMNETVID_TRACEBACK"
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+_CLI_DIR = Path(__file__).resolve().parent
 
 EXIT_STATUS = f"""exit status:
   0  everything succeeded
@@ -211,10 +212,10 @@ def _print_table(table, fmt: str = "table", out=None) -> None:
 
 # ---------------------------------------------------------------- score
 def cmd_score(args) -> int:
-    from .frame_models import make_frame_model
-    from .render import save_attention_figure
-    from .video import DEFAULT_N_FRAMES, sample_frames
-    from .video_ids import video_id_from_name
+    from ..frame_models import make_frame_model
+    from ..render import save_attention_figure
+    from ..video import DEFAULT_N_FRAMES, sample_frames
+    from ..video_ids import video_id_from_name
 
     model = make_frame_model(args.frame_model, weights=args.weights, device=args.device,
                              batch_size=args.batch_size, precision=args.precision,
@@ -245,7 +246,7 @@ def cmd_score(args) -> int:
 
 # ---------------------------------------------------------------- extract
 def cmd_extract(args) -> int:
-    from .extract import extract
+    from ..extract import extract
 
     summary = extract(
         args.paths, store=args.store, frame_model=args.frame_model, weights=args.weights,
@@ -260,7 +261,7 @@ def cmd_extract(args) -> int:
 
 # ---------------------------------------------------------------- labels
 def cmd_labels_import(args) -> int:
-    from .labels import import_labels
+    from ..labels import import_labels
 
     n = import_labels(args.file, args.store, format=args.format)
     print(f"imported {n} labels from {args.file} into {args.store}")
@@ -269,7 +270,7 @@ def cmd_labels_import(args) -> int:
 
 # ---------------------------------------------------------------- sql / info
 def cmd_sql(args) -> int:
-    from .store import FeatureStore
+    from ..store import FeatureStore
 
     table = FeatureStore(args.store).sql(args.query, args.param)
     _print_table(table, args.format)
@@ -283,7 +284,7 @@ def _open_checked(fs) -> None:
 
 
 def cmd_info(args) -> int:
-    from .store import FeatureStore
+    from ..store import FeatureStore
 
     fs = FeatureStore(args.store)
     _open_checked(fs)
@@ -308,7 +309,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_compact(args) -> int:
-    from .store import FeatureStore
+    from ..store import FeatureStore
 
     fs = FeatureStore(args.store)
     _open_checked(fs)
@@ -490,7 +491,7 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
-    from .demo import add_demo_command
+    from ..demo import add_demo_command
 
     add_demo_command(sub)
 
@@ -513,7 +514,7 @@ def _report_videos(target: str, n_used: int, left_out, count: bool = True) -> No
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import cross_validate
+    from ..evaluate import cross_validate
 
     res = cross_validate(args.recipe, args.store, args.target, cv=args.cv, n_jobs=args.n_jobs,
                          random_state=args.seed)
@@ -526,7 +527,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_table1(args) -> int:
-    from .evaluate import table1
+    from ..evaluate import table1
 
     t = table1(args.store, protocol=args.protocol, cv=args.cv, n_jobs=args.n_jobs, random_state=args.seed,
                set_params=_max_epochs_params(args.max_epochs))
@@ -537,7 +538,7 @@ def cmd_table1(args) -> int:
 
 
 def cmd_grid(args) -> int:
-    from .evaluate import grid_search
+    from ..evaluate import grid_search
 
     search, rows = grid_search(args.recipe, args.store, args.target, cv=args.cv, n_jobs=args.n_jobs,
                                backend=args.backend if args.backend != "local" else None,
@@ -552,7 +553,7 @@ def cmd_grid(args) -> int:
 def cmd_fit(args) -> int:
     import joblib
 
-    from .evaluate import labelled_data, load_recipe
+    from ..evaluate import labelled_data, load_recipe
 
     folder = Path(args.out).resolve().parent
     if not folder.is_dir():  # checked before a fit that may take long
@@ -586,7 +587,7 @@ def _load_pipeline(path: str):
 
 
 def cmd_predict(args) -> int:
-    from .predict import predict_videos
+    from ..predict import predict_videos
 
     pipeline = _load_pipeline(args.model)
     ids, pred, summary = predict_videos(pipeline, args.paths, store=args.store,
@@ -618,7 +619,7 @@ def _is_user_error(exc: BaseException) -> bool:
     while tb.tb_next is not None:
         tb = tb.tb_next
     where = Path(tb.tb_frame.f_code.co_filename).resolve()
-    return _PACKAGE_DIR in where.parents and where != Path(__file__).resolve()
+    return _PACKAGE_DIR in where.parents and _CLI_DIR not in where.parents
 
 
 def _error_line(exc: BaseException) -> str:

@@ -63,7 +63,7 @@ def make_moving_peak_dataset(
 
     Examples
     --------
-    >>> from amnetvid_sk.synthetic import make_moving_peak_dataset
+    >>> from amnetvid_sk.testing.synthetic import make_moving_peak_dataset
     >>> maps, scores, y = make_moving_peak_dataset(8)
     >>> maps.shape, scores.shape, y.shape
     ((8, 4, 3, 14, 14), (8, 4), (8,))
@@ -128,7 +128,7 @@ def make_score_order_dataset(n: int, n_frames: int = 4, seed: int = 0, *, noise:
 
     Examples
     --------
-    >>> from amnetvid_sk.synthetic import make_score_order_dataset
+    >>> from amnetvid_sk.testing.synthetic import make_score_order_dataset
     >>> scores, y = make_score_order_dataset(5)
     >>> scores.shape, y.shape
     ((5, 4), (5,))
@@ -164,7 +164,7 @@ def write_synthetic_store(path, maps, scores, short, long=None, prefix="syn"):
     """
     import pyarrow as pa
 
-    from .store import FeatureStore, frames_table, new_extraction_id
+    from ..store import FeatureStore, frames_table, new_extraction_id
 
     fs = FeatureStore(path)
     model = "synthetic.w-000000000000.pre-none.maps-3x14x14.fp32"

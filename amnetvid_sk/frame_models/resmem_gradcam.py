@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import MissingDependencyError, WeightsError
-from .frame_models import FrameModel, frames_to_tensor, hash_file, resize_frames
+from ..errors import MissingDependencyError, WeightsError
+from .base import FrameModel, frames_to_tensor, hash_file, resize_frames
 
 __all__ = ["ResMemGradCAM", "load_resmem", "RESMEM_LAYERS"]
 
@@ -93,7 +93,7 @@ def load_resmem(device=None) -> nn.Module:
 
     Examples
     --------
-    >>> from amnetvid_sk.resmem_gradcam import load_resmem
+    >>> from amnetvid_sk.frame_models.resmem_gradcam import load_resmem
     >>> net = load_resmem("cpu")  # doctest: +SKIP
     """
     resmem = _resmem_package()  # first, so a missing package is reported even with a warm cache
@@ -191,7 +191,7 @@ class ResMemGradCAM(FrameModel):
     Examples
     --------
     >>> import numpy as np
-    >>> from amnetvid_sk.resmem_gradcam import ResMemGradCAM
+    >>> from amnetvid_sk.frame_models.resmem_gradcam import ResMemGradCAM
     >>> model = ResMemGradCAM(device="cpu")                       # doctest: +SKIP
     >>> scores, maps = model.predict(np.zeros((2, 120, 160, 3), np.uint8))   # doctest: +SKIP
     >>> scores.shape, maps.shape                                  # doctest: +SKIP

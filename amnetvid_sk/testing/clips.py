@@ -80,7 +80,7 @@ def numbered_frame(number: int, height: int, width: int) -> np.ndarray:
 
     Examples
     --------
-    >>> from amnetvid_sk.clips import numbered_frame, read_number
+    >>> from amnetvid_sk.testing.clips import numbered_frame, read_number
     >>> read_number(numbered_frame(1234, 48, 64))
     1234
     """
@@ -125,7 +125,7 @@ def numbered_frames(n: int, height: int, width: int) -> np.ndarray:
 
     Examples
     --------
-    >>> from amnetvid_sk.clips import numbered_frames, read_number
+    >>> from amnetvid_sk.testing.clips import numbered_frames, read_number
     >>> frames = numbered_frames(30, 48, 64)
     >>> frames.shape, read_number(frames[17])
     ((30, 48, 64, 3), 17)
@@ -163,7 +163,7 @@ def read_number(frame: np.ndarray) -> int:
 
     Examples
     --------
-    >>> from amnetvid_sk.clips import numbered_frame, read_number
+    >>> from amnetvid_sk.testing.clips import numbered_frame, read_number
     >>> read_number(numbered_frame(7, 48, 64))
     7
     """
@@ -276,7 +276,7 @@ def write_clip(
     Examples
     --------
     >>> import tempfile, os
-    >>> from amnetvid_sk.clips import write_clip, numbered_frames
+    >>> from amnetvid_sk.testing.clips import write_clip, numbered_frames
     >>> out = os.path.join(tempfile.mkdtemp(), "clip.mp4")
     >>> write_clip(out, numbered_frames(10, 48, 64), fps=25).suffix
     '.mp4'

@@ -84,8 +84,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import MissingVideosError, ReadOnlyQueryError, StoreError
-from .video_ids import video_id_from_name
+from ..errors import MissingVideosError, ReadOnlyQueryError, StoreError
+from ..video_ids import video_id_from_name
 
 __all__ = ["FeatureStore", "SCHEMAS", "TABLES", "frames_table", "new_extraction_id"]
 

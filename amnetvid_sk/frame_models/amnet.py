@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import WeightsError
-from .frame_models import (
+from ..errors import WeightsError
+from .base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     FrameModel,
@@ -158,7 +158,7 @@ def build_amnet_network(seed: int | None = None) -> AMNetNetwork:
 
     Examples
     --------
-    >>> from amnetvid_sk.amnet import build_amnet_network
+    >>> from amnetvid_sk.frame_models.amnet import build_amnet_network
     >>> net = build_amnet_network(seed=0)
     >>> sorted({k.split(".")[0] for k in net.state_dict()})[:4]
     ['bn1', 'core_cnn', 'e1', 'eh1']
@@ -213,7 +213,7 @@ def load_amnet_state_dict(path, allow_unsafe_weights: bool = False) -> "OrderedD
     Examples
     --------
     >>> import tempfile, os
-    >>> from amnetvid_sk.amnet import build_amnet_network, load_amnet_state_dict, save_amnet_checkpoint
+    >>> from amnetvid_sk.frame_models.amnet import build_amnet_network, load_amnet_state_dict, save_amnet_checkpoint
     >>> with tempfile.TemporaryDirectory() as d:
     ...     p = save_amnet_checkpoint(os.path.join(d, "w.pkl"), build_amnet_network(seed=0))
     ...     state = load_amnet_state_dict(p)
@@ -321,7 +321,7 @@ def save_amnet_checkpoint(path, state_dict_or_module, *, legacy_format: bool = F
     Examples
     --------
     >>> import tempfile, os
-    >>> from amnetvid_sk.amnet import AMNet, build_amnet_network, save_amnet_checkpoint
+    >>> from amnetvid_sk.frame_models.amnet import AMNet, build_amnet_network, save_amnet_checkpoint
     >>> with tempfile.TemporaryDirectory() as d:
     ...     p = save_amnet_checkpoint(os.path.join(d, "weights.pkl"), build_amnet_network(seed=1))
     ...     AMNet(weights=p, device="cpu").fingerprint.startswith("amnet.w-")
@@ -400,7 +400,7 @@ class AMNet(FrameModel):
     Examples
     --------
     >>> import numpy as np
-    >>> from amnetvid_sk.amnet import AMNet
+    >>> from amnetvid_sk.frame_models.amnet import AMNet
     >>> model = AMNet.from_random(seed=0, device="cpu")   # or AMNet(weights="weights_35.pkl")
     >>> scores, maps = model.predict(np.full((1, 90, 120, 3), 128, np.uint8))
     >>> maps.shape, round(float(maps[0, 0].sum()), 4)
@@ -454,7 +454,7 @@ class AMNet(FrameModel):
 
         Examples
         --------
-        >>> from amnetvid_sk.amnet import AMNet
+        >>> from amnetvid_sk.frame_models.amnet import AMNet
         >>> AMNet.from_random(seed=0, device="cpu").fingerprint == AMNet.from_random(seed=0, device="cpu").fingerprint
         True
         """
