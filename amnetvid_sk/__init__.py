@@ -19,6 +19,8 @@ _EXPORTS = {
     "MissingVideosError": "errors",
     "ReadOnlyQueryError": "errors",
     "LabelFormatError": "errors",
+    "FrameModelLookupError": "errors",
+    "FrameModelRebuildError": "errors",
     # frames
     "sample_frames": "video",
     "video_info": "video",
@@ -28,6 +30,8 @@ _EXPORTS = {
     # frame models
     "FrameModel": "frame_models",
     "make_frame_model": "frame_models",
+    "frame_model_names": "frame_models",
+    "FrameModelSpec": "frame_models",
     "AMNet": "frame_models.amnet",
     "save_amnet_checkpoint": "frame_models.amnet",
     "ResMemGradCAM": "frame_models.resmem_gradcam",

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .precision import PRECISIONS
+from .sampling_keys import DEFAULT_N_FRAMES
+from .video_ids import video_id_from_name
 
 # photographs bundled with scikit-image (no download needed)
 TRAIN_IMAGES = (
@@ -42,8 +43,13 @@ MOTIONS = ("pan_right", "pan_left", "zoom_in", "zoom_out")
 class DemoSettings:
     """Sizes of a demo run. The defaults fit ~10 minutes on 2 CPU cores with ResMem.
 
-    Full scale (the working note): 28 frames per clip stored, 4 used by the sequence
-    models, JET maps at 70x70, 20 epochs, thousands of clips.
+    Full scale (the working note): ``DEFAULT_N_FRAMES`` frames per clip stored, 4 used by
+    the sequence models, JET maps at 70x70, 20 epochs, thousands of clips.
+
+    Examples
+    --------
+    >>> DemoSettings(n_images=2).n_images * len(MOTIONS)  # training clips: 4 per photograph
+    8
     """
 
     n_images: int = 10
@@ -201,12 +207,14 @@ def run_demo(out=".", settings: DemoSettings | None = None, progress: bool = Tru
 
     Examples
     --------
+    Not run: it extracts ResMem features and trains the networks (minutes).
+
     >>> from amnetvid_sk.demo import DemoSettings, run_demo
     >>> run_demo("demo_out", DemoSettings(n_images=2, stored_frames=4))  # doctest: +SKIP
     """
     import joblib
 
-    from .evaluate import labelled_data, load_recipe, table1
+    from .evaluate import TABLE1_RECIPES, labelled_data, load_recipe, network_step, role_params, table1
     from .extract import extract
     from .labels import import_labels
     from .predict import predict_videos
@@ -232,7 +240,7 @@ def run_demo(out=".", settings: DemoSettings | None = None, progress: bool = Tru
     print(summary.report())
     from .store import FeatureStore
 
-    ids = [p.stem for p in train]
+    ids = [video_id_from_name(p) for p in train]
     frame_scores, _ = FeatureStore(store).read_arrays(ids, n_frames=s.stored_frames, maps=False)
     labels_csv = write_demo_labels(out / "demo_clips" / "ground-truth_dev-set.csv", ids,
                                    *demo_labels(frame_scores, seed=s.seed))
@@ -243,11 +251,12 @@ def run_demo(out=".", settings: DemoSettings | None = None, progress: bool = Tru
     t = step("3/5 Table 1 (honest cross-validation)")
     net = {"max_epochs": s.max_epochs, "batch_size": s.batch_size, "train_split": None,
            "module__n_frames": s.model_frames}
-    params = {
-        "mean_score": {"frames__n_frames": s.stored_frames},
-        "score_lstm": {"frames__n_frames": s.model_frames, **{f"lstm__{k}": v for k, v in net.items()}},
-        "amnetvid": {"sequences__n_frames": s.model_frames, **{f"net__{k}": v for k, v in net.items()}},
-    }
+    params = {}
+    for name, _ in TABLE1_RECIPES:
+        pipe = load_recipe(name).pipeline(str(store))
+        # the sequence models read model_frames; the mean baseline every stored frame
+        frames = s.model_frames if network_step(pipe) else s.stored_frames
+        params[name] = role_params(pipe, reader={"n_frames": frames}, network=net)
     result = table1(store, protocol="cv", cv=s.cv, set_params=params, random_state=s.seed)
     print(result.format())
     timings["table1"] = time.perf_counter() - t
@@ -277,36 +286,3 @@ def run_demo(out=".", settings: DemoSettings | None = None, progress: bool = Tru
     summary_out = {"table1": result.rows(), "predictions": predictions, "timings": timings}
     (out / "report" / "summary.json").write_text(json.dumps(summary_out, indent=2, default=float))
     return summary_out
-
-
-def add_demo_command(sub) -> None:
-    p = sub.add_parser(
-        "demo", help="run the whole method once on clips it makes, and write report/",
-        description="Makes demo clips from scikit-image's photographs, extracts ResMem features into "
-                    "the store, runs the three models of the working note's Table 1 with honest "
-                    "cross-validation, predicts two held-out clips and writes report/index.html. "
-                    "A second run reuses the store. Ctrl-C leaves a store the next run continues from.",
-    )
-    d = DemoSettings()
-    p.add_argument("--out", default=".", help="folder for store/, demo_clips/ and report/ (default: .)")
-    p.add_argument("--images", type=int, default=d.n_images, help=f"photographs used (4 clips each; max {len(TRAIN_IMAGES)})")
-    p.add_argument("--frames", type=int, default=d.stored_frames, help="frames stored per clip")
-    p.add_argument("--model-frames", type=int, default=d.model_frames, help="frames the sequence models see")
-    p.add_argument("--cv", type=int, default=d.cv, help="cross-validation folds")
-    p.add_argument("--epochs", type=int, default=d.max_epochs, help="max epochs of the networks")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="frame model precision; auto (default): bfloat16 only where the CPU or GPU computes it "
-                        "natively, float32 elsewhere")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_demo)
-
-
-def _cmd_demo(args) -> int:
-    if not 1 <= args.images <= len(TRAIN_IMAGES):
-        args.parser.error(f"argument --images: must be between 1 and {len(TRAIN_IMAGES)}; got {args.images}")
-    s = DemoSettings(n_images=args.images, stored_frames=args.frames, model_frames=args.model_frames,
-                     cv=args.cv, max_epochs=args.epochs, precision=args.precision)
-    started = time.perf_counter()
-    run_demo(args.out, s, progress=not args.no_progress)
-    print(f"\ndemo finished in {time.perf_counter() - started:.0f} s")
-    return 0

@@ -49,3 +49,11 @@ class StoreFullError(StoreError, OSError):
 
 class ModelFileError(AmnetvidError, ValueError):
     """A saved model file is missing, unreadable, or holds no fitted pipeline."""
+
+
+class FrameModelLookupError(AmnetvidError, ValueError):
+    """A frame model name that names no frame model class (unknown, not importable, not a FrameModel)."""
+
+
+class FrameModelRebuildError(AmnetvidError, ValueError):
+    """A frame model cannot be rebuilt from its spec, or rebuilds to another fingerprint."""

@@ -5,8 +5,9 @@
 ``NeuralNetRegressor`` subclasses around :class:`~amnetvid_sk.networks.ScoreLSTMNet`
 and :class:`~amnetvid_sk.networks.AMNetVidNet`. Relative to skorch they change the
 defaults (the note's training settings, quiet, early stopping on Spearman over a
-validation part of the training data), add ``random_state``, pick the device at fit
-time, and accept 1-D ``y``. The training loop is skorch's.
+validation part of the training data, the GPU when there is one), add
+``random_state``, and accept 1-D ``y``. The training loop and the device handling
+are skorch's.
 """
 
 from __future__ import annotations
@@ -17,20 +18,25 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-from scipy.stats import ConstantInputWarning
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import validate_parameter_constraints
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 from skorch import NeuralNet, NeuralNetRegressor
-from skorch.callbacks import EarlyStopping, EpochScoring
+from skorch.callbacks import EpochScoring
 from skorch.dataset import ValidSplit
-from skorch.exceptions import DeviceWarning
-from skorch.utils import is_dataset, to_tensor
+from skorch.utils import is_dataset
 
-from .metrics import spearman
+from .callbacks import EarlyStoppingOnValid, valid_spearman
 from .networks import AMNetVidNet, ScoreLSTMNet
 
-__all__ = ["ConvLSTMRegressor", "MeanScoreRegressor", "ScoreLSTMRegressor"]
+__all__ = ["DEFAULT_DEVICE", "ConvLSTMRegressor", "MeanScoreRegressor", "ScoreLSTMRegressor"]
+
+#: The regressors' default ``device``: "cuda" when torch sees a GPU as this module is
+#: imported, else "cpu". An ordinary skorch device string, so skorch's own rules apply
+#: (a net pickled on "cuda" loads on a CPU-only machine onto "cpu", with skorch's
+#: DeviceWarning).
+DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class MeanScoreRegressor(RegressorMixin, BaseEstimator):
@@ -56,6 +62,10 @@ class MeanScoreRegressor(RegressorMixin, BaseEstimator):
     array([0.4, 0.8])
     """
 
+    # no parameters; the table says so, and _fit_context checks it once per fit
+    _parameter_constraints: dict = {}
+
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Check the frame scores ``X`` [n_videos, n_frames]; learn nothing.
 
@@ -103,48 +113,20 @@ class MeanScoreRegressor(RegressorMixin, BaseEstimator):
 # skorch regressors
 
 
-def _valid_spearman(net, X, y) -> float:
-    """EpochScoring scorer: Spearman on the validation part.
-
-    An undefined correlation (constant predictions, e.g. a saturated sigmoid early in
-    training) is recorded as -inf with a warning, so early stopping never keeps that
-    epoch and never crashes on a nan.
-    """
-    y_pred = net.predict(X)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConstantInputWarning)
-        rho = spearman(y, y_pred)
-    if np.isnan(rho):
-        epoch = net.history[-1, "epoch"] if len(net.history) else "?"
-        warnings.warn(
-            f"valid_spearman is undefined at epoch {epoch} (constant predictions or targets on "
-            f"the validation part); it is recorded as -inf so early stopping never keeps this epoch.",
-            ConstantInputWarning,
-            stacklevel=2,
-        )
-        return -np.inf
-    return rho
-
-
-class _EarlyStopping(EarlyStopping):
-    """skorch's EarlyStopping that stands aside when there is no validation part.
-
-    With ``train_split=None`` the monitored score is never recorded; training then
-    runs ``max_epochs`` epochs instead of failing with a KeyError.
-    """
-
-    def on_epoch_end(self, net, **kwargs):
-        if self.monitor not in net.history[-1]:
-            return
-        super().on_epoch_end(net, **kwargs)
-
-
-def _auto_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class _SequenceRegressor(NeuralNetRegressor):
-    """Shared behaviour of the two skorch regressors (see their docstrings)."""
+    """Shared behaviour of the two skorch regressors (see their docstrings).
+
+    What it adds to skorch: the note's defaults and Spearman early stopping as default
+    callbacks, ``random_state``, shuffled training batches, and the data checks
+    (``_validate_X`` per subclass, ``_validate_y``). ``device`` is skorch's, with
+    :data:`DEFAULT_DEVICE` as its default.
+    """
+
+    # Checked with sklearn's validate_parameter_constraints in fit: NeuralNet is not a
+    # BaseEstimator (its own _validate_params checks prefixed argument names instead), so
+    # neither BaseEstimator._validate_params nor _fit_context applies. skorch's own
+    # parameters (lr, max_epochs, module__*, ...) are left to skorch, which has its rules.
+    _parameter_constraints = {"random_state": ["random_state"]}
 
     def __init__(self, module, *, criterion, optimizer, lr, max_epochs, batch_size, train_split,
                  callbacks, verbose, device, random_state, **kwargs):
@@ -185,62 +167,18 @@ class _SequenceRegressor(NeuralNetRegressor):
     def _default_callbacks(self):
         return [
             *super()._default_callbacks,
-            ("valid_spearman", EpochScoring(_valid_spearman, lower_is_better=False,
+            ("valid_spearman", EpochScoring(valid_spearman, lower_is_better=False,
                                             name="valid_spearman", on_train=False)),
-            ("early_stopping", _EarlyStopping(monitor="valid_spearman", lower_is_better=False,
+            ("early_stopping", EarlyStoppingOnValid(monitor="valid_spearman", lower_is_better=False,
                                               patience=5, load_best=True)),
         ]
-
-    # -- device: None means "cuda if available else cpu", decided when the net is initialised.
-    # skorch itself reads ``self.device`` in a few places; those are adapted below so that the
-    # parameter keeps the value the user gave (sklearn convention).
-    def _device(self):
-        if self.device is not None:
-            return self.device
-        return getattr(self, "device_", None) or _auto_device()
-
-    def initialize(self):
-        """Initialise the module, criterion, optimizer and callbacks; resolve ``device_``."""
-        self.device_ = str(self.device) if self.device is not None else _auto_device()
-        return super().initialize()
-
-    def initialize_module(self):
-        super().initialize_module()
-        self.module_ = self.module_.to(self._device())
-        return self
-
-    def initialize_criterion(self):
-        super().initialize_criterion()
-        if isinstance(self.criterion_, torch.nn.Module):
-            self.criterion_ = self.criterion_.to(self._device())
-        return self
-
-    def infer(self, x, **fit_params):
-        return super().infer(to_tensor(x, device=self._device()), **fit_params)
-
-    def get_loss(self, y_pred, y_true, *args, **kwargs):
-        return super().get_loss(y_pred, to_tensor(y_true, device=self._device()), *args, **kwargs)
-
-    def __setstate__(self, state):
-        if state.get("device") is not None:
-            super().__setstate__(state)
-            return
-        # device=None: load onto where it was trained, or the CPU when that GPU is absent
-        # here; that is what "auto" means, so no DeviceWarning.
-        state = dict(state)
-        state["device"] = state.get("device_") or "cpu"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeviceWarning)
-            super().__setstate__(state)
-        if "device_" in state:
-            self.device_ = str(self.device)
-        self.device = None
 
     # -- data
     def _validate_X(self, X, reset: bool):
         raise NotImplementedError
 
     def _validate_y(self, y, n_samples: int) -> np.ndarray:
+        """``y`` as skorch's regression loss takes it: float32, one column of ``n_samples`` rows."""
         name = type(self).__name__
         if y is None:
             raise ValueError(f"{name} requires y to be passed, but the target y is None.")
@@ -256,13 +194,7 @@ class _SequenceRegressor(NeuralNetRegressor):
                 UserWarning,
                 stacklevel=3,
             )
-        return y.astype(np.float32)
-
-    def get_dataset(self, X, y=None):
-        # skorch's regression loss needs y as a (n, 1) column
-        if y is not None and not is_dataset(X) and np.ndim(y) == 1:
-            y = np.asarray(y, dtype=np.float32).reshape(-1, 1)
-        return super().get_dataset(X, y)
+        return y.astype(np.float32).reshape(-1, 1)
 
     def get_split_datasets(self, X, y=None, **fit_params):
         split = self.train_split
@@ -297,6 +229,8 @@ class _SequenceRegressor(NeuralNetRegressor):
         -------
         self
         """
+        validate_parameter_constraints(self._parameter_constraints, {"random_state": self.random_state},
+                                       caller_name=type(self).__name__)
         # the data are checked once, in partial_fit (which skorch's fit calls); a refit from
         # scratch learns the number of features anew
         if not self.warm_start and hasattr(self, "n_features_in_"):
@@ -371,8 +305,12 @@ class ScoreLSTMRegressor(_SequenceRegressor):
         ``callbacks__early_stopping=None``.
     verbose : int, default=0
         skorch's per-epoch table is printed when 1.
-    device : str or None, default=None
-        None: "cuda" when available, else "cpu" (decided at fit, kept in ``device_``).
+    device : str, torch.device or None, default=DEFAULT_DEVICE
+        As in skorch: where the module, the criterion and each batch are put ("cpu",
+        "cuda", "cuda:1", ...); None leaves them where they are. The default,
+        :data:`DEFAULT_DEVICE`, is "cuda" when torch sees a GPU, else "cpu". A net
+        pickled on "cuda" loads on a CPU-only machine onto "cpu" (skorch warns with a
+        ``DeviceWarning``).
     random_state : int, RandomState or None, default=None
         Seeds the weights, dropout, shuffling and the validation split; two fits with
         the same int give identical predictions on the same CPU with the same number
@@ -387,8 +325,6 @@ class ScoreLSTMRegressor(_SequenceRegressor):
         The trained network (best epoch on the validation part).
     history_ : skorch History
         Per epoch ``train_loss``, ``valid_loss``, ``valid_spearman``.
-    device_ : str
-        Device used.
     n_features_in_ : int
         Frames per video seen in ``fit``.
 
@@ -404,7 +340,7 @@ class ScoreLSTMRegressor(_SequenceRegressor):
 
     def __init__(self, module=ScoreLSTMNet, *, criterion=torch.nn.MSELoss, optimizer=torch.optim.Adam,
                  lr=1e-3, max_epochs=20, batch_size=32, train_split=_DEFAULT_SPLIT, callbacks=None,
-                 verbose=0, device=None, random_state=None, **kwargs):
+                 verbose=0, device=DEFAULT_DEVICE, random_state=None, **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
                          batch_size=batch_size, train_split=train_split, callbacks=callbacks,
                          verbose=verbose, device=device, random_state=random_state, **kwargs)
@@ -445,8 +381,12 @@ class ConvLSTMRegressor(_SequenceRegressor):
         (patience 5, best epoch restored from memory), reachable as
         ``callbacks__early_stopping__patience`` etc.
     verbose : int, default=0
-    device : str or None, default=None
-        None: "cuda" when available, else "cpu" (decided at fit, kept in ``device_``).
+    device : str, torch.device or None, default=DEFAULT_DEVICE
+        As in skorch: where the module, the criterion and each batch are put ("cpu",
+        "cuda", "cuda:1", ...); None leaves them where they are. The default,
+        :data:`DEFAULT_DEVICE`, is "cuda" when torch sees a GPU, else "cpu". A net
+        pickled on "cuda" loads on a CPU-only machine onto "cpu" (skorch warns with a
+        ``DeviceWarning``).
     random_state : int, RandomState or None, default=None
         Seeds weights, dropout, shuffling and the validation split (identical
         predictions from two fits on the same CPU with the same number of threads).
@@ -459,7 +399,7 @@ class ConvLSTMRegressor(_SequenceRegressor):
     module_ : AMNetVidNet
         The trained network (best epoch on the validation part).
     history_ : skorch History
-    device_ : str
+        Per epoch ``train_loss``, ``valid_loss``, ``valid_spearman``.
 
     Examples
     --------
@@ -476,7 +416,7 @@ class ConvLSTMRegressor(_SequenceRegressor):
 
     def __init__(self, module=AMNetVidNet, *, criterion=torch.nn.MSELoss, optimizer=torch.optim.Adam,
                  lr=1e-3, max_epochs=20, batch_size=32, train_split=_DEFAULT_SPLIT, callbacks=None,
-                 verbose=0, device=None, random_state=None, **kwargs):
+                 verbose=0, device=DEFAULT_DEVICE, random_state=None, **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
                          batch_size=batch_size, train_split=train_split, callbacks=callbacks,
                          verbose=verbose, device=device, random_state=random_state, **kwargs)

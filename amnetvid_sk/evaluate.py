@@ -1,4 +1,9 @@
-"""Evaluation: recipes, Spearman cross-validation, grid search and the working note's Table 1.
+"""Evaluation: Spearman cross-validation, grid search and the working note's Table 1.
+
+Recipes (found by name) and their steps (found by role) are :mod:`amnetvid_sk.pipelines`'
+business; their names are re-exported here. Parameters are checked by scikit-learn's
+``validate_params``, so a bad value gets scikit-learn's message (an ``InvalidParameterError``,
+both a ValueError and a TypeError) naming the parameter, what is allowed and what was given.
 
 Two protocols:
 
@@ -11,92 +16,58 @@ Two protocols:
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
 import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
+from numbers import Integral, Real
 from types import ModuleType
 
 import numpy as np
+from sklearn.pipeline import Pipeline
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
-from ._validation import check_param
-
-TARGETS = ("short", "long")
-PROTOCOLS = ("cv", "paper")
-TABLE1_RECIPES = (
-    ("mean_score", "mean frame score"),
-    ("score_lstm", "LSTM on scores"),
-    ("amnetvid", "AMNetVid ConvLSTM"),
+from .pipelines import (  # noqa: F401  (recipes by name and steps by role: re-exported here)
+    PROTOCOLS, TABLE1_RECIPES, TARGETS, load_recipe, network_step, reader_step, recipe_dirs, role_params,
 )
+
 # the working note's Table 1 (Spearman on its 900-video split), for comparison
 NOTE_TABLE1 = {
     ("mean_score", "short"): 0.4214, ("score_lstm", "short"): 0.4230, ("amnetvid", "short"): 0.4384,
     ("mean_score", "long"): 0.1867, ("score_lstm", "long"): 0.1866, ("amnetvid", "long"): 0.2015,
 }
+BASELINE = TABLE1_RECIPES[0][0]
 
 
-def recipe_dirs() -> list[Path]:
-    """Folders searched for a recipe given by name: ./pipelines, then the shipped recipes.
+class _SortedOptions(frozenset):
+    """Allowed values listed in sorted order: scikit-learn lists them in set order, which
+    changes with the hash seed, so the same mistake would get a different message each run."""
 
-    ./pipelines comes first so that a user's edited copy of a shipped recipe, kept under the
-    same name in the folder they work in, is the one a name finds (as in the checkout).
-    """
-    import importlib.resources
-
-    # The shipped recipes are the subpackage amnetvid_sk.pipelines (pyproject.toml maps the
-    # top-level pipelines/ folder to it), so they are found in editable and plain installs alike;
-    # pip installs packages unzipped, so the resource folder is a real path.
-    shipped = Path(str(importlib.resources.files("amnetvid_sk.pipelines")))
-    local = Path.cwd() / "pipelines"
-    # run from the checkout, ./pipelines is the shipped folder: listed once in messages
-    return [shipped] if local.resolve() == shipped.resolve() else [local, shipped]
+    def __iter__(self):
+        return iter(sorted(frozenset.__iter__(self)))
 
 
-def load_recipe(recipe) -> ModuleType:
-    """Load a recipe: a path to a ``.py`` file, or a name such as ``"amnetvid"``.
-
-    A recipe exposes ``pipeline(store) -> sklearn.pipeline.Pipeline`` and ``param_grid``.
-    A name is looked up in ``recipe_dirs()``: ``./pipelines/NAME.py`` first, then the recipes
-    shipped with the package (mean_score, score_lstm, amnetvid, amnetvid_raw).
-
-    Examples
-    --------
-    >>> recipe = load_recipe("pipelines/amnetvid.py")  # doctest: +SKIP
-    >>> pipe = recipe.pipeline("store")  # doctest: +SKIP
-    """
-    if isinstance(recipe, ModuleType):
-        return recipe
-    text = str(recipe)
-    path = Path(text)
-    if not path.suffix:
-        for folder in recipe_dirs():
-            if (folder / f"{text}.py").is_file():
-                path = folder / f"{text}.py"
-                break
-    if not path.is_file():
-        dirs = recipe_dirs()
-        known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.py")} - {"__init__"})
-        raise FileNotFoundError(f"recipe {text!r} not found; give a path to a .py file or one of {known} "
-                                f"(names are looked up in {', '.join(map(str, dirs))})")
-    spec = importlib.util.spec_from_file_location(f"amnetvid_recipe_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for attr in ("pipeline", "param_grid"):
-        if not hasattr(module, attr):
-            raise ValueError(f"recipe {str(path)!r} must define {attr!r}")
-    module.recipe_name = path.stem
-    return module
+# Parameter constraints shared by the functions below, in scikit-learn's terms. Every function
+# is checked with prefer_skip_nested_validation=False: the recipes' estimators and the store
+# receive values that nothing here has checked, so their own checks must still run.
+_STORE = [str, os.PathLike]
+_RECIPE = [str, os.PathLike, ModuleType]
+_TARGET = [StrOptions(_SortedOptions(TARGETS))]
+_FOLDS = [Interval(Integral, 2, None, closed="left")]
+_N_JOBS = [Integral, None]
+_SET_PARAMS = [dict, None]
 
 
 def _features_of(pipeline) -> dict:
-    """``model`` and ``sampling`` of the pipeline's first step (the one that reads the store)."""
-    params = pipeline.steps[0][1].get_params(deep=False) if pipeline is not None else {}
+    """``model`` and ``sampling`` of the step that reads the store."""
+    params = reader_step(pipeline)[1].get_params(deep=False) if pipeline is not None else {}
     return {"model": params.get("model"), "sampling": params.get("sampling")}
 
 
+@validate_params({"store": _STORE, "target": _TARGET, "pipeline": [Pipeline, None],
+                  "return_left_out": ["boolean"]}, prefer_skip_nested_validation=False)
 def labelled_data(store, target: str, *, pipeline=None, return_left_out: bool = False):
     """Ids that have both a label for ``target`` and features, and their labels (aligned).
 
@@ -126,12 +97,13 @@ def labelled_data(store, target: str, *, pipeline=None, return_left_out: bool = 
 
     Examples
     --------
+    Not run: it needs a store with extracted videos and imported labels.
+
     >>> ids, y, left_out = labelled_data("store", "short", return_left_out=True)  # doctest: +SKIP
     """
     from .errors import StoreError
     from .store import FeatureStore
 
-    check_param("evaluation", "target", target, among=set(TARGETS))
     fs = FeatureStore(store)
     labelled = fs.labelled_ids(target)
     ids = fs.labelled_ids(target, extracted=True, **_features_of(pipeline))
@@ -176,7 +148,7 @@ class CVResult:
 
 
 def _n_frames(pipeline):
-    return pipeline.steps[0][1].get_params().get("n_frames")
+    return reader_step(pipeline)[1].get_params().get("n_frames")
 
 
 def _write_results(store, result: CVResult, n_train, n_test) -> None:
@@ -194,6 +166,9 @@ def _write_results(store, result: CVResult, n_train, n_test) -> None:
     FeatureStore(store).write_results(rows)
 
 
+@validate_params({"recipe": _RECIPE, "store": _STORE, "target": _TARGET, "cv": _FOLDS, "n_jobs": _N_JOBS,
+                  "random_state": ["random_state"], "write": ["boolean"], "set_params": _SET_PARAMS},
+                 prefer_skip_nested_validation=False)
 def cross_validate(recipe, store="store", target="short", cv=5, n_jobs=1, random_state=0,
                    write=True, set_params=None) -> CVResult:
     """Honest K-fold cross-validation of a recipe, scored by Spearman.
@@ -211,10 +186,13 @@ def cross_validate(recipe, store="store", target="short", cv=5, n_jobs=1, random
     write : bool, default=True
         Also append the fold scores to the store's ``results`` table.
     set_params : dict, default=None
-        Parameters set on the pipeline before fitting (e.g. ``{"net__max_epochs": 1}``).
+        Parameters set on the pipeline before fitting; :func:`role_params` names them by the
+        role of their step (``role_params(pipe, network={"max_epochs": 1})``).
 
     Examples
     --------
+    Not run: it needs a store with extracted videos and imported labels.
+
     >>> res = cross_validate("mean_score", store="store", target="short")  # doctest: +SKIP
     >>> res.mean, res.std  # doctest: +SKIP
     """
@@ -222,7 +200,6 @@ def cross_validate(recipe, store="store", target="short", cv=5, n_jobs=1, random
 
     from .metrics import spearman_scorer
 
-    check_param("cross_validate", "cv", cv, kind="int", low=2)
     module = load_recipe(recipe)
     pipe = module.pipeline(store)
     if set_params:
@@ -240,6 +217,10 @@ def cross_validate(recipe, store="store", target="short", cv=5, n_jobs=1, random
     return result
 
 
+@validate_params({"recipe": _RECIPE, "store": _STORE, "target": _TARGET,
+                  "rounds": [Interval(Integral, 1, None, closed="left")],
+                  "test_size": [Interval(Real, 0, 1, closed="neither")], "random_state": ["random_state"],
+                  "write": ["boolean"], "set_params": _SET_PARAMS}, prefer_skip_nested_validation=False)
 def paper_protocol(recipe, store="store", target="short", rounds=3, test_size=0.15, random_state=0,
                    write=True, set_params=None) -> CVResult:
     """The working note's protocol (optimistic): one random 85/15 split, ``rounds``
@@ -247,6 +228,12 @@ def paper_protocol(recipe, store="store", target="short", rounds=3, test_size=0.
 
     For a recipe without a network (the mean-score baseline) each round is the
     same: Spearman on the test part.
+
+    Examples
+    --------
+    Not run: it needs a store with extracted videos and imported labels, and trains networks.
+
+    >>> res = paper_protocol("amnetvid", store="store", target="short")  # doctest: +SKIP
     """
     from sklearn.model_selection import train_test_split
     from skorch.dataset import Dataset
@@ -266,11 +253,12 @@ def paper_protocol(recipe, store="store", target="short", rounds=3, test_size=0.
         pipe = module.pipeline(store)
         if set_params:
             pipe.set_params(**set_params)
-        final = pipe.steps[-1][1]
-        if not hasattr(final, "history"):
+        network = network_step(pipe)
+        if network is None:
             pipe.fit(ids_tr, y_tr)
             scores.append(spearman(y_te, pipe.predict(ids_te)))
             continue
+        final = network[1]
         features = pipe[:-1].fit(ids_tr, y_tr)
         Xtr, Xte = features.transform(ids_tr), features.transform(ids_te)
         # the note's choice: validate every epoch on the test part, keep the best epoch
@@ -289,6 +277,10 @@ def paper_protocol(recipe, store="store", target="short", rounds=3, test_size=0.
     return result
 
 
+@validate_params({"recipe": _RECIPE, "store": _STORE, "target": _TARGET, "cv": _FOLDS, "n_jobs": _N_JOBS,
+                  "backend": [StrOptions(_SortedOptions({"dask"})), None], "scheduler": [str, None],
+                  "random_state": ["random_state"], "set_params": _SET_PARAMS},
+                 prefer_skip_nested_validation=False)
 def grid_search(recipe, store="store", target="short", cv=5, n_jobs=1, backend=None, scheduler=None,
                 random_state=0, set_params=None):
     """``GridSearchCV`` over the recipe's ``param_grid``, scored by Spearman.
@@ -296,6 +288,12 @@ def grid_search(recipe, store="store", target="short", cv=5, n_jobs=1, backend=N
     ``backend="dask"`` with a ``scheduler`` address runs the fits on a Dask cluster
     through joblib. Returns the fitted search and its results sorted by mean Spearman
     (a list of dicts).
+
+    Examples
+    --------
+    Not run: it needs a store with extracted videos and imported labels.
+
+    >>> search, rows = grid_search("mean_score", store="store", target="short")  # doctest: +SKIP
     """
     import joblib
     from sklearn.model_selection import GridSearchCV, KFold
@@ -343,7 +341,7 @@ def change_text(value: float, base: float) -> str:
 
     Examples
     --------
-    >>> change_text(0.4384, 0.4214)
+    >>> change_text(NOTE_TABLE1[("amnetvid", "short")], NOTE_TABLE1[("mean_score", "short")])
     ' (+4.0%)'
     >>> change_text(-0.5333, -0.2667)
     ' (-0.2666 abs)'
@@ -370,14 +368,13 @@ class Table1:
         lines.append("-" * (11 + 32 * len(TABLE1_RECIPES)))
         for target in TARGETS:
             cells = [self.cell(name, target) for name, _ in TABLE1_RECIPES]
-            label = "short-term" if target == "short" else "long-term"
-            lines.append(f"{label:<11}" + "".join(f"| {c:<30}" for c in cells))
+            lines.append(f"{target + '-term':<11}" + "".join(f"| {c:<30}" for c in cells))
         lines.append("")
-        lines.append(f"(+x%): change relative to the mean frame score; (+x abs): the difference, shown when "
-                     f"that baseline is below {RELATIVE_BASE_MIN} (a ratio to it would mean nothing)")
+        lines.append(f"(+x%): change relative to the {dict(TABLE1_RECIPES)[BASELINE]}; (+x abs): the difference, "
+                     f"shown when that baseline is below {RELATIVE_BASE_MIN} (a ratio to it would mean nothing)")
         used = [f"{t}-term {n} ({len(left)} left out: no features)" for t, (n, left) in self.videos().items()]
         lines.append("labelled videos used: " + ", ".join(used))
-        lines.append("working note (900-video split): short 0.4214 / 0.4230 / 0.4384, long 0.1867 / 0.1866 / 0.2015")
+        lines.append(f"working note (900-video split): {note_table1_text()}")
         return "\n".join(lines)
 
     def videos(self) -> dict:
@@ -396,8 +393,8 @@ class Table1:
         if res is None:
             return "n/a"
         text = f"{res.mean:.4f} ± {res.std:.4f}"
-        base = self.results.get(("mean_score", target))
-        if recipe != "mean_score" and base is not None:
+        base = self.results.get((BASELINE, target))
+        if recipe != BASELINE and base is not None:
             text += change_text(res.mean, base.mean)
         return text
 
@@ -414,20 +411,38 @@ class Table1:
         ]
 
 
+def note_table1_text() -> str:
+    """The working note's Table 1 in one line, models in :data:`TABLE1_RECIPES` order.
+
+    Examples
+    --------
+    >>> note_table1_text()
+    'short-term 0.4214 / 0.4230 / 0.4384, long-term 0.1867 / 0.1866 / 0.2015'
+    """
+    return ", ".join(
+        f"{target}-term " + " / ".join(f"{NOTE_TABLE1[(name, target)]:.4f}" for name, _ in TABLE1_RECIPES)
+        for target in TARGETS)
+
+
+@validate_params({"store": _STORE, "protocol": [StrOptions(_SortedOptions(PROTOCOLS))], "cv": _FOLDS, "n_jobs": _N_JOBS,
+                  "random_state": ["random_state"], "targets": [list, tuple], "set_params": _SET_PARAMS,
+                  "progress": ["boolean"]}, prefer_skip_nested_validation=False)
 def table1(store="store", protocol="cv", cv=5, n_jobs=1, random_state=0, targets=TARGETS,
            set_params=None, progress=True) -> Table1:
     """Run the three models of the note's Table 1 on both targets.
 
-    ``set_params`` maps a recipe name to parameters set on its pipeline (for example
-    fewer epochs for a quick run: ``{"amnetvid": {"net__max_epochs": 5}}``).
+    ``set_params`` maps a recipe name to parameters set on its pipeline (for example fewer
+    epochs for a quick run: ``{name: role_params(load_recipe(name).pipeline(store),
+    network={"max_epochs": 5})}``).
 
     Examples
     --------
+    Not run: it needs a store with extracted videos and imported labels, and trains networks.
+
     >>> print(table1("store", protocol="cv").format())  # doctest: +SKIP
     """
     from scipy.stats import ConstantInputWarning
 
-    check_param("table1", "protocol", protocol, among=set(PROTOCOLS))
     results = {}
     for target in targets:
         for name, label in TABLE1_RECIPES:

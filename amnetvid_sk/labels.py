@@ -34,9 +34,10 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+from sklearn.utils._param_validation import StrOptions, validate_params
 
 from .errors import LabelFormatError
-from .video_ids import VIDEO_EXTENSIONS, video_id_from_name  # noqa: F401  (re-exported: older imports)
+from .video_ids import video_id_from_name
 
 __all__ = ["FORMATS", "LABELS_SCHEMA", "read_labels", "import_labels"]
 
@@ -248,6 +249,8 @@ def _rows_from_json(path: Path, fmt: str, problems: _Problems):
         yield number, row, names
 
 
+@validate_params({"path": [str, os.PathLike], "format": [StrOptions(set(FORMATS))]},
+                 prefer_skip_nested_validation=True)
 def read_labels(path, format: str = "mediaeval") -> pa.Table:
     """Read and validate a memorability label file.
 
@@ -301,11 +304,6 @@ def read_labels(path, format: str = "mediaeval") -> pa.Table:
     >>> table.column("video_id").to_pylist(), table.column("short_term").to_pylist()
     (['video10'], [0.95])
     """
-    if not isinstance(format, str) or format not in FORMATS:
-        allowed = ", ".join(repr(f) for f in FORMATS)
-        raise ValueError(
-            f"The 'format' parameter of read_labels must be a str among {{{allowed}}}. Got {format!r} instead."
-        )
     path = Path(path)
     if not path.exists():
         raise LabelFormatError(f"label file '{path}' does not exist")
@@ -375,7 +373,12 @@ def import_labels(path, store, format: str = "mediaeval") -> int:
 
     Examples
     --------
-    >>> n = import_labels("ground-truth_dev-set.csv", "store/")  # doctest: +SKIP
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "labels.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("video_id,short_term\\nvideo10,0.95\\nvideo11,0.80\\n")
+    >>> import_labels(path, os.path.join(tempfile.mkdtemp(), "store"), format="csv")
+    2
     """
     table = read_labels(path, format=format)
     # Imported here: the store pulls in DuckDB, which reading labels does not need.

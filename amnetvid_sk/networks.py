@@ -1,22 +1,27 @@
 """PyTorch modules of AMNetVid (the working note's Keras network) and the score LSTM.
 
-The layers follow Keras' semantics so that the parameter counts match the note's:
-``ConvLSTM`` is Keras' ``ConvLSTM2D`` (kernel, recurrent kernel, one bias; 'same'
-padding; tanh / sigmoid; all time steps returned), ``LSTM`` is Keras' ``LSTM`` (one
-bias), pooling pads like Keras' ``padding='same'``, and the weights start as Keras'
-do (Glorot-uniform kernels, orthogonal recurrent kernels, zero biases with the forget
-gate's bias at 1). Dense layers have no activation, as in the original.
-
-Counting as Keras does (trainable parameters plus BatchNorm's running mean and
-variance), :class:`AMNetVidNet` has 230,937 parameters at the note's settings and
+Built from the Keras-compatible layers of :mod:`amnetvid_sk.layers` (re-exported
+here). Dense layers have no activation, as in the original. Counting as Keras does
+(trainable parameters plus BatchNorm's running mean and variance),
+:class:`AMNetVidNet` has 230,937 parameters at the note's settings and
 :class:`ScoreLSTMNet` 38,017; :func:`count_params` computes that count.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .layers import (
+    LSTM,
+    ConvLSTM,
+    ConvLSTMCell,
+    KerasBatchNorm1d,
+    count_params,
+    glorot_dense,
+    pooled_size,
+    same_max_pool,
+)
 
 __all__ = [
     "AMNetVidNet",
@@ -27,212 +32,6 @@ __all__ = [
     "count_params",
     "pooled_size",
 ]
-
-
-def count_params(module: nn.Module) -> int:
-    """Number of parameters as Keras reports it: trainable ones plus BatchNorm's moving mean and variance.
-
-    Examples
-    --------
-    >>> from amnetvid_sk.networks import AMNetVidNet, count_params
-    >>> count_params(AMNetVidNet())
-    230937
-    """
-    n = sum(p.numel() for p in module.parameters())
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
-            n += m.running_mean.numel() + m.running_var.numel()
-    return n
-
-
-def pooled_size(size: int, pool: int) -> int:
-    """Output side of Keras' ``MaxPooling(padding='same')`` with stride = pool: ``ceil(size / pool)``."""
-    return -(-size // pool)
-
-
-def _same_max_pool(x: torch.Tensor, pool: int) -> torch.Tensor:
-    """Max-pool the last two dims like Keras/TF ``padding='same'`` (stride = pool).
-
-    TF pads ``total = out * pool - size`` cells with -inf, ``total // 2`` before and the
-    rest after. PyTorch's ``ceil_mode=True`` gives the same sizes but always pads after,
-    which shifts the windows when ``total >= 2`` (for example 7 -> 3 with pool 3).
-    """
-    if pool == 1:
-        return x
-    h, w = x.shape[-2:]
-    ph = pooled_size(h, pool) * pool - h
-    pw = pooled_size(w, pool) * pool - w
-    if ph or pw:
-        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=float("-inf"))
-    return F.max_pool2d(x, pool)
-
-
-def _glorot_dense(layer: nn.Linear) -> nn.Linear:
-    nn.init.xavier_uniform_(layer.weight)
-    nn.init.zeros_(layer.bias)
-    return layer
-
-
-class _BatchNorm1d(nn.BatchNorm1d):
-    """BatchNorm1d with Keras' epsilon that also trains on a batch of one sample.
-
-    PyTorch refuses batch statistics over a single sample (a last batch of size 1
-    happens whenever ``n_train % batch_size == 1``); such a batch is normalised with
-    the running statistics instead.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and x.shape[0] == 1:
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                                False, 0.0, self.eps)
-        return super().forward(x)
-
-
-class ConvLSTMCell(nn.Module):
-    """One step of a convolutional LSTM (Keras ``ConvLSTM2D``).
-
-    Gates (Keras order i, f, c, o) come from ``conv(x, kernel) + bias +
-    conv(h, recurrent_kernel)``, both convolutions with 'same' padding and stride 1:
-    ``4*f*k*k*(in+f) + 4*f`` parameters.
-
-    Parameters
-    ----------
-    in_channels : int
-        Channels of the input.
-    filters : int
-        Channels of the hidden and cell state.
-    kernel_size : int, default=3
-        Side of both square kernels.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from amnetvid_sk.networks import ConvLSTMCell
-    >>> cell = ConvLSTMCell(3, 8)
-    >>> h, c = cell(torch.zeros(2, 3, 14, 14))
-    >>> tuple(h.shape)
-    (2, 8, 14, 14)
-    """
-
-    def __init__(self, in_channels: int, filters: int, kernel_size: int = 3):
-        super().__init__()
-        self.in_channels = in_channels
-        self.filters = filters
-        self.kernel_size = kernel_size
-        self.kernel = nn.Conv2d(in_channels, 4 * filters, kernel_size, padding="same", bias=True)
-        self.recurrent_kernel = nn.Conv2d(filters, 4 * filters, kernel_size, padding="same", bias=False)
-        nn.init.xavier_uniform_(self.kernel.weight)
-        nn.init.orthogonal_(self.recurrent_kernel.weight)
-        with torch.no_grad():
-            self.kernel.bias.zero_()
-            self.kernel.bias[filters:2 * filters] = 1.0  # Keras unit_forget_bias
-
-    def step(self, x_gates: torch.Tensor, state=None):
-        """Advance one step given the input's gate pre-activations ``kernel(x)``."""
-        if state is None:
-            gates = x_gates
-            c_prev = None
-        else:
-            h_prev, c_prev = state
-            gates = x_gates + self.recurrent_kernel(h_prev)
-        i, f, g, o = gates.chunk(4, dim=1)
-        i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
-        c = i * torch.tanh(g) if c_prev is None else f * c_prev + i * torch.tanh(g)
-        h = o * torch.tanh(c)
-        return h, c
-
-    def forward(self, x: torch.Tensor, state=None):
-        """One step: ``x`` [B, in, H, W], ``state`` (h, c) or None for zeros; returns (h, c)."""
-        return self.step(self.kernel(x), state)
-
-
-class ConvLSTM(nn.Module):
-    """Convolutional LSTM over a sequence, returning every step (Keras ``return_sequences=True``).
-
-    Parameters
-    ----------
-    in_channels : int
-        Channels of each input frame.
-    filters : int
-        Channels of the output (and of the hidden state).
-    kernel_size : int, default=3
-        Side of the square kernels.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from amnetvid_sk.networks import ConvLSTM
-    >>> layer = ConvLSTM(9, 20)
-    >>> sum(p.numel() for p in layer.parameters())  # Keras: 4*20*(3*3*(9+20)) + 4*20
-    20960
-    >>> tuple(layer(torch.zeros(2, 4, 9, 70, 70)).shape)
-    (2, 4, 20, 70, 70)
-    """
-
-    def __init__(self, in_channels: int, filters: int, kernel_size: int = 3):
-        super().__init__()
-        self.cell = ConvLSTMCell(in_channels, filters, kernel_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` [B, T, C, H, W] -> hidden states [B, T, filters, H, W]."""
-        b, t, c, h, w = x.shape
-        # the input convolution does not depend on the state: run it on all steps at once
-        x_gates = self.cell.kernel(x.reshape(b * t, c, h, w)).reshape(b, t, -1, h, w)
-        state, outputs = None, []
-        for step in range(t):
-            state = self.cell.step(x_gates[:, step], state)
-            outputs.append(state[0])
-        return torch.stack(outputs, dim=1)
-
-
-class LSTM(nn.Module):
-    """LSTM over a sequence with Keras' single bias, returning every step.
-
-    ``4*(units*(in+units) + units)`` parameters (PyTorch's ``nn.LSTM`` has two biases).
-
-    Parameters
-    ----------
-    input_size : int
-        Features per step.
-    units : int
-        Size of the hidden state.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from amnetvid_sk.networks import LSTM
-    >>> layer = LSTM(1, 32)
-    >>> sum(p.numel() for p in layer.parameters())
-    4352
-    >>> tuple(layer(torch.zeros(5, 4, 1)).shape)
-    (5, 4, 32)
-    """
-
-    def __init__(self, input_size: int, units: int):
-        super().__init__()
-        self.input_size = input_size
-        self.units = units
-        self.kernel = nn.Parameter(torch.empty(input_size, 4 * units))
-        self.recurrent_kernel = nn.Parameter(torch.empty(units, 4 * units))
-        self.bias = nn.Parameter(torch.zeros(4 * units))
-        nn.init.xavier_uniform_(self.kernel)
-        nn.init.orthogonal_(self.recurrent_kernel)
-        with torch.no_grad():
-            self.bias[units:2 * units] = 1.0  # Keras unit_forget_bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` [B, T, input_size] -> hidden states [B, T, units]."""
-        x_gates = x @ self.kernel + self.bias  # all steps at once
-        h = c = None
-        outputs = []
-        for step in range(x.shape[1]):
-            gates = x_gates[:, step] if h is None else x_gates[:, step] + h @ self.recurrent_kernel
-            i, f, g, o = gates.chunk(4, dim=1)
-            i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
-            c = i * torch.tanh(g) if c is None else f * c + i * torch.tanh(g)
-            h = o * torch.tanh(c)
-            outputs.append(h)
-        return torch.stack(outputs, dim=1)
 
 
 def _check_tuple(name: str, value, length=None) -> tuple:
@@ -254,7 +53,7 @@ class _ScoresBranch(nn.Module):
         super().__init__()
         sizes = (1,) + units
         self.lstms = nn.ModuleList(LSTM(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.dense = _glorot_dense(nn.Linear(n_frames * units[-1], dense))
+        self.dense = glorot_dense(nn.Linear(n_frames * units[-1], dense))
 
     def forward(self, scores: torch.Tensor) -> torch.Tensor:
         h = scores.unsqueeze(-1)
@@ -282,18 +81,18 @@ class _MapsBranch(nn.Module):
         frame_layers = []
         sizes = (per_frame,) + frame_dense
         for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            frame_layers.append(_glorot_dense(nn.Linear(a, b)))
+            frame_layers.append(glorot_dense(nn.Linear(a, b)))
             if k == 0:  # the note's Dropout follows the first per-frame Dense
                 frame_layers.append(nn.Dropout(dropout))
         self.frame_dense = nn.Sequential(*frame_layers)
-        self.dense = _glorot_dense(nn.Linear(n_frames * frame_dense[-1], dense))
+        self.dense = glorot_dense(nn.Linear(n_frames * frame_dense[-1], dense))
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         h = maps
         for convlstm, pool in zip(self.convlstms, self.pools):
             h = convlstm(h)
             b, t = h.shape[:2]
-            h = _same_max_pool(h.flatten(0, 1), pool)
+            h = same_max_pool(h.flatten(0, 1), pool)
             h = h.reshape(b, t, *h.shape[1:])
         h = self.frame_dense(h.flatten(2))  # [B, T, frame_dense[-1]]
         return self.dense(h.flatten(1))
@@ -304,9 +103,9 @@ class _Head(nn.Module):
 
     def __init__(self, in_features: int, fusion_dense: int):
         super().__init__()
-        self.norm = _BatchNorm1d(in_features, eps=1e-3)
-        self.dense = _glorot_dense(nn.Linear(in_features, fusion_dense))
-        self.out = _glorot_dense(nn.Linear(fusion_dense, 1))
+        self.norm = KerasBatchNorm1d(in_features, eps=1e-3)
+        self.dense = glorot_dense(nn.Linear(in_features, fusion_dense))
+        self.out = glorot_dense(nn.Linear(fusion_dense, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.out(self.dense(self.norm(x))))

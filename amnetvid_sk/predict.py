@@ -8,18 +8,16 @@ from pathlib import Path
 import numpy as np
 
 
-def _store_steps(pipeline):
-    """The pipeline steps that read from the store (they have a ``store`` parameter)."""
-    return [step for _, step in pipeline.steps if "store" in step.get_params(deep=False)]
-
-
 def predict_videos(pipeline, paths, store=None, *, progress=True, workers=2, device=None, ids="stem"):
     """Predict for video files: extract the features that are missing, then ``predict``.
 
     New videos are extracted with exactly the frame model (fingerprint, precision
     included) and the sampling the pipeline was fitted on, as its first step
     recorded them (``model_``, ``sampling_``), so that their features are
-    comparable with the training data. When that precision is bfloat16 and this
+    comparable with the training data. The frame model is rebuilt from the class
+    and parameters the store's ``models`` table records for that fingerprint
+    (see :class:`~amnetvid_sk.frame_models.FrameModelSpec`), so a model of your
+    own (``"module:Class"``) rebuilds too, where its module can be imported. When that precision is bfloat16 and this
     machine only emulates it, the run says so (it is slow, but a float32 run
     would give features the pipeline never saw).
 
@@ -48,30 +46,33 @@ def predict_videos(pipeline, paths, store=None, *, progress=True, workers=2, dev
 
     Raises
     ------
+    FrameModelRebuildError
+        The frame model recorded in the store cannot be rebuilt here with the
+        training fingerprint (its weights file changed, say).
     VideoIdError
         A new file has the id of a video already in the store from another file
         (a training clip, say); nothing was extracted.
 
     Examples
     --------
+    Not run: it needs a trained pipeline and video files.
+
     >>> ids, pred, _ = predict_videos("model.joblib", ["new1.mp4", "new2.mp4"])  # doctest: +SKIP
     """
     import joblib
 
     from .extract import expand_inputs, extract
-    from .frame_models import make_frame_model
+    from .pipelines import reader_step, store_steps
+    from .frame_models.spec import FrameModelSpec
     from .store import FeatureStore
     from .video import parse_sampling_key
 
     if isinstance(pipeline, (str, Path)):
         pipeline = joblib.load(pipeline)
-    steps = _store_steps(pipeline)
-    if not steps:
-        raise ValueError("this pipeline has no step that reads from a feature store")
+    _, first = reader_step(pipeline)
     if store is not None:
-        for step in steps:
+        for _, step in store_steps(pipeline):
             step.set_params(store=store)
-    first = steps[0]
     fs = first._source() if hasattr(first, "_source") else FeatureStore(first.store)
     fingerprint = getattr(first, "model_", None) or fs.resolve_model(None)
     sampling = getattr(first, "sampling_", None) or fs.resolve_sampling(fingerprint)
@@ -82,17 +83,11 @@ def predict_videos(pipeline, paths, store=None, *, progress=True, workers=2, dev
             "trained with; pass the store the pipeline was trained on (--store)"
         )
     config = json.loads(record[0]["config"] or "{}")
-    name = record[0]["name"]
-    precision = config.get("precision") or ("bfloat16" if config.get("bfloat16") else "float32")
-    # ResMem's weights come from its package; only AMNet takes a weights file
-    model = make_frame_model(name, weights=config.get("weights") if name == "amnet" else None, device=device,
-                             precision=precision)
-    model.set_precision(precision, note="the precision the pipeline was trained with")
-    if model.fingerprint != fingerprint:
-        raise ValueError(
-            f"the frame model rebuilt from the store ({model.fingerprint}) differs from the one the "
-            f"pipeline was trained with ({fingerprint}); were its weights changed?"
-        )
+    # the recorded class and parameters: a model of the user's own ("module:Class") rebuilds too;
+    # build() checks that the rebuilt model has the training fingerprint
+    spec = FrameModelSpec.from_config(config, fingerprint, device=None if device is None else str(device))
+    model = spec.build()
+    model.set_precision(spec.precision, note="the precision the pipeline was trained with")
     inputs = expand_inputs(paths, ids)
     n_frames, fps = parse_sampling_key(sampling)
     summary = extract(paths, store=fs.path, frame_model=model, n_frames=n_frames, fps=fps,

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.utils._param_validation import StrOptions, validate_params
 
 __all__ = ["JET_LUT", "render_jet", "render_maps", "save_attention_figure"]
 
@@ -53,6 +54,8 @@ _MODES = ("jet", "raw")
 
 
 def _check_size(size, func: str) -> int:
+    # Written out rather than sklearn's Interval(Integral, 1, None): that takes True as a size of
+    # 1, which is refused here; the message is sklearn's wording.
     if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(
             f"The 'size' parameter of {func} must be an int in the range [1, inf). Got {size!r} instead."
@@ -174,6 +177,7 @@ def render_jet(maps, size: int = 70) -> np.ndarray:
     return _render(t, size, size)
 
 
+@validate_params({"mode": [StrOptions(set(_MODES))]}, prefer_skip_nested_validation=True)
 def render_maps(maps, mode: str = "jet", size: int = 70) -> np.ndarray:
     """Attention maps as network input: JET-rendered (/255) or raw.
 
@@ -207,11 +211,6 @@ def render_maps(maps, mode: str = "jet", size: int = 70) -> np.ndarray:
     >>> render_maps(maps, mode="raw").shape
     (4, 3, 14, 14)
     """
-    if not isinstance(mode, str) or mode not in _MODES:
-        allowed = ", ".join(repr(m) for m in _MODES)
-        raise ValueError(
-            f"The 'mode' parameter of render_maps must be a str among {{{allowed}}}. Got {mode!r} instead."
-        )
     if mode == "raw":
         t = _as_maps_tensor(maps, "render_maps")
         return np.array(t.numpy(), dtype=np.float32, copy=True)

@@ -121,6 +121,7 @@ def write_report(folder, store, table, predictions: dict, figure_clips=(), setti
     middle stored frame beside its three attention maps. ``description`` is HTML put
     under the title.
     """
+    from .evaluate import note_table1_text
     from .render import save_attention_figure
     from .store import FeatureStore
     from .video import sample_frames
@@ -171,8 +172,7 @@ img {{ max-width: 100%; border: 1px solid #ddd; margin: 4px 0; }}
 <p>Settings: <code>{settings_text}</code></p>
 <h2>Table 1 layout (Spearman, honest cross-validation, mean ± std over folds)</h2>
 {_table1_html(table)}
-<p>The working note (MediaEval 2018, 900-video split): short-term 0.4214 / 0.4230 / 0.4384,
-long-term 0.1867 / 0.1866 / 0.2015.</p>
+<p>The working note (MediaEval 2018, 900-video split): {note_table1_text()}.</p>
 <img src="spearman.png" alt="Spearman per model and target">
 <h2>Predictions for two clips not seen in training (AMNetVid, short-term)</h2>
 <table><tr><th>video</th><th>predicted short-term memorability</th></tr>{pred_rows}</table>

@@ -12,24 +12,52 @@ sampling. ``transform`` reads exactly those; setting ``store`` after ``fit``
 
 from __future__ import annotations
 
+import os
+from numbers import Integral
+
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_ids, check_param
+from .render import render_jet
+from .store import FeatureStore
+
+__all__ = ["AttentionSequences", "FrameMinMaxScaler", "FrameScores"]
 
 
-def _store(path):
-    from .store import FeatureStore
+def check_ids(X) -> np.ndarray:
+    """Video ids as a 1-D array of str: ``X`` may be a list, a 1-D array or one column.
 
-    return FeatureStore(path)
+    Examples
+    --------
+    >>> from amnetvid_sk.transformers import check_ids
+    >>> check_ids([["video10"], ["video11"]])
+    array(['video10', 'video11'], dtype=object)
+    """
+    arr = np.asarray(X, dtype=object)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(
+            f"X must be a 1-D array of video ids (file names without extension); got shape {arr.shape}."
+        )
+    return np.array([str(x) for x in arr], dtype=object)
+
+
+# the parameters the store-reading steps share, checked by sklearn when fit runs
+_STORE_CONSTRAINTS = {
+    "store": [str, os.PathLike],
+    "model": [str, None],
+    "sampling": [str, None],
+}
 
 
 class _StoreReader:
     """What the steps that read from the store share: the store, model and sampling fixed at ``fit``."""
 
     def _fit_source(self):
-        store = _store(self.store)
+        store = FeatureStore(self.store)
         self.store_ = str(store.path.resolve())
         self.store_param_ = self.store
         self.model_ = store.resolve_model(self.model)
@@ -40,8 +68,8 @@ class _StoreReader:
         """The store to read in ``transform``: the one resolved at ``fit`` unless ``store`` was set since."""
         fitted = getattr(self, "store_", None)
         if fitted is not None and self.store == getattr(self, "store_param_", None):
-            return _store(fitted)
-        return _store(self.store)
+            return FeatureStore(fitted)
+        return FeatureStore(self.store)
 
 
 class FrameScores(_StoreReader, TransformerMixin, BaseEstimator):
@@ -78,10 +106,20 @@ class FrameScores(_StoreReader, TransformerMixin, BaseEstimator):
 
     Examples
     --------
+    >>> import tempfile
     >>> from amnetvid_sk import FrameScores
-    >>> FrameScores("store", n_frames=28).fit_transform(["video10", "video11"]).shape  # doctest: +SKIP
-    (2, 28)
+    >>> from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
+    >>> maps, scores, y = make_moving_peak_dataset(3, n_frames=6, max_speed=1.0)
+    >>> store = tempfile.mkdtemp()
+    >>> ids = write_synthetic_store(store, maps, scores, y)
+    >>> FrameScores(store, n_frames=4).fit_transform(ids).shape
+    (3, 4)
     """
+
+    _parameter_constraints = {
+        **_STORE_CONSTRAINTS,
+        "n_frames": [Interval(Integral, 1, None, closed="left"), None],
+    }
 
     def __init__(self, store="store", n_frames=None, model=None, sampling=None):
         self.store = store
@@ -89,24 +127,31 @@ class FrameScores(_StoreReader, TransformerMixin, BaseEstimator):
         self.model = model
         self.sampling = sampling
 
-    def _check(self):
-        check_param("FrameScores", "store", self.store, kind="path")
-        check_param("FrameScores", "n_frames", self.n_frames, kind="int", low=1, allow_none=True)
-        check_param("FrameScores", "model", self.model, kind="str", allow_none=True)
-        check_param("FrameScores", "sampling", self.sampling, kind="str", allow_none=True)
-
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        self._check()
+        """Note the store, model and sampling the ids will be read from; nothing is learned.
+
+        Parameters
+        ----------
+        X : array-like of str, shape (n_videos,)
+            Video ids (not read).
+        y : ignored
+
+        Returns
+        -------
+        self : FrameScores
+        """
         self._fit_source()
         return self
 
     def transform(self, X):
-        self._check()
-        ids = check_ids(X)
+        """Frame scores of the videos ``X``, float32 [n_videos, n_frames], in the order of ``X``."""
         if hasattr(self, "model_"):
             model, sampling = self.model_, self.sampling_
-        else:  # stateless: usable without fit, reading what the parameters name
+        else:  # stateless: usable without fit, reading what the parameters name, checked here
+            self._validate_params()
             model, sampling = self.model, self.sampling
+        ids = check_ids(X)
         scores, _ = self._source().read_arrays(ids, model=model, n_frames=self.n_frames, maps=False,
                                                sampling=sampling)
         return scores
@@ -143,13 +188,29 @@ class FrameMinMaxScaler(TransformerMixin, BaseEstimator):
            [0.25, 1.  ]], dtype=float32)
     """
 
+    # no parameters; the table says so, and _fit_context checks it once per fit
+    _parameter_constraints: dict = {}
+
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
+        """Learn the smallest and largest frame score of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_videos, n_frames)
+        y : ignored
+
+        Returns
+        -------
+        self : FrameMinMaxScaler
+        """
         X = np.asarray(X, dtype=np.float64)
         self.data_min_ = float(np.min(X))
         self.data_max_ = float(np.max(X))
         return self
 
     def transform(self, X):
+        """``X`` scaled with the training range, float32; constant training scores give zeros."""
         check_is_fitted(self)
         X = np.asarray(X, dtype=np.float64)
         span = self.data_max_ - self.data_min_
@@ -201,11 +262,25 @@ class AttentionSequences(_StoreReader, TransformerMixin, BaseEstimator):
 
     Examples
     --------
+    >>> import tempfile
     >>> from amnetvid_sk import AttentionSequences
-    >>> Xt = AttentionSequences("store", maps="raw").fit_transform(ids)  # doctest: +SKIP
-    >>> Xt["maps"].shape, Xt["scores"].shape  # doctest: +SKIP
-    ((n, 4, 3, 14, 14), (n, 4))
+    >>> from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
+    >>> maps, scores, y = make_moving_peak_dataset(3)
+    >>> store = tempfile.mkdtemp()
+    >>> ids = write_synthetic_store(store, maps, scores, y)
+    >>> Xt = AttentionSequences(store, maps="raw").fit_transform(ids)
+    >>> Xt["maps"].shape, Xt["scores"].shape
+    ((3, 4, 3, 14, 14), (3, 4))
+    >>> AttentionSequences(store, size=70).fit_transform(ids)["maps"].shape  # JET renders, uint8
+    (3, 4, 9, 70, 70)
     """
+
+    _parameter_constraints = {
+        **_STORE_CONSTRAINTS,
+        "n_frames": [Interval(Integral, 1, None, closed="left")],
+        "maps": [StrOptions({"jet", "raw"})],
+        "size": [Interval(Integral, 1, None, closed="left")],
+    }
 
     def __init__(self, store="store", n_frames=4, maps="jet", size=70, model=None, sampling=None):
         self.store = store
@@ -215,16 +290,20 @@ class AttentionSequences(_StoreReader, TransformerMixin, BaseEstimator):
         self.model = model
         self.sampling = sampling
 
-    def _check(self):
-        check_param("AttentionSequences", "store", self.store, kind="path")
-        check_param("AttentionSequences", "n_frames", self.n_frames, kind="int", low=1)
-        check_param("AttentionSequences", "maps", self.maps, among={"jet", "raw"})
-        check_param("AttentionSequences", "size", self.size, kind="int", low=1)
-        check_param("AttentionSequences", "model", self.model, kind="str", allow_none=True)
-        check_param("AttentionSequences", "sampling", self.sampling, kind="str", allow_none=True)
-
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        self._check()
+        """Note the store, model and sampling read, and the range of the training frame scores.
+
+        Parameters
+        ----------
+        X : array-like of str, shape (n_videos,)
+            Video ids of the training videos.
+        y : ignored
+
+        Returns
+        -------
+        self : AttentionSequences
+        """
         ids = check_ids(X)
         store = self._fit_source()
         scores, _ = store.read_arrays(ids, model=self.model_, n_frames=self.n_frames, maps=False,
@@ -234,16 +313,14 @@ class AttentionSequences(_StoreReader, TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
+        """The network's input for the videos ``X``: ``{"maps": ..., "scores": ...}`` (see the class)."""
         check_is_fitted(self)
-        self._check()
         ids = check_ids(X)
         scores, maps = self._source().read_arrays(ids, model=self.model_, n_frames=self.n_frames,
                                                   sampling=self.sampling_)
         span = self.score_max_ - self.score_min_
         scaled = (scores - self.score_min_) / span if span > 0 else np.zeros_like(scores)
         if self.maps == "jet":
-            from .render import render_jet
-
             maps = render_jet(maps, size=self.size)
         return {"maps": maps, "scores": scaled.astype(np.float32)}
 

@@ -1,5 +1,5 @@
 """Benchmark: loading the AMNetVid training input from the feature store, from PNG
-files, and from one ``.npy`` array.
+files, and from one ``.npy`` array; and the memory of a grid search over the store.
 
 The input is, per video, 4 frames of 3 attention maps (14 x 14) plus the 4 frame
 scores, for 8,000 synthetic videos (the MediaEval dev set). Three ways to load it:
@@ -8,40 +8,49 @@ scores, for 8,000 synthetic videos (the MediaEval dev set). Three ways to load i
   28 frames per video (what ``amnetvid extract`` writes by default; 4 are
   picked of the 28), and again on a store holding exactly 4 frames per video.
   The ids are asked for in a shuffled order, through a new ``FeatureStore``
-  each time (as the pipeline steps do). Three figures each:
+  each time (as the pipeline steps do). Figures (imports not counted):
 
-  - cold: the first read in a fresh process (its array cache empty): it decodes
-    every stored frame of every video. Timed inside the process, imports excluded;
-  - warm: a later read in the same process, answered from the array cache (as
-    the reads of cross-validation folds, grid-search fits and transform after
-    fit are);
-  - no cache (``AMNETVID_CACHE_BYTES=0``): the read through DuckDB, as every
-    read was before the cache: the first read in a fresh process (to compare
-    with cold) and a later read in this process.
+  - cold, first-ever: a fresh process, no array cache file yet: it decodes the
+    Parquet parts and writes the cache file (``<store>/.cache/``);
+  - cold, file present: a fresh process, the cache file there (its pages
+    probably in the page cache, as they are for the workers of a grid search);
+  - warm: a later read in the same process;
+  - no cache (``AMNETVID_CACHE_BYTES=0``): a fresh process decoding Parquet.
 
   The time to turn the raw maps into the 9 x 70 x 70 JET images
   (``render_jet``) is printed too, since that is what the PNG files hold.
 - PNG files, as the working note stored them: one JET 70 x 70 RGB PNG per map,
-  12 per video (96,000 for 8,000 videos). Writing that many takes long, so a
-  subset of videos is written and read, and the time is scaled to 8,000.
+  12 per video. Writing that many takes long, so a subset of videos is written
+  and read, and the time is scaled to all the videos.
 - one ``.npy`` of the maps (float32 [8000, 4, 3, 14, 14]) plus one of the
-  scores: the practical limit.
+  scores, loaded in a fresh process (to compare with cold) and in this one
+  (to compare with warm): the practical limit.
 
-All files are read warm (just written, so from the page cache). Each figure is
-the best of a few runs (``render_jet``: one run), all measured in this one run;
-the load average of the machine is printed before and after. Goals: the store
-at least 20x faster than PNG, and within 2x of ``.npy``.
+Memory: ``GridSearchCV`` (4 values of ``alpha`` x 3 folds) of the pipeline
+AttentionSequences(maps="raw", n_frames=4) -> per-frame map peaks -> Ridge over
+the 28-frame store, with ``n_jobs=1`` and ``n_jobs=2`` (joblib's loky
+processes), each in a fresh process. Peak memory is the sum over the processes
+of their proportional set size (Pss, from ``/proc/<pid>/smaps_rollup``, sampled
+every 10 ms: pages shared by processes, as the cache file's are, count once in
+all), printed whole and above the processes' idle size after imports (the data's
+share). Goals: cold (file present) within 2x of ``.npy``, the store at least 20x
+faster than PNG, and the grid search's data memory with ``n_jobs=2`` under 1.5x
+that of ``n_jobs=1``.
+
+Each figure is the best of a few runs (``render_jet``: one run), all measured in
+this one run; the load average of the machine is printed before and after.
 
 Run from the repository root::
 
-    python bench/bench_store_load.py               # about 1.5 minutes on 2 cores
-    python bench/bench_store_load.py --videos 2000 --png-videos 200
+    python bench/bench_store_load.py               # about 3 minutes on 2 cores
+    python bench/bench_store_load.py --videos 2000 --png-videos 100
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -74,6 +83,76 @@ ids = np.array(open(sys.argv[2]).read().split(), dtype=object)
 start = time.perf_counter()
 scores, maps = FeatureStore(sys.argv[1]).read_arrays(ids, n_frames=int(sys.argv[3]))
 print(time.perf_counter() - start)
+"""
+
+# np.load of the same arrays in a fresh process: argv = folder of maps.npy and scores.npy.
+COLD_NPY = """
+import sys, time
+import numpy as np
+start = time.perf_counter()
+maps, scores = np.load(sys.argv[1] + "/maps.npy"), np.load(sys.argv[1] + "/scores.npy")
+print(time.perf_counter() - start)
+"""
+
+# A grid search over the store in a fresh process: argv = store, n_jobs. Prints the Pss
+# (kB) summed over this process and its workers: idle after imports, and the peak.
+GRID = """
+import os, sys, threading, time
+import numpy as np
+import psutil
+from joblib import Parallel, delayed
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.base import BaseEstimator, TransformerMixin
+from amnetvid_sk.store import FeatureStore
+from amnetvid_sk.transformers import AttentionSequences
+
+class Peaks(TransformerMixin, BaseEstimator):
+    # [n, T, 3, 14, 14] maps -> [n, T * 3] map peaks, next to the T scores (nothing to fit)
+
+    def fit(self, x, y=None):
+        return self
+
+    def transform(self, x):
+        return np.hstack([x["maps"].max(axis=(3, 4)).reshape(len(x["scores"]), -1), x["scores"]])
+
+def pss_kb():
+    total = 0
+    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            with open(f"/proc/{proc.pid}/smaps_rollup") as fh:
+                total += next(int(line.split()[1]) for line in fh if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+store, n_jobs = sys.argv[1], int(sys.argv[2])
+fs = FeatureStore(store)
+ids = fs.video_ids()
+y = np.random.default_rng(0).random(len(ids))
+if n_jobs > 1:  # start the workers and import there what a fit imports, before the idle size
+    Parallel(n_jobs=n_jobs)(delayed(__import__)("amnetvid_sk.transformers") for _ in range(2 * n_jobs))
+time.sleep(0.5)
+idle, peak, done = pss_kb(), [0], threading.Event()
+
+def watch():
+    while not done.is_set():
+        peak[0] = max(peak[0], pss_kb())
+        time.sleep(0.01)
+
+watcher = threading.Thread(target=watch, daemon=True)
+watcher.start()
+pipe = make_pipeline(AttentionSequences(store, n_frames=4, maps="raw"), Peaks(), Ridge())
+start = time.perf_counter()
+try:
+    GridSearchCV(pipe, {"ridge__alpha": [0.1, 1.0, 10.0, 100.0]}, cv=3, n_jobs=n_jobs,
+                 error_score="raise").fit(ids, y)
+finally:
+    done.set()
+seconds = time.perf_counter() - start
+watcher.join()
+print(idle, peak[0], seconds)
 """
 
 
@@ -119,27 +198,28 @@ def best_of(repeat: int, func):
     return best, result
 
 
-def cold_read(store: Path, ids_file: Path, n_frames: int, cache: bool = True) -> float:
-    """Seconds of the first read_arrays in a fresh process (imports not counted)."""
+def fresh_process(code: str, *args, cache: bool = True) -> list[float]:
+    """The numbers a script printed, run in a fresh process (the array cache off if asked)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env.pop("AMNETVID_CACHE_BYTES", None)
     if not cache:
         env["AMNETVID_CACHE_BYTES"] = "0"
-    done = subprocess.run([sys.executable, "-c", COLD_READ, str(store), str(ids_file), str(n_frames)],
-                          env=env, capture_output=True, text=True, check=True)
-    return float(done.stdout.split()[-1])
+    done = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, capture_output=True,
+                          text=True, check=True)
+    return [float(x) for x in done.stdout.split()]
 
 
-def uncached_read(store: Path, ids, n_frames: int):
-    """read_arrays with the array cache off: through DuckDB, as before the cache."""
-    saved = os.environ.get("AMNETVID_CACHE_BYTES")
-    os.environ["AMNETVID_CACHE_BYTES"] = "0"
-    try:
-        return FeatureStore(store).read_arrays(ids, n_frames=n_frames)
-    finally:
-        if saved is None:
-            del os.environ["AMNETVID_CACHE_BYTES"]
-        else:
-            os.environ["AMNETVID_CACHE_BYTES"] = saved
+def cold_reads(store: Path, ids_file: Path, n_frames: int, repeat: int) -> dict[str, float]:
+    """Best seconds of the fresh-process reads: first-ever, file present, no cache (alternated,
+    so that all see the same load)."""
+    best = dict.fromkeys(("first", "cold", "no cache"), float("inf"))
+    for _ in range(repeat):
+        shutil.rmtree(store / ".cache", ignore_errors=True)
+        best["first"] = min(best["first"], fresh_process(COLD_READ, store, ids_file, n_frames)[-1])
+        best["cold"] = min(best["cold"], fresh_process(COLD_READ, store, ids_file, n_frames)[-1])
+        best["no cache"] = min(best["no cache"], fresh_process(COLD_READ, store, ids_file, n_frames,
+                                                               cache=False)[-1])
+    return best
 
 
 def load() -> str:
@@ -170,7 +250,7 @@ def read_pngs(folder: Path, ids, n_frames: int = 4) -> np.ndarray:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=8000)
-    parser.add_argument("--png-videos", type=int, default=500, help="videos written as PNGs (then scaled)")
+    parser.add_argument("--png-videos", type=int, default=200, help="videos written as PNGs (then scaled)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     n, T = args.videos, 4
@@ -180,7 +260,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_store_load_") as tmp:
         tmp = Path(tmp)
         print(f"{n} synthetic videos, {T} frames x {SHAPE} maps + scores each; best of {args.repeat} runs; "
-              f"AMNETVID_CACHE_BYTES={os.environ.get('AMNETVID_CACHE_BYTES', '(default)')}")
+              f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
         print(f"  {load()}")
         w28 = build_store(tmp / "store28", n, 28, seed=1)
         w4 = build_store(tmp / "store4", n, T, seed=2)
@@ -189,29 +269,27 @@ def main(argv=None) -> int:
         print(f"  wrote the stores in {w28:.1f} s (28 frames/video) and {w4:.1f} s (4 frames/video), "
               f"{size28 / 1e6:.0f} MB and {size4 / 1e6:.0f} MB of frames")
 
-        # A new FeatureStore (so a new DuckDB connection) per read, as the pipeline steps do.
         ids_file = tmp / "ids.txt"
         ids_file.write_text("\n".join(ids))
-        store = {}  # stored frames -> {"cold", "warm", "sql cold", "sql"} seconds
+        store = {}  # stored frames -> {"first", "cold", "no cache", "warm"} seconds
         for stored in (28, T):
             path = tmp / f"store{stored}"
-            # alternate the two fresh-process reads, so that both see the same load
-            cold, sql_cold = float("inf"), float("inf")
-            for _ in range(args.repeat):
-                cold = min(cold, cold_read(path, ids_file, T))
-                sql_cold = min(sql_cold, cold_read(path, ids_file, T, cache=False))
-            FeatureStore(path).read_arrays(ids, n_frames=T)  # fills this process's cache
-            warm, (scores, maps) = best_of(args.repeat, lambda: FeatureStore(path).read_arrays(ids, n_frames=T))
-            sql, (scores_sql, maps_sql) = best_of(args.repeat, lambda: uncached_read(path, ids, T))
-            np.testing.assert_array_equal(maps, maps_sql)
-            np.testing.assert_array_equal(scores, scores_sql)
-            store[stored] = {"cold": cold, "warm": warm, "sql cold": sql_cold, "sql": sql}
+            store[stored] = cold_reads(path, ids_file, T, args.repeat)
+            FeatureStore(path).read_arrays(ids, n_frames=T)  # maps the cache file in this process
+            store[stored]["warm"], (scores, maps) = best_of(
+                args.repeat, lambda: FeatureStore(path).read_arrays(ids, n_frames=T))
+            os.environ["AMNETVID_CACHE_BYTES"] = "0"
+            scores_plain, maps_plain = FeatureStore(path).read_arrays(ids, n_frames=T)
+            del os.environ["AMNETVID_CACHE_BYTES"]
+            np.testing.assert_array_equal(maps, maps_plain)
+            np.testing.assert_array_equal(scores, scores_plain)
         scores4, maps4 = scores, maps
         assert maps4.shape == (n, T, *SHAPE) and scores4.shape == (n, T)
         t_render, _ = best_of(1, lambda: render_jet(maps4, size=70))
 
         np.save(tmp / "maps.npy", maps4)
         np.save(tmp / "scores.npy", scores4)
+        t_npy_cold = min(fresh_process(COLD_NPY, tmp)[-1] for _ in range(args.repeat))
         t_npy, (npy_maps, _) = best_of(args.repeat, lambda: (np.load(tmp / "maps.npy"),
                                                              np.load(tmp / "scores.npy")))
         np.testing.assert_array_equal(npy_maps, maps4)
@@ -228,26 +306,43 @@ def main(argv=None) -> int:
         png_mb = sum(p.stat().st_size for p in png_dir.iterdir()) / 1e6 * n / k
 
         names = {28: "4 of 28 stored frames picked", T: "4 stored frames"}
+        labels = {"first": "cold, first-ever", "cold": "cold, file present", "no cache": "no cache, cold",
+                  "warm": "warm"}
         for stored, name in names.items():
             f = store[stored]
-            print(f"  store, {name:28s}: cold {f['cold'] * 1e3:6.0f} ms   warm {f['warm'] * 1e3:6.1f} ms   "
-                  f"no cache {f['sql cold'] * 1e3:6.0f} ms (fresh process), {f['sql'] * 1e3:6.0f} ms (later)")
+            print(f"  store, {name}: " + "   ".join(f"{labels[kind]} {f[kind] * 1e3:.0f} ms" for kind in labels))
         print(f"  render_jet of those maps (9x70x70)  : {t_render * 1e3:8.0f} ms")
-        print(f"  .npy (maps + scores)                : {t_npy * 1e3:8.1f} ms")
+        print(f"  .npy (maps + scores)                : {t_npy_cold * 1e3:8.1f} ms fresh process, "
+              f"{t_npy * 1e3:.1f} ms in this one")
         print(f"  PNG, {12 * n} files (scaled from {k} videos, {12 * k} files read in {t_png_k:.2f} s; "
               f"{png_mb:.0f} MB; writing them took {t_png_write * n / k:.0f} s scaled)")
         print(f"                                        {t_png * 1e3:8.0f} ms")
-        print("ratios (measured in this run):")
+        print("ratios (measured in this run; cold against .npy in a fresh process, warm against .npy here):")
         for stored, name in names.items():
             f = store[stored]
             print(f"  {name}:")
-            for kind in ("cold", "warm", "sql cold", "sql"):
-                label = {"cold": "cold", "warm": "warm", "sql cold": "no cache, fresh process",
-                         "sql": "no cache, later"}[kind]
-                print(f"    {label:24s} PNG / store {t_png / f[kind]:8.1f}x (goal >= 20x)   "
-                      f"store / .npy {f[kind] / t_npy:6.1f}x (goal <= 2x)")
-        print(f"  PNG / (store cold, 28 stored, + render) : {t_png / (store[28]['cold'] + t_render):6.1f}x   "
-              "(same 9x70x70 JET input as the PNGs)")
+            for kind, label in labels.items():
+                npy = t_npy if kind == "warm" else t_npy_cold
+                goal = "   (goal <= 2x)" if kind == "cold" else ""
+                print(f"    {label:20s} PNG / store {t_png / f[kind]:8.1f}x (goal >= 20x)   "
+                      f"store / .npy {f[kind] / npy:6.1f}x{goal}")
+        print(f"  PNG / (store first-ever, 28 stored, + render) : "
+              f"{t_png / (store[28]['first'] + t_render):6.1f}x   (same 9x70x70 JET input as the PNGs)")
+
+        print(f"GridSearchCV (4 x 3 fits) over the 28-frame store of {n} videos, Pss summed over processes:")
+        grid = {}
+        for first_ever in (True, False):
+            for n_jobs in (1, 2):
+                if first_ever:
+                    shutil.rmtree(tmp / "store28" / ".cache", ignore_errors=True)
+                idle, peak, seconds = fresh_process(GRID, tmp / "store28", n_jobs)
+                grid[first_ever, n_jobs] = (peak - idle) / 1024
+                print(f"  n_jobs={n_jobs}, cache file {'absent' if first_ever else 'present'}: peak "
+                      f"{peak / 1024:6.0f} MB, idle {idle / 1024:6.0f} MB, data {(peak - idle) / 1024:5.0f} MB, "
+                      f"{seconds:.1f} s")
+        for first_ever in (True, False):
+            print(f"  data memory n_jobs=2 / n_jobs=1, cache file {'absent' if first_ever else 'present'}: "
+                  f"{grid[first_ever, 2] / grid[first_ever, 1]:.2f}x (goal < 1.5x)")
         print(f"  {load()}")
     return 0
 

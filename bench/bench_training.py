@@ -28,7 +28,7 @@ import time
 import numpy as np
 import torch
 
-from amnetvid_sk.estimators import ConvLSTMRegressor, MeanScoreRegressor
+from amnetvid_sk.estimators import DEFAULT_DEVICE, ConvLSTMRegressor, MeanScoreRegressor
 from amnetvid_sk.metrics import spearman
 from amnetvid_sk.render import render_jet
 from amnetvid_sk.testing.synthetic import make_moving_peak_dataset
@@ -51,8 +51,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"device={device} torch threads={torch.get_num_threads()} torch {torch.__version__}")
+    print(f"device={DEFAULT_DEVICE} torch threads={torch.get_num_threads()} torch {torch.__version__}")
 
     maps, scores, y = make_moving_peak_dataset(args.n_train, seed=0)
     maps_te, scores_te, y_te = make_moving_peak_dataset(args.n_test, seed=1)

@@ -1,5 +1,6 @@
 """The working note's baseline: the mean of the memorability scores of every stored frame
-of a video (28 in the note, ``amnetvid extract --fps 4`` on 7 s clips).
+of a video (as many as ``amnetvid extract`` stored: ``amnetvid_sk.video.DEFAULT_N_FRAMES`` by
+default, the note's count; ``--fps 4`` on the note's 7 s clips gives the same).
 
 Nothing is trained; ``MeanScoreRegressor.fit`` only checks its input.
 """

@@ -36,18 +36,64 @@ def _parsers(parser, name="amnetvid"):
 
 
 def test_every_command_and_option_is_documented():
-    """Every subcommand has a description and every option and argument a help text."""
+    """Every command has a description, and every option, argument and command list (all but -h)
+    a help text that states its default and its allowed values."""
+    import argparse
+
     from amnetvid_sk.cli import build_parser
 
-    seen = []
+    seen, missing = [], []
     for name, parser in _parsers(build_parser()):
         seen.append(name)
-        assert parser.description, f"{name} has no description"
+        if not parser.description:
+            missing.append(f"{name}: no description")
+        formatter = parser._get_formatter()
         for action in parser._actions:
-            if action.dest in ("help", "command", "labels_command"):
+            if isinstance(action, argparse._HelpAction):
                 continue
-            assert action.help, f"{name}: {action.option_strings or action.dest} has no help text"
-    assert {"amnetvid score", "amnetvid extract", "amnetvid labels import", "amnetvid demo"} <= set(seen)
+            what = f"{name} {'/'.join(action.option_strings) or action.dest}"
+            if not action.help:
+                missing.append(f"{what}: no help")
+                continue
+            text = formatter._expand_help(action)
+            if isinstance(action, argparse._SubParsersAction):
+                continue  # its choices are the commands, each listed with its own help
+            if action.choices:
+                missing += [f"{what}: allowed value {c!r} not in its help" for c in action.choices
+                            if str(c) not in text]
+            stated = action.default in (None, False, argparse.SUPPRESS) or isinstance(action.default, bool)
+            if not stated and str(action.default) not in text:
+                missing.append(f"{what}: default {action.default!r} not in its help")
+            if action.default in (None, False) and not action.required and action.option_strings \
+                    and "default" not in text and not isinstance(action, argparse._StoreConstAction):
+                missing.append(f"{what}: its help does not say what happens without it")
+    assert not missing, missing
+    assert {"amnetvid score", "amnetvid extract", "amnetvid labels import", "amnetvid demo", "amnetvid info",
+            "amnetvid table1", "amnetvid grid", "amnetvid fit"} <= set(seen)
+
+
+def test_light_commands_do_not_import_torch(tmp_path):
+    """``sql``, ``info``, ``--help``, ``--version`` and commands' help import neither torch nor scikit-learn."""
+    import subprocess
+    import sys
+
+    store = str(tmp_path / "store")
+    for argv in (["sql", "SELECT 1", "--store", store], ["info", "--store", store], ["--help"], ["--version"],
+                 ["evaluate", "--help"], ["extract", "--help"], ["score", "--help"]):
+        code = ("import sys\nfrom amnetvid_sk.cli import main\ntry:\n    status = main(sys.argv[1:])\n"
+                "except SystemExit as exc:\n    status = exc.code\n"
+                "print('heavy loaded:', sorted({'torch', 'sklearn'} & set(sys.modules)), status)")
+        proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
+        assert proc.stdout.splitlines()[-1] in ("heavy loaded: [] 0", "heavy loaded: [] None"), \
+            (argv, proc.stdout, proc.stderr)
+
+
+def test_frame_model_is_not_limited_to_fixed_choices():
+    """``--frame-model`` takes any name: make_frame_model decides (plug-ins and module:Class included)."""
+    from amnetvid_sk.cli import build_parser
+
+    for name in ("resmem", "amnet", "mypackage.models:MyModel", "some_plugin"):
+        assert build_parser().parse_args(["extract", "v.mp4", "--frame-model", name]).frame_model == name
 
 
 def test_version():

@@ -114,6 +114,8 @@ ROWS = [
      ["weights", "AMNet"], {}),
     ("score-resmem-with-weights", ["score", "{clip}", "--weights", "{missing_joblib}", "--device", "cpu"],
      ["weights", "resmem"], {}),
+    ("score-frame-model-unknown", ["score", "{clip}", "--frame-model", "vgg", "--device", "cpu"],
+     ["vgg", "resmem"], {}),
     ("score-device-cuda", ["score", "{clip}", "--frame-model", "amnet", "--weights", "{weights}",
                            "--device", "cuda"], ["cuda", "CUDA"], {"no_cuda": True}),
     # labels
@@ -206,6 +208,30 @@ def test_bad_invocation_gets_one_line(row, bad):
     assert lines[0].startswith("error: "), lines[0]
     for word in words:
         assert word.format(**bad) in lines[0], (word, lines[0])
+
+
+def test_sklearn_parameter_errors_called_by_the_cli_are_user_errors(bad):
+    """scikit-learn's InvalidParameterError from a package function the CLI called is a user error in one
+    line; the same error from a call outside the package, or a ValueError deep in a dependency, is a bug."""
+    import argparse
+
+    from sklearn.metrics import mean_squared_error
+
+    from amnetvid_sk.cli import _error_line, _is_user_error
+    from amnetvid_sk.cli.model_commands import cmd_evaluate
+
+    args = argparse.Namespace(recipe="mean_score", store=str(bad["good"]), target="medium", cv=2, n_jobs=1, seed=0)
+    with pytest.raises(ValueError) as err:
+        cmd_evaluate(args)  # past argparse's own check, as a value no option checks would be
+    assert _is_user_error(err.value)
+    line = _error_line(err.value)
+    assert line.startswith("error: The 'target' parameter") and "'medium'" in line and "\n" not in line
+    with pytest.raises(ValueError) as err:
+        mean_squared_error([1.0], [1.0], multioutput="nonsense")  # called from here, not from the package
+    assert not _is_user_error(err.value)
+    with pytest.raises(ValueError) as err:
+        np.zeros(3).reshape(2, 2)
+    assert not _is_user_error(err.value)
 
 
 def test_traceback_env_shows_where(bad):

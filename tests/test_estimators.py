@@ -14,10 +14,11 @@ from sklearn.model_selection import GridSearchCV, ShuffleSplit
 from sklearn.utils import estimator_checks as ec
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from skorch.dataset import ValidSplit
+from skorch.exceptions import DeviceWarning
 from skorch.helper import SliceDict
 from torch import nn
 
-from amnetvid_sk.estimators import ConvLSTMRegressor, MeanScoreRegressor, ScoreLSTMRegressor
+from amnetvid_sk.estimators import DEFAULT_DEVICE, ConvLSTMRegressor, MeanScoreRegressor, ScoreLSTMRegressor
 from amnetvid_sk.metrics import spearman, spearman_scorer
 from amnetvid_sk.networks import LSTM, AMNetVidNet
 from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, make_score_order_dataset
@@ -233,13 +234,52 @@ def test_y_outside_unit_interval_warns(seed):
     assert sum("outside [0, 1]" in str(w.message) for w in record) == 1  # checked once per fit
 
 
-def test_device_is_chosen_at_fit(seed):
-    """device=None stays None (a parameter) while device_ records cuda/cpu chosen at fit."""
+def test_device_defaults_to_cuda_when_present(seed):
+    """device defaults to cuda when torch sees a GPU, else cpu; fit keeps the parameter as given and puts the net there."""
     X, y = make_score_order_dataset(40, seed=seed)
     reg = ScoreLSTMRegressor(max_epochs=1, random_state=0, **TINY_LSTM).fit(X, y)
-    assert reg.device is None
-    assert reg.device_ == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert next(reg.module_.parameters()).device.type == reg.device_
+    assert DEFAULT_DEVICE == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert reg.device == DEFAULT_DEVICE
+    assert next(reg.module_.parameters()).device.type == reg.device
+    on_cpu = ScoreLSTMRegressor(max_epochs=1, random_state=0, device="cpu", **TINY_LSTM).fit(X, y)
+    assert on_cpu.device == "cpu" and next(on_cpu.module_.parameters()).device.type == "cpu"
+
+
+def test_net_pickled_on_cuda_loads_on_a_cpu_only_machine(seed, monkeypatch):
+    """A net whose device is "cuda" unpickles where CUDA is absent onto the CPU (skorch's DeviceWarning), same predictions."""
+    X, y = make_score_order_dataset(40, seed=seed)
+    reg = ScoreLSTMRegressor(max_epochs=1, random_state=0, device="cpu", **TINY_LSTM).fit(X, y)
+    expected = reg.predict(X)
+    reg.device = "cuda"  # as a net trained on a GPU records it; skorch maps the weights on load
+    data = pickle.dumps(reg)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(DeviceWarning):
+        back = pickle.loads(data)
+    assert torch.device(back.device).type == "cpu"  # skorch records the device it mapped to
+    assert next(back.module_.parameters()).device.type == "cpu"
+    np.testing.assert_array_equal(back.predict(X), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device to train on")
+def test_net_trained_on_cuda_loads_without_cuda(seed, tmp_path):
+    """A net trained on the GPU loads and predicts in a process that sees no GPU, on the CPU."""
+    import subprocess
+    import sys
+
+    X, y = make_score_order_dataset(40, seed=seed)
+    reg = ScoreLSTMRegressor(max_epochs=1, random_state=0, device="cuda", **TINY_LSTM).fit(X, y)
+    assert next(reg.module_.parameters()).device.type == "cuda"
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "expected.npy", reg.predict(X))
+    (tmp_path / "net.pkl").write_bytes(pickle.dumps(reg))
+    code = ("import pickle, sys, numpy as np, torch; assert not torch.cuda.is_available(); "
+            "net = pickle.loads(open(sys.argv[1] + '/net.pkl', 'rb').read()); "
+            "assert torch.device(net.device).type == 'cpu' and next(net.module_.parameters()).device.type == 'cpu'; "
+            "got = net.predict(np.load(sys.argv[1] + '/X.npy')); "
+            "np.testing.assert_allclose(got, np.load(sys.argv[1] + '/expected.npy'), rtol=0, atol=1e-5)")
+    env = {**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_predict_before_fit_raises(seed):
@@ -308,7 +348,7 @@ def test_clone_and_params_round_trip(seed):
     reg = ConvLSTMRegressor(random_state=3, **TINY_CONV)
     reg.set_params(module__filters=(3, 2, 2), module__dropout=0.25, callbacks__early_stopping__patience=2)
     params = reg.get_params()
-    assert params["random_state"] == 3 and params["module"] is AMNetVidNet and params["device"] is None
+    assert params["random_state"] == 3 and params["module"] is AMNetVidNet and params["device"] == DEFAULT_DEVICE
     twin = clone(reg)
     assert twin.get_params()["module__filters"] == (3, 2, 2)
     assert twin.get_params()["callbacks__early_stopping__patience"] == 2
@@ -334,7 +374,7 @@ def test_pickle_fitted_round_trip(seed):
         back = pickle.loads(pickle.dumps(est))
         np.testing.assert_array_equal(back.predict(X), est.predict(X))
         assert sorted(back.get_params(deep=False)) == sorted(est.get_params(deep=False))
-        assert getattr(back, "device", None) is None
+        assert getattr(back, "device", None) == getattr(est, "device", None)
 
 
 def test_grid_search_parallel(seed):

@@ -190,9 +190,81 @@ def test_grid_search_on_dask_cluster_matches_local(moving_peak_store):
 def test_bad_evaluation_parameters_name_themselves(moving_peak_store):
     """Unknown target or protocol and too few folds are refused with the parameter's name."""
     path, *_ = moving_peak_store
-    with pytest.raises(ValueError, match="'target'.*'long', 'short'"):
+    with pytest.raises(ValueError, match="'target'.*'long', 'short'.*Got 'medium'"):
         cross_validate("mean_score", path, "medium")
-    with pytest.raises(ValueError, match="'cv'"):
+    with pytest.raises(ValueError, match=r"'cv'.*\[2, inf\).*Got 1"):
         cross_validate("mean_score", path, "short", cv=1)
-    with pytest.raises(ValueError, match="'protocol'.*'cv', 'paper'"):
+    with pytest.raises(ValueError, match="'protocol'.*'cv', 'paper'.*Got 'optimistic'"):
         table1(path, protocol="optimistic")
+
+
+def test_parameter_errors_are_sklearns_and_the_same_in_every_run():
+    """The checks are scikit-learn's (InvalidParameterError, a ValueError and a TypeError), and the
+    allowed values are listed in the same order whatever the hash seed."""
+    import subprocess
+    import sys
+
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError) as err:
+        labelled_data("somewhere", "medium")
+    assert isinstance(err.value, ValueError) and isinstance(err.value, TypeError)
+    code = ("from amnetvid_sk.evaluate import table1\ntry:\n    table1('somewhere', protocol='x')\n"
+            "except ValueError as exc:\n    print(exc)")
+    messages = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                               env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout
+                for seed in (1, 2, 3)}
+    assert len(messages) == 1 and "{'cv', 'paper'}" in messages.pop()
+
+
+def test_steps_are_found_by_role():
+    """Each shipped recipe's store-reading step and network are found by what they are, not their names."""
+    from amnetvid_sk.estimators import MeanScoreRegressor
+    from amnetvid_sk.evaluate import network_step, reader_step, role_params
+    from amnetvid_sk.pipelines import shipped_recipes
+
+    for name in shipped_recipes():
+        pipe = load_recipe(name).pipeline("somewhere")
+        reader_name, reader = reader_step(pipe)
+        assert (reader_name, reader) == pipe.steps[0] and reader.get_params()["store"] == "somewhere", name
+        found = network_step(pipe)
+        assert (found is None) == isinstance(pipe[-1], MeanScoreRegressor), name
+        params = role_params(pipe, reader={"n_frames": 3}, network={"max_epochs": 2})
+        pipe.set_params(**params)
+        assert reader.get_params()["n_frames"] == 3, name
+        if found is not None:
+            assert found[1].get_params()["max_epochs"] == 2 and len(params) == 2, name
+        else:
+            assert len(params) == 1, name
+
+
+def test_pipelines_package_examples_run():
+    """The docstring examples of amnetvid_sk.pipelines (outside the library folder) give what they show."""
+    import doctest
+
+    import amnetvid_sk.pipelines
+
+    result = doctest.testmod(amnetvid_sk.pipelines)
+    assert result.attempted >= 5 and result.failed == 0
+
+
+def test_note_table1_is_quoted_from_one_place():
+    """The note's Table 1 numbers shown by Table1.format come from NOTE_TABLE1."""
+    from amnetvid_sk.evaluate import NOTE_TABLE1, note_table1_text
+
+    text = Table1("cv", {("mean_score", "short"): _result("mean_score", 0.3)}).format()
+    assert note_table1_text() in text
+    assert all(f"{v:.4f}" in note_table1_text() for v in NOTE_TABLE1.values())
+
+
+def test_readme_table1_is_the_note_table1():
+    """The README's copy of the note's Table 1 (for readers) holds NOTE_TABLE1's numbers, in TABLE1_RECIPES order."""
+    import re
+
+    from amnetvid_sk.evaluate import NOTE_TABLE1, TABLE1_RECIPES
+
+    rows = {m.group(1): re.findall(r"\|\s*(0\.\d{4})", m.group(2))
+            for m in re.finditer(r"^\| (short|long)-term\s*(\|.*)$", (ROOT / "README.md").read_text(), re.M)}
+    assert set(rows) == {"short", "long"}, rows
+    for target, values in rows.items():
+        assert values == [f"{NOTE_TABLE1[(name, target)]:.4f}" for name, _ in TABLE1_RECIPES], (target, values)

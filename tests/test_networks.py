@@ -5,12 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from amnetvid_sk.layers import same_max_pool
 from amnetvid_sk.networks import (
     LSTM,
     AMNetVidNet,
     ConvLSTM,
     ScoreLSTMNet,
-    _same_max_pool,
     count_params,
     pooled_size,
 )
@@ -99,7 +99,7 @@ def test_pooled_sizes(size, pools, sides):
 def test_same_pool_pads_like_tensorflow():
     """7 -> 3 with pool 3 pads one cell on each side (TF 'same'), not two after (torch ceil_mode)."""
     x = torch.arange(7.0).reshape(1, 1, 1, 7).expand(1, 1, 3, 7)
-    out = _same_max_pool(x, 3)
+    out = same_max_pool(x, 3)
     assert out.shape == (1, 1, 1, 3)
     # TF windows: [-1, 0, 1], [2, 3, 4], [5, 6, 7] -> maxima 1, 4, 6
     assert out.flatten().tolist() == [1.0, 4.0, 6.0]

@@ -160,8 +160,10 @@ def test_render_maps_modes():
     np.testing.assert_allclose(raw, maps, rtol=1e-6)
     with pytest.raises(ValueError) as err:
         render_maps(maps, mode="rgb")
-    assert str(err.value) == (
-        "The 'mode' parameter of render_maps must be a str among {'jet', 'raw'}. Got 'rgb' instead."
+    # scikit-learn's wording; it lists a set's options in hash order
+    assert str(err.value) in (
+        "The 'mode' parameter of render_maps must be a str among {'jet', 'raw'}. Got 'rgb' instead.",
+        "The 'mode' parameter of render_maps must be a str among {'raw', 'jet'}. Got 'rgb' instead.",
     )
 
 

@@ -111,6 +111,21 @@ def test_fingerprint_and_parameters(model):
     assert scores.shape == (0,) and maps.shape == (0, 3, 14, 14)
 
 
+@pytest.mark.slow
+def test_spec_rebuilds_custom_layers_and_bfloat16(model):
+    """A ResMemGradCAM with other layers, or in bfloat16, rebuilds from its spec to the same fingerprint."""
+    from amnetvid_sk.frame_models import spec_of
+
+    custom = ResMemGradCAM(device="cpu", precision="float32", batch_size=2, layers=("layer1", "layer2", "layer3"))
+    spec = spec_of(custom)
+    assert spec.params == {"batch_size": 2, "layers": ["layer1", "layer2", "layer3"]}
+    rebuilt = spec.build()
+    assert rebuilt.fingerprint == custom.fingerprint != model.fingerprint
+    assert rebuilt.layers == ("layer1", "layer2", "layer3") and rebuilt.batch_size == 2
+    bf = ResMemGradCAM(device="cpu", precision="bfloat16")
+    assert spec_of(bf).build().fingerprint == bf.fingerprint == model.fingerprint[:-4] + "bf16"
+    assert custom.config["class"] == "amnetvid_sk.frame_models.resmem_gradcam:ResMemGradCAM"
+
 
 def test_missing_resmem_package_names_the_extra(monkeypatch):
     """Without the resmem package, a MissingDependencyError says which extra to install."""

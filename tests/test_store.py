@@ -7,6 +7,7 @@ import os
 import pickle
 import re
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from amnetvid_sk import store as store_module
 from amnetvid_sk.errors import MissingVideosError, ReadOnlyQueryError, StoreError
 from amnetvid_sk.store import FeatureStore, frames_table, new_extraction_id
+from amnetvid_sk.store import cache as cache_module
+from amnetvid_sk.store import read as read_module
+from amnetvid_sk.store.connection import Connection
+from amnetvid_sk.store.write import write_part
 
 README = Path(__file__).resolve().parents[1] / "store" / "README.md"
 SHAPE = (3, 14, 14)
@@ -116,7 +120,7 @@ def test_read_arrays_n_frames_picks_uniformly_and_never_repeats(store):
     np.testing.assert_array_equal(four[0], truth["a"][0][[0, 9, 18, 27]])
     middle, _ = store.read_arrays(["a", "b"], n_frames=1, maps=False)
     np.testing.assert_array_equal(middle[:, 0], [truth["a"][0][14], truth["b"][0][1]])
-    # both read paths: the array cache (read twice, so it fills) and SQL
+    # a first read of the pair and a second one, answered by the array cache
     for _ in range(2):
         with pytest.raises(StoreError, match=r"n_frames=4 .*1 of the 2 requested videos.*fewest: 3.*'b'"):
             store.read_arrays(["a", "b"], n_frames=4)
@@ -127,7 +131,7 @@ def test_read_arrays_n_frames_picks_uniformly_and_never_repeats(store):
 
 
 def test_more_frames_than_stored_is_an_error_without_the_cache(store, monkeypatch):
-    """The SQL read path (cache off) refuses T > stored frames with the same message."""
+    """With the cache off, T > stored frames is refused with the same message."""
     monkeypatch.setenv("AMNETVID_CACHE_BYTES", "0")
     write_videos(store, {"a": 5, "b": 3})
     assert store.read_arrays(["a", "b"], n_frames=3)[0].shape == (2, 3)
@@ -213,7 +217,7 @@ def test_temp_files_and_uncommitted_frames_are_invisible(store):
     eid = new_extraction_id()
     orphan = frames_table(eid, [0, 1], [0.0, 0.1], [0.5, 0.5], np.ones((2, *SHAPE)) / 196,
                           video_id="v9", model="m1", sampling="frames=28")
-    store._write_part("frames", orphan, pa.schema([*orphan.schema]))
+    write_part(store.path, "frames", orphan, pa.schema([*orphan.schema]))
     assert store.sql("SELECT count(*) AS n FROM frames").to_pylist() == [{"n": 3}]
     assert store.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 5}]
     np.testing.assert_array_equal(store.video_ids(), ["v1"])
@@ -466,7 +470,7 @@ def test_compact_keeps_uncommitted_frames_unless_asked(store):
     write_videos(store, {"v1": 2})
     orphan = frames_table(new_extraction_id(), [0, 1, 2], [0.0, 0.1, 0.2], [0.5] * 3,
                           np.ones((3, *SHAPE)) / 196, video_id="v9", model="m1", sampling="frames=28")
-    store._write_part("frames", orphan, pa.schema([*orphan.schema]))
+    write_part(store.path, "frames", orphan, pa.schema([*orphan.schema]))
     store.compact()
     assert store.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 5}]
     store.compact(drop_orphans=True)
@@ -490,161 +494,219 @@ def test_extractor_style_rows_with_numpy_values(store):
 # ---------------------------------------------------------------------- array cache
 @pytest.fixture
 def cache(monkeypatch):
-    """The process-wide array cache, emptied before and after the test."""
+    """The array cache on (default limit), this process's held arrays let go before and after."""
     monkeypatch.delenv("AMNETVID_CACHE_BYTES", raising=False)
-    store_module._CACHE.clear()
-    yield store_module._CACHE
-    store_module._CACHE.clear()
+    cache_module._HELD.clear()
+    yield cache_module
+    cache_module._HELD.clear()
+
+
+def cache_files(fs, suffix=".arrow") -> list[Path]:
+    """The array cache files of a store (temporary files left out)."""
+    folder = fs.path / cache_module.CACHE_DIR
+    return sorted(p for p in folder.glob(f"*{suffix}") if not p.name.startswith(".")) if folder.is_dir() else []
+
+
+def new_process():
+    """Forget what this process holds, as a new process would: only the cache files are left."""
+    cache_module._HELD.clear()
+
+
+def no_parquet(monkeypatch):
+    """Make any decoding of a frames part file fail."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a frames part file was decoded")
+
+    monkeypatch.setattr(read_module, "_read_group", refuse)
 
 
 def _read_both(fs, monkeypatch, ids, **kwargs):
-    """read_arrays with the cache (filled by a read of every video first) and without it."""
-    fs.read_arrays(list(fs.video_ids()), n_frames=1)
+    """read_arrays through the cache (built by a read of every video first), from its file in a
+    "new process", and without any cache."""
+    fs.read_arrays(list(fs.video_ids()), **kwargs)
     cached = fs.read_arrays(ids, **kwargs)
+    new_process()
+    from_file = fs.read_arrays(ids, **kwargs)
     monkeypatch.setenv("AMNETVID_CACHE_BYTES", "0")
     plain = fs.read_arrays(ids, **kwargs)
     monkeypatch.delenv("AMNETVID_CACHE_BYTES")
-    return cached, plain
+    return cached, from_file, plain
 
 
 @pytest.mark.parametrize("n_frames", [None, 1, 2, 4, 7])
 @pytest.mark.parametrize("maps", [True, False])
-def test_cache_gives_the_sql_path_arrays(store, cache, monkeypatch, n_frames, maps):
-    """Cached reads equal the SQL path's for n_frames None/1/2/4/7, with repeated ids, maps or not."""
+def test_cache_gives_the_uncached_arrays(store, cache, monkeypatch, n_frames, maps):
+    """Reads through the cache (held, or from its file) equal reads without it, for n_frames
+    None/1/2/4/7, with repeated ids, maps or not."""
     counts = {"a": 28, "b": 7, "c": 9, "d": 8, "e": 7} if n_frames else {"a": 5, "b": 5, "c": 5}
     write_videos(store, counts)
     ids = ["c", "a", "c", "b", "a"]
-    (s1, m1), (s2, m2) = _read_both(store, monkeypatch, ids, n_frames=n_frames, maps=maps)
-    assert cache.nbytes > 0
-    assert s1.dtype == s2.dtype == np.float32 and s1.shape == s2.shape
-    np.testing.assert_array_equal(s1, s2)
+    (s1, m1), (s2, m2), (s3, m3) = _read_both(store, monkeypatch, ids, n_frames=n_frames, maps=maps)
+    assert len(cache_files(store)) == 1
+    assert s1.dtype == s2.dtype == s3.dtype == np.float32 and s1.shape == s3.shape
+    np.testing.assert_array_equal(s1, s3)
+    np.testing.assert_array_equal(s2, s3)
     if maps:
-        assert m1.flags.writeable and m1.flags.c_contiguous and m1.shape == m2.shape
-        np.testing.assert_array_equal(m1, m2)
+        for m in (m1, m2):
+            assert m.flags.writeable and m.flags.c_contiguous and m.shape == m3.shape
+            np.testing.assert_array_equal(m, m3)
     else:
-        assert m1 is None and m2 is None
+        assert m1 is None and m2 is None and m3 is None
 
 
-def test_cache_answers_without_duckdb(store, cache, monkeypatch):
-    """Once filled, the cache answers a read of any ids, in a new FeatureStore, with no query."""
+def test_cache_file_answers_without_duckdb_or_parquet(store, cache, monkeypatch):
+    """Once the file is written, a new process reads any ids from it with no query and no decoding."""
     truth = write_videos(store, {f"v{i}": 6 for i in range(10)})
     store.read_arrays(list(truth), n_frames=3)
+    new_process()
 
     def no_query(*args, **kwargs):
         raise AssertionError("DuckDB was queried")
 
-    monkeypatch.setattr(FeatureStore, "_query", no_query)
+    monkeypatch.setattr(Connection, "query", no_query)
+    no_parquet(monkeypatch)
     scores, maps = FeatureStore(store.path).read_arrays(["v7", "v2", "v7"], n_frames=3)
     for i, vid in enumerate(["v7", "v2", "v7"]):
         np.testing.assert_array_equal(maps[i], truth[vid][1][[0, 3, 5]])
         np.testing.assert_array_equal(scores[i], truth[vid][0][[0, 3, 5]])
+    assert FeatureStore(store.path).resolve_sampling() == "frames=28"
     maps[0] += 1  # a new array: the cache is untouched
     np.testing.assert_array_equal(FeatureStore(store.path).read_arrays(["v7"], n_frames=3)[1][0],
                                   truth["v7"][1][[0, 3, 5]])
 
 
-def test_cache_layouts_answer_each_other(store, cache, monkeypatch):
-    """Every stored frame answers any n_frames; T picked frames answer n_frames=None when all counts are T."""
-    truth = write_videos(store, {"a": 6, "b": 6, "c": 6})
-    store.read_arrays(["a", "b", "c"])  # every stored frame
-    store.read_arrays(["a", "b", "c"], n_frames=3, maps=False)
+CHILD_READ = """
+import sys
+import numpy as np
+from amnetvid_sk.store import FeatureStore, read
 
-    def no_decoding(*args, **kwargs):
-        raise AssertionError("decoded again")
+def refuse(*args, **kwargs):
+    raise AssertionError("a frames part file was decoded")
 
-    monkeypatch.setattr(store_module, "_load_frames", no_decoding)
-    for t, picked in ((3, [0, 3, 5]), (1, [3]), (5, [0, 1, 3, 4, 5])):
-        _, maps = store.read_arrays(["c", "a"], n_frames=t)
-        np.testing.assert_array_equal(maps[0], truth["c"][1][picked])
-    monkeypatch.undo()
-    cache.clear()
-    store.read_arrays(["a", "b", "c"], n_frames=6)  # 6 picked of 6: all of them
-    monkeypatch.setattr(store_module, "_load_frames", no_decoding)
-    scores, maps = store.read_arrays(["b"])
-    np.testing.assert_array_equal(maps[0], truth["b"][1])
-    np.testing.assert_array_equal(scores[0], truth["b"][0])
+read._read_group = refuse
+scores, maps = FeatureStore(sys.argv[1]).read_arrays(["v2", "v1"], n_frames=2)
+np.save(sys.argv[2], maps)
+"""
 
 
-def test_cache_missing_ids_and_errors_as_the_sql_path(store, cache, monkeypatch):
+def test_cache_file_serves_another_process(store, cache, tmp_path):
+    """A second process reads the arrays from the cache file without decoding any Parquet."""
+    import subprocess
+    import sys
+
+    truth = write_videos(store, {"v1": 4, "v2": 5})
+    store.read_arrays(["v1", "v2"], n_frames=2)
+    out = tmp_path / "maps.npy"
+    subprocess.run([sys.executable, "-c", CHILD_READ, str(store.path), str(out)], check=True,
+                   env={k: v for k, v in os.environ.items() if k != "AMNETVID_CACHE_BYTES"})
+    maps = np.load(out)
+    np.testing.assert_array_equal(maps[0], truth["v2"][1][[0, 4]])
+    np.testing.assert_array_equal(maps[1], truth["v1"][1][[0, 3]])
+
+
+def test_cache_missing_ids_and_errors_as_without_it(store, cache, monkeypatch):
     """Missing ids raise MissingVideosError naming them; other errors keep their messages."""
     write_videos(store, {"v1": 2, "v2": 3})
     store.read_arrays(["v1", "v2"], n_frames=2)
-    assert cache.nbytes > 0
+    store.read_arrays(["v1"])
+    assert len(cache_files(store)) == 2
     messages = []
-    for budget in (None, "0"):
-        if budget:
-            monkeypatch.setenv("AMNETVID_CACHE_BYTES", budget)
+    for limit in (None, "0"):
+        if limit:
+            monkeypatch.setenv("AMNETVID_CACHE_BYTES", limit)
         with pytest.raises(MissingVideosError, match=r"2 of 3 requested video ids .*'nope', 'gone'") as e:
             store.read_arrays(["v1", "nope", "gone", "nope"])
         messages.append(str(e.value))
         with pytest.raises(StoreError, match="different numbers of stored frames") as e:
             store.read_arrays(["v1", "v2"])
         messages.append(str(e.value))
+        with pytest.raises(StoreError, match=r"n_frames=3 .*fewest: 2.*'v1'") as e:
+            store.read_arrays(["v2", "v1"], n_frames=3)
+        messages.append(str(e.value))
         with pytest.raises(StoreError, match="no frame model 'zz'"):
             store.read_arrays(["v1"], model="zz")
         with pytest.raises(StoreError, match="with sampling 'fps=1'"):
             store.read_arrays(["v1"], sampling="fps=1")
-    assert messages[:2] == messages[2:]
-    empty_scores, empty_maps = store.read_arrays([], n_frames=3)
-    assert empty_scores.shape == (0, 3) and empty_maps.shape == (0, 3, *SHAPE)
+    assert messages[:3] == messages[3:]
+    empty_scores, empty_maps = store.read_arrays([], n_frames=2)
+    assert empty_scores.shape == (0, 2) and empty_maps.shape == (0, 2, *SHAPE)
 
 
-def test_cache_sees_writes_after_a_read(store, cache):
-    """A video extracted, or extracted again, after a read is seen by the next read."""
+def test_cache_sees_writes_and_compaction(store, cache):
+    """A write or compaction after a read makes a new key: the next read sees the new data,
+    the files of older listings are removed, and compact() empties the cache folder."""
     truth = write_videos(store, {"v1": 4, "v2": 4})
     store.read_arrays(["v1", "v2"])
+    before = cache_files(store)
     newer = write_videos(FeatureStore(store.path), {"v2": 4, "v3": 4}, seed=5)
     scores, maps = store.read_arrays(["v1", "v2", "v3"])
     np.testing.assert_array_equal(maps[0], truth["v1"][1])
     np.testing.assert_array_equal(maps[1], newer["v2"][1])
     np.testing.assert_array_equal(scores[2], newer["v3"][0])
+    after = cache_files(store)
+    assert len(after) == 1 and not set(before) & set(after)
+    assert len(cache_files(store, ".json")) == 1  # the catalog of the current listing only
+    info = store.info()  # the cache folder is no part of the store's data
+    assert info["size_bytes"] == sum(info["bytes"].values()) and info["temp_files"] == 0
     store.compact()
+    assert cache_files(store) == [] and cache_files(store, ".json") == []
     np.testing.assert_array_equal(store.read_arrays(["v2"])[1][0], newer["v2"][1])
-    assert len(cache._snaps) == 1  # stale listings of the store were dropped
 
 
-def test_cache_budget_from_the_environment(store, cache, monkeypatch):
-    """AMNETVID_CACHE_BYTES bounds the cache (least recently used out first); a bad value is an error."""
-    write_videos(store, {"v1": 10, "v2": 10}, model="m1")
-    write_videos(store, {"v1": 10, "v2": 10}, model="m2", seed=1)
-    store.read_arrays(["v1", "v2"], model="m1")
-    one = cache.nbytes
-    assert one >= 20 * 588 * 4
-    monkeypatch.setenv("AMNETVID_CACHE_BYTES", str(one + one // 2))
-    first, _ = store.read_arrays(["v1", "v2"], model="m2")
-    assert cache.nbytes == one  # m1's arrays made room for m2's
-    assert list(next(iter(cache._snaps.values())).frames) == [("m2", "frames=28")]
-    monkeypatch.setenv("AMNETVID_CACHE_BYTES", "1000")  # too small for any: read through SQL
-    cache.clear()
-    again, _ = store.read_arrays(["v1", "v2"], model="m2")
-    np.testing.assert_array_equal(again, first)
-    assert cache.nbytes == 0
+def test_cache_limit_from_the_environment(store, cache, monkeypatch):
+    """AMNETVID_CACHE_BYTES: arrays over it are not cached (read the same); 0 writes and reads
+    no cache file; a bad value is an error."""
+    write_videos(store, {"v1": 10, "v2": 10})
+    first, _ = store.read_arrays(["v1", "v2"])
+    assert len(cache_files(store)) == 1
+    new_process()
+    monkeypatch.setenv("AMNETVID_CACHE_BYTES", "0")
+
+    def no_cache(*args, **kwargs):
+        raise AssertionError("the cache was used")
+
+    monkeypatch.setattr(cache_module, "load", no_cache)
+    monkeypatch.setattr(cache_module, "save", no_cache)
+    np.testing.assert_array_equal(store.read_arrays(["v1", "v2"])[0], first)
+    monkeypatch.undo()
+    store.compact()  # a new listing, no cache file
+    monkeypatch.setenv("AMNETVID_CACHE_BYTES", "1000")  # smaller than the arrays
+    for _ in range(2):
+        again, _ = store.read_arrays(["v1", "v2"])
+        np.testing.assert_array_equal(again, first)
+    assert cache_files(store) == []
     monkeypatch.setenv("AMNETVID_CACHE_BYTES", "lots")
     with pytest.raises(StoreError, match="AMNETVID_CACHE_BYTES .* got 'lots'"):
-        store.read_arrays(["v1"], model="m2")
+        store.read_arrays(["v1"])
 
 
 def test_cache_skips_a_first_small_read(store, cache):
-    """A first read of a few of many videos goes through SQL; a second one fills the cache."""
+    """A first read of a few of many videos decodes only those; a second one writes the cache file."""
     truth = write_videos(store, {f"v{i:02d}": 3 for i in range(20)})
     for expect_cached in (False, True):
         scores, _ = store.read_arrays(["v05"], maps=False)
         np.testing.assert_array_equal(scores[0], truth["v05"][0])
-        assert (cache.nbytes > 0) == expect_cached
+        assert bool(cache_files(store)) == expect_cached
 
 
-def test_cache_scores_first_then_maps(store, cache):
-    """A maps=False read caches scores only; a later maps=True read adds the maps."""
+def test_cache_scores_first_then_maps(store, cache, monkeypatch):
+    """A maps=False read caches scores only; a maps=True read adds the maps, which also serve scores."""
     truth = write_videos(store, {"v1": 3, "v2": 3})
     store.read_arrays(["v1", "v2"], maps=False)
-    only_scores = cache.nbytes
+    only_scores = cache_files(store)
     _, maps = store.read_arrays(["v2", "v1"])
-    assert cache.nbytes > only_scores
+    assert len(only_scores) == 1 and len(cache_files(store)) == 2
     np.testing.assert_array_equal(maps[0], truth["v2"][1])
+    only_scores[0].unlink()
+    new_process()
+    no_parquet(monkeypatch)
+    scores, none = store.read_arrays(["v2"], maps=False)
+    assert none is None
+    np.testing.assert_array_equal(scores[0], truth["v2"][0])
 
 
 def test_cache_is_thread_safe(store, cache):
-    """Threads reading at once (one filling the cache) all get the right arrays."""
+    """Threads reading at once (each may build the cache) all get the right arrays."""
     truth = write_videos(store, {f"v{i}": 5 for i in range(12)})
     ids = [[f"v{(i * 5 + j) % 12}" for j in range(9)] for i in range(6)]
     results, errors = [None] * len(ids), []
@@ -664,33 +726,120 @@ def test_cache_is_thread_safe(store, cache):
     for k, (scores, maps) in enumerate(results):
         for i, vid in enumerate(ids[k]):
             np.testing.assert_array_equal(maps[i], truth[vid][1][[0, 4]])
+    assert len(cache_files(store)) == 1
 
 
 def _child_read(path, queue):
-    from amnetvid_sk import store as module
+    from amnetvid_sk.store import cache as module
 
-    before = module._CACHE.nbytes
-    scores, maps = module.FeatureStore(path).read_arrays(["v2", "v1"])
-    queue.put((before, module._CACHE.nbytes > 0, scores, maps))
+    held = FeatureStore(path).read_arrays(["v2", "v1"])  # what the parent held, inherited
+    module._HELD.clear()
+    from_file = FeatureStore(path).read_arrays(["v2", "v1"])
+    queue.put((held, from_file))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_cache_in_a_forked_child(store, cache):
-    """A forked child starts with an empty cache and fills its own."""
+    """A forked child reads right, from what it inherited and from the cache file."""
     import multiprocessing
 
     truth = write_videos(store, {"v1": 3, "v2": 3})
     store.read_arrays(["v1", "v2"])
-    assert cache.nbytes > 0
+    assert cache_files(store)
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_child_read, args=(store.path, queue))
     child.start()
-    before, filled, scores, maps = queue.get(timeout=60)
+    got = queue.get(timeout=60)
     child.join(60)
-    assert child.exitcode == 0 and before == 0 and filled
-    np.testing.assert_array_equal(maps[0], truth["v2"][1])
-    np.testing.assert_array_equal(scores[1], truth["v1"][0])
+    assert child.exitcode == 0
+    for scores, maps in got:
+        np.testing.assert_array_equal(maps[0], truth["v2"][1])
+        np.testing.assert_array_equal(scores[1], truth["v1"][0])
+
+
+def _read_together(path, barrier, decodes, queue):
+    real = read_module.decode
+
+    def counted(*args, **kwargs):
+        with decodes.get_lock():
+            decodes.value += 1
+        time.sleep(0.5)  # a decode long enough for the others to want the same file meanwhile
+        return real(*args, **kwargs)
+
+    read_module.decode = counted
+    barrier.wait(30)
+    scores, maps = FeatureStore(path).read_arrays(["v1", "v2", "v3"], n_frames=2)
+    queue.put((scores, maps))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_processes_reading_at_once_decode_once(store, cache):
+    """Grid-search workers starting together: one builds the cache file, the others wait and map it."""
+    import multiprocessing
+
+    truth = write_videos(store, {"v1": 4, "v2": 4, "v3": 4})
+    store.sql("SELECT 1")  # the parent's connection exists before the fork, as in a worker pool
+    ctx = multiprocessing.get_context("fork")
+    barrier, decodes, queue = ctx.Barrier(3), ctx.Value("i", 0), ctx.Queue()
+    children = [ctx.Process(target=_read_together, args=(store.path, barrier, decodes, queue))
+                for _ in range(3)]
+    for child in children:
+        child.start()
+    got = [queue.get(timeout=120) for _ in children]
+    for child in children:
+        child.join(60)
+        assert child.exitcode == 0
+    assert decodes.value == 1
+    assert len(cache_files(store)) == 1
+    for scores, maps in got:
+        np.testing.assert_array_equal(maps[2], truth["v3"][1][[0, 3]])
+        np.testing.assert_array_equal(scores[0], truth["v1"][0][[0, 3]])
+
+
+def _read_only(fs, how):
+    """Make the store refuse a cache file: its folders read-only, or the cache folder's name taken."""
+    if how == "read-only folder":
+        for folder in [fs.path, *(p for p in fs.path.iterdir() if p.is_dir())]:
+            folder.chmod(0o555)
+        if os.access(fs.path, os.W_OK):  # root writes anyway
+            pytest.skip("this user can write a read-only folder")
+    else:
+        (fs.path / cache_module.CACHE_DIR).write_text("not a folder")
+
+
+@pytest.mark.parametrize("how", ["read-only folder", "cache folder blocked"])
+def test_a_store_that_cannot_be_written_still_reads(store, cache, monkeypatch, how):
+    """Without a cache file the decoded arrays are held in memory: reads are right and decode once."""
+    truth = write_videos(store, {"v1": 4, "v2": 4, "v3": 4})
+    _read_only(store, how)
+    try:
+        scores, maps = store.read_arrays(["v3", "v1"], n_frames=2)
+        assert cache_files(store) == []
+        no_parquet(monkeypatch)
+        again, maps_again = FeatureStore(store.path).read_arrays(["v1", "v2"], n_frames=2)
+    finally:
+        for folder in [store.path, *(p for p in store.path.iterdir() if p.is_dir())]:
+            folder.chmod(0o755)
+    np.testing.assert_array_equal(maps[0], truth["v3"][1][[0, 3]])
+    np.testing.assert_array_equal(scores[1], truth["v1"][0][[0, 3]])
+    np.testing.assert_array_equal(maps_again[1], truth["v2"][1][[0, 3]])
+    np.testing.assert_array_equal(again[0], truth["v1"][0][[0, 3]])
+
+
+def test_a_damaged_cache_file_is_built_again(store, cache):
+    """A truncated cache file (or catalog) is deleted and built again, never a crash."""
+    truth = write_videos(store, {"v1": 4, "v2": 6})
+    store.read_arrays(["v1", "v2"], n_frames=3)
+    [arrow], [catalog] = cache_files(store), cache_files(store, ".json")
+    size = arrow.stat().st_size
+    arrow.write_bytes(arrow.read_bytes()[: size // 2])
+    catalog.write_text('{"extracted": [')
+    new_process()
+    scores, maps = store.read_arrays(["v2", "v1"], n_frames=3)
+    np.testing.assert_array_equal(maps[0], truth["v2"][1][[0, 3, 5]])
+    np.testing.assert_array_equal(scores[1], truth["v1"][0][[0, 2, 3]])
+    assert arrow.stat().st_size == size and catalog.read_text().startswith('{"extracted": ["m1"]')
 
 
 def test_frames_parts_store_maps_as_lz4_non_null_floats(store):

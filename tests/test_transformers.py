@@ -44,11 +44,29 @@ def test_bad_parameters_are_named_at_fit(moving_peak_store):
     """A bad 'maps' value is reported in scikit-learn's words when fit runs, not in __init__."""
     path, ids, *_ = moving_peak_store
     step = AttentionSequences(path, maps="rgb")
+    # scikit-learn lists a set's options in hash order: either order is its wording
     with pytest.raises(ValueError, match=r"The 'maps' parameter of AttentionSequences must be a str among "
-                                         r"\{'jet', 'raw'\}. Got 'rgb' instead."):
+                                         r"\{('jet', 'raw'|'raw', 'jet')\}. Got 'rgb' instead."):
         step.fit(ids)
     with pytest.raises(ValueError, match="n_frames"):
         FrameScores(path, n_frames=0).fit(ids)
+
+
+def test_unfitted_frame_scores_checks_its_parameters_in_transform(moving_peak_store):
+    """FrameScores needs no fit: used unfitted, transform checks the parameters fit would have checked."""
+    path, ids, *_ = moving_peak_store
+    with pytest.raises(ValueError, match=r"The 'n_frames' parameter of FrameScores must be an int in the range "
+                                         r"\[1, inf\) or None. Got 0 instead."):
+        FrameScores(path, n_frames=0).transform(ids)
+
+
+@pytest.mark.parametrize("make", [FrameScores, AttentionSequences], ids=lambda c: c.__name__)
+def test_parameter_tables_cover_every_parameter(make, moving_peak_store):
+    """scikit-learn's check_param_validation: one constraint per parameter, each bad value refused by fit."""
+    from sklearn.utils.estimator_checks import check_param_validation
+
+    path, *_ = moving_peak_store
+    check_param_validation(make.__name__, make(path))
 
 
 def test_steps_clone_and_pickle(moving_peak_store):

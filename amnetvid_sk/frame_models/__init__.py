@@ -1,7 +1,69 @@
-"""Frame models (skeleton while the package is split)."""
+"""Frame models: still-image memorability models that score video frames, found by name.
 
-from .base import *  # noqa: F401,F403
-from .base import (  # noqa: F401
-    FRAME_MODEL_NAMES, IMAGENET_MEAN, IMAGENET_STD, FrameModel, check_frames, frames_to_tensor, hash_file,
-    hash_state_dict, make_fingerprint, make_frame_model, normalise_maps, resize_frames, resolve_device,
+``import amnetvid_sk.frame_models`` stays light (no torch): the registry
+(:func:`make_frame_model`, :func:`frame_model_names`, :func:`frame_model_class`)
+is imported here; the classes and helpers of :mod:`.base`, :mod:`.fingerprint`
+and :mod:`.spec` are imported on first use (PEP 562), so that the command line
+can list frame model names for its help text without loading torch.
+
+Where things are: :mod:`.base` (the :class:`FrameModel` interface and frame
+helpers), :mod:`.fingerprint` (the store's cache key), :mod:`.registry` (names
+-> classes, plug-ins), :mod:`.spec` (rebuilding a model in another process),
+:mod:`.amnet` and :mod:`.resmem_gradcam` (the two shipped models).
+
+Examples
+--------
+>>> import amnetvid_sk.frame_models as fm
+>>> fm.frame_model_names()[:2]
+('resmem', 'amnet')
+"""
+
+from importlib import import_module
+
+from .registry import (
+    BUILTIN_FRAME_MODELS,
+    ENTRY_POINT_GROUP,
+    FRAME_MODEL_NAMES,
+    FrameModelLookupError,
+    frame_model_class,
+    frame_model_names,
+    make_frame_model,
 )
+
+# public name -> submodule that defines it, imported on first use
+_LAZY = {
+    "FrameModel": "base",
+    "resolve_device": "base",
+    "check_frames": "base",
+    "frames_to_tensor": "base",
+    "normalise_maps": "base",
+    "resize_frames": "base",
+    "IMAGENET_MEAN": "base",
+    "IMAGENET_STD": "base",
+    "make_fingerprint": "fingerprint",
+    "hash_state_dict": "fingerprint",
+    "hash_file": "fingerprint",
+    "FrameModelSpec": "spec",
+    "FrameModelRebuildError": "spec",
+    "spec_of": "spec",
+    "AMNet": "amnet",
+    "ResMemGradCAM": "resmem_gradcam",
+}
+
+__all__ = sorted([
+    "BUILTIN_FRAME_MODELS", "ENTRY_POINT_GROUP", "FRAME_MODEL_NAMES", "FrameModelLookupError",
+    "frame_model_class", "frame_model_names", "make_frame_model", *_LAZY,
+])
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'amnetvid_sk.frame_models' has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

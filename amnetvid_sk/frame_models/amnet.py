@@ -32,14 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsError
-from .base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    FrameModel,
-    hash_state_dict,
-    frames_to_tensor,
-    resize_frames,
-)
+from .base import IMAGENET_MEAN, IMAGENET_STD, FrameModel, frames_to_tensor, resize_frames
+from .fingerprint import hash_state_dict
 
 __all__ = ["AMNet", "AMNetNetwork", "build_amnet_network", "load_amnet_state_dict", "save_amnet_checkpoint"]
 
@@ -428,6 +422,10 @@ class AMNet(FrameModel):
                     "The 'weights' parameter of AMNet got a mapping that is not a state dict of tensors."
                 )
             state, source, self.weights = weights, "(given state dict)", None
+            self._not_rebuildable = (
+                "AMNet was built from an in-memory state dict; save it with save_amnet_checkpoint and "
+                "pass the file (weights=...)"
+            )
         else:
             # absolute: the store's models table and a fitted pipeline must find it from any folder
             self.weights = os.path.abspath(weights)
@@ -450,7 +448,9 @@ class AMNet(FrameModel):
         """AMNet with explicitly random weights (seeded): for tests and benchmarks only.
 
         Its scores mean nothing; its fingerprint names the random weights' hash
-        like any other weights.
+        like any other weights. The same ``seed`` gives the same weights in any
+        process, so such a model is rebuilt exactly by the joblib and Dask
+        backends (its :attr:`seed` is kept).
 
         Examples
         --------
@@ -462,6 +462,10 @@ class AMNet(FrameModel):
         FrameModel.__init__(self, device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16)
         self.allow_unsafe_weights = False
         self.weights = None
+        self.seed = seed
+        self._factory = "from_random"
+        if seed is None:
+            self._not_rebuildable = "AMNet.from_random(seed=None) drew unseeded weights; give a seed"
         self._init_network(build_amnet_network(seed=seed))
         return self
 

@@ -1,48 +1,49 @@
-"""Frame models: still-image memorability models that score video frames.
+"""The frame model interface: frames in, one score and ``K=3`` attention maps per frame out.
 
 Every frame model turns RGB frames into one memorability score and ``K=3``
 attention maps of ``14 x 14`` per frame. This module holds what they share:
 the :class:`FrameModel` base class (input checks, batching, ``inference_mode``,
-bfloat16 autocast where the precision asks for it, map normalisation), device
-choice, the fingerprint that keys the feature store, and :func:`make_frame_model`.
-The precision rule (``auto``: bfloat16 only where the hardware computes it
-natively) lives in :mod:`amnetvid_sk.precision`.
-
-The models themselves live in :mod:`amnetvid_sk.frame_models.amnet` (AMNet, needs a weights
-file) and :mod:`amnetvid_sk.frame_models.resmem_gradcam` (ResMem with Grad-CAM maps, the
-default).
+bfloat16 autocast where the precision asks for it, map normalisation, the
+parameters that rebuild a model elsewhere), device choice and the frame
+helpers. The fingerprint that keys the feature store is made in
+:mod:`~amnetvid_sk.frame_models.fingerprint`, the precision rule (``auto``:
+bfloat16 only where the hardware computes it natively) in
+:mod:`amnetvid_sk.precision`, and names are resolved to classes in
+:mod:`~amnetvid_sk.frame_models.registry`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-from pathlib import Path
+import inspect
 from typing import Iterator
 
 import numpy as np
 import torch
 
 from ..precision import EMULATED, PRECISIONS, native_bfloat16, resolve_precision
+from .fingerprint import make_fingerprint
 
 __all__ = [
     "FrameModel",
-    "make_frame_model",
     "resolve_device",
-    "make_fingerprint",
-    "hash_state_dict",
-    "hash_file",
-    "FRAME_MODEL_NAMES",
+    "check_frames",
+    "frames_to_tensor",
+    "normalise_maps",
+    "resize_frames",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "RUNTIME_PARAMS",
 ]
 
-#: names accepted by :func:`make_frame_model`
-FRAME_MODEL_NAMES = ("resmem", "amnet")
+#: constructor parameters that a rebuild sets itself rather than reading them from the model:
+#: the device (the rebuilding process picks its own), the precision (recorded resolved) and its
+#: older spelling
+RUNTIME_PARAMS = ("device", "precision", "bfloat16")
 
 #: ImageNet channel statistics (RGB, 0..1 scale), used by AMNet's preprocessing
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-_FINGERPRINT_HASH_CHARS = 12
 
 
 # --------------------------------------------------------------------------- device
@@ -87,116 +88,6 @@ def resolve_device(device=None) -> torch.device:
             f"The 'device' parameter must be None, 'cpu', 'cuda' or 'cuda:N'. Got {device!r} instead."
         )
     return dev
-
-
-# --------------------------------------------------------------------------- fingerprints
-
-
-def hash_state_dict(state_dict) -> str:
-    """SHA-256 (hex) of a state dict's content: key names, dtypes, shapes and values.
-
-    ``num_batches_tracked`` buffers are left out: the published AMNet files
-    (PyTorch 0.3) have none, and they never change a prediction. The hash does
-    not depend on the file format the weights came from (zip or legacy pickle).
-
-    Parameters
-    ----------
-    state_dict : mapping of str to torch.Tensor
-
-    Returns
-    -------
-    str
-        64 hexadecimal characters.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from amnetvid_sk.frame_models import hash_state_dict
-    >>> len(hash_state_dict({"w": torch.zeros(2)}))
-    64
-    """
-    h = hashlib.sha256()
-    for key in sorted(state_dict):
-        if key.endswith("num_batches_tracked"):
-            continue
-        tensor = state_dict[key].detach().to("cpu").contiguous()
-        h.update(key.encode())
-        h.update(f"|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        # A bytes view works for every dtype, bfloat16 included (numpy has no bfloat16).
-        h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-_FILE_HASHES: dict[tuple, str] = {}
-
-
-def hash_file(path) -> str:
-    """SHA-256 (hex) of a file's bytes, cached per (path, size, mtime) for the process.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> from amnetvid_sk.frame_models import hash_file
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     p = os.path.join(d, "x.bin")
-    ...     _ = open(p, "wb").write(b"abc")
-    ...     hash_file(p)[:8]
-    'ba7816bf'
-    """
-    path = Path(path).resolve()
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    digest = _FILE_HASHES.get(key)
-    if digest is None:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-        digest = _FILE_HASHES[key] = h.hexdigest()
-    return digest
-
-
-def make_fingerprint(name: str, weights_sha256: str, preprocessing: str, map_shape, bfloat16: bool,
-                     extra: str = "") -> str:
-    """The fingerprint string of a frame model: the feature store's cache key.
-
-    Format: ``{name}.w-{hash12}.pre-{preprocessing}[.{extra}].maps-{K}x{h}x{w}.{fp32|bf16}``,
-    for example ``amnet.w-3f2a9c0d11be.pre-224sq-imagenet.maps-3x14x14.fp32``.
-    It uses only ``[a-z0-9.-]``, so it is safe in file names and SQL literals.
-    Any change of weights (first 12 hex digits of their SHA-256), preprocessing,
-    map derivation (``extra``), map size or numeric mode gives another string.
-
-    Parameters
-    ----------
-    name : str
-        Frame model name, e.g. ``"amnet"``.
-    weights_sha256 : str
-        Hex digest of the weights (see :func:`hash_state_dict`, :func:`hash_file`).
-    preprocessing : str
-        Short tag describing the input preprocessing.
-    map_shape : tuple of int
-        ``(K, h, w)``.
-    bfloat16 : bool
-        Whether bfloat16 autocast is on (outputs differ slightly from float32).
-    extra : str, default=""
-        Anything else that changes the outputs (e.g. Grad-CAM layers).
-
-    Returns
-    -------
-    str
-
-    Examples
-    --------
-    >>> from amnetvid_sk.frame_models import make_fingerprint
-    >>> make_fingerprint("amnet", "ab" * 32, "224sq-imagenet", (3, 14, 14), False)
-    'amnet.w-abababababab.pre-224sq-imagenet.maps-3x14x14.fp32'
-    """
-    parts = [name, f"w-{weights_sha256[:_FINGERPRINT_HASH_CHARS]}", f"pre-{preprocessing}"]
-    if extra:
-        parts.append(extra)
-    parts.append("maps-" + "x".join(str(int(s)) for s in map_shape))
-    parts.append("bf16" if bfloat16 else "fp32")
-    return ".".join(parts)
 
 
 # --------------------------------------------------------------------------- shared preprocessing
@@ -278,6 +169,30 @@ class FrameModel:
     as Grad-CAM, sets ``_needs_grad = True``), the precision (bfloat16
     autocast or float32) and the final map normalisation.
 
+    **Writing your own frame model.** Subclass this class in a module that can be
+    imported (``mypackage.module``); ``make_frame_model("mypackage.module:MyModel")``,
+    ``amnetvid extract --frame-model mypackage.module:MyModel`` and the joblib and
+    Dask backends then find it (a plug-in package can also give it a short name
+    through the entry-point group ``amnetvid_sk.frame_models``). Workers and
+    ``predict`` rebuild a model from its :class:`~amnetvid_sk.frame_models.FrameModelSpec`,
+    which holds its parameters taken the scikit-learn way:
+
+    - every parameter of ``__init__`` (other than ``device``, ``precision`` and
+      ``bfloat16``, which the rebuild sets) is stored under an attribute of the
+      same name, holding a value that ``__init__`` accepts again, preferably
+      plain JSON (str, number, bool, None, lists, dicts): the store's ``models``
+      table records them;
+    - the same parameters rebuild the same weights: the rebuilt model's
+      :attr:`fingerprint` must equal the original's, or the rebuild stops with
+      :class:`~amnetvid_sk.frame_models.FrameModelRebuildError` (weights drawn
+      at random without a seed parameter cannot be rebuilt);
+    - a model made by an alternative constructor (a classmethod such as
+      :meth:`AMNet.from_random <amnetvid_sk.frame_models.amnet.AMNet.from_random>`)
+      sets ``self._factory`` to that classmethod's name; then the classmethod's
+      parameters are the ones read from attributes;
+    - a model that cannot be rebuilt at all sets ``self._not_rebuildable`` to
+      the reason (AMNet built from an in-memory state dict does).
+
     Parameters
     ----------
     device : str, torch.device or None, default=None
@@ -324,6 +239,10 @@ class FrameModel:
     name: str = "frame-model"
     map_shape: tuple = (3, 14, 14)
     _needs_grad: bool = False
+    #: name of the classmethod that built this model, when not ``__init__`` (see above)
+    _factory: str | None = None
+    #: why this model cannot be rebuilt from its parameters, when it cannot
+    _not_rebuildable: str | None = None
 
     def __init__(self, device=None, batch_size: int = 16, precision: str = "auto", bfloat16=None):
         owner = type(self).__name__
@@ -394,11 +313,71 @@ class FrameModel:
             parts.get("extra", ""),
         )
 
+    @classmethod
+    def class_path(cls) -> str:
+        """``"module:Class"``: how :func:`~amnetvid_sk.frame_models.make_frame_model` finds this class.
+
+        Examples
+        --------
+        >>> from amnetvid_sk.frame_models.amnet import AMNet
+        >>> AMNet.class_path()
+        'amnetvid_sk.frame_models.amnet:AMNet'
+        """
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+    def constructor_params(self) -> dict:
+        """The parameters that rebuild this model, read from its attributes (the scikit-learn way).
+
+        The parameters of ``__init__`` (or of the classmethod named by ``_factory``),
+        without ``device``, ``precision`` and ``bfloat16``, each read from the
+        attribute of the same name.
+
+        Returns
+        -------
+        dict
+
+        Raises
+        ------
+        AttributeError
+            A parameter has no attribute of its name (the contract in the class
+            docstring is not met).
+
+        Examples
+        --------
+        >>> from amnetvid_sk.frame_models.amnet import AMNet
+        >>> AMNet.from_random(seed=3, device="cpu", batch_size=4).constructor_params()
+        {'seed': 3, 'batch_size': 4}
+        """
+        constructor = getattr(type(self), self._factory) if self._factory else type(self)
+        params = {}
+        for p in inspect.signature(constructor).parameters.values():
+            if p.name in RUNTIME_PARAMS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if not hasattr(self, p.name):
+                raise AttributeError(
+                    f"{type(self).__name__} takes the parameter {p.name!r} but keeps no attribute "
+                    f"{p.name!r}: a frame model stores each constructor parameter under its own name, so "
+                    "that it can be rebuilt in another process (see FrameModel)."
+                )
+            params[p.name] = getattr(self, p.name)
+        return params
+
     @property
     def config(self) -> dict:
-        """JSON-friendly description of the model (for the store's ``models`` table)."""
+        """JSON-friendly description of the model (for the store's ``models`` table).
+
+        ``class``, ``factory`` and ``params`` (see :meth:`constructor_params`) are
+        what :class:`~amnetvid_sk.frame_models.FrameModelSpec` rebuilds the model from.
+        """
         parts = self._fingerprint_parts()
+        try:
+            params = self.constructor_params()
+        except AttributeError:
+            params = None  # recorded as unknown: only a rebuild needs them, and it says why it fails
         return {
+            "class": self.class_path(),
+            "factory": self._factory,
+            "params": params,
             "name": self.name,
             "fingerprint": self.fingerprint,
             "weights": None if getattr(self, "weights", None) is None else str(self.weights),
@@ -474,72 +453,3 @@ class FrameModel:
                 scores[start:stop] = s.detach().float().cpu().numpy()
                 maps[start:stop] = m.cpu().numpy()
         return scores, maps
-
-
-# --------------------------------------------------------------------------- factory
-
-
-def make_frame_model(
-    name: str = "resmem",
-    weights=None,
-    device=None,
-    batch_size: int | None = None,
-    precision: str = "auto",
-    bfloat16: bool | None = None,
-    allow_unsafe_weights: bool = False,
-) -> FrameModel:
-    """Build a frame model by name.
-
-    Parameters
-    ----------
-    name : {"resmem", "amnet"}, default="resmem"
-        ``"resmem"``: ResMem scores with Grad-CAM maps (weights ship with the
-        ``resmem`` package; ``pip install "amnetvid-sk[resmem]"``).
-        ``"amnet"``: AMNet, needs ``weights``.
-    weights : str or Path, default=None
-        AMNet weights file (e.g. ``weights_35.pkl`` of the AMNet release). Must be
-        ``None`` for ``"resmem"``, whose weights come from its package.
-    device : str, torch.device or None, default=None
-        ``None``: CUDA when present, else CPU.
-    batch_size : int or None, default=None
-        ``None`` keeps the model's default (16 for AMNet, 8 for ResMem).
-    precision : {"auto", "float32", "bfloat16"}, default="auto"
-        See :class:`FrameModel`: ``"auto"`` takes bfloat16 only where the device
-        computes it natively.
-    bfloat16 : bool or None, default=None
-        Older spelling of ``precision`` (True: bfloat16, False: float32).
-    allow_unsafe_weights : bool, default=False
-        AMNet only: allow a weights file that needs arbitrary unpickling.
-
-    Returns
-    -------
-    FrameModel
-
-    Examples
-    --------
-    >>> from amnetvid_sk.frame_models import make_frame_model
-    >>> make_frame_model("vgg")
-    Traceback (most recent call last):
-    ...
-    ValueError: The 'name' parameter of make_frame_model must be a str among {'amnet', 'resmem'}. Got 'vgg' instead.
-    """
-    if name not in FRAME_MODEL_NAMES:
-        allowed = "{" + ", ".join(repr(a) for a in sorted(FRAME_MODEL_NAMES)) + "}"
-        raise ValueError(
-            f"The 'name' parameter of make_frame_model must be a str among {allowed}. Got {name!r} instead."
-        )
-    kwargs = {"device": device, "precision": precision, "bfloat16": bfloat16}
-    if batch_size is not None:
-        kwargs["batch_size"] = batch_size
-    if name == "amnet":
-        from .amnet import AMNet
-
-        return AMNet(weights=weights, allow_unsafe_weights=allow_unsafe_weights, **kwargs)
-    if weights is not None:
-        raise ValueError(
-            f"The 'weights' parameter must be None for name='resmem' (ResMem's weights ship inside the "
-            f"resmem package). Got {weights!r} instead; did you mean name='amnet'?"
-        )
-    from .resmem_gradcam import ResMemGradCAM
-
-    return ResMemGradCAM(**kwargs)

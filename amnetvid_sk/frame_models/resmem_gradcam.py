@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MissingDependencyError, WeightsError
-from .base import FrameModel, frames_to_tensor, hash_file, resize_frames
+from .base import FrameModel, frames_to_tensor, resize_frames
+from .fingerprint import hash_file
 
 __all__ = ["ResMemGradCAM", "load_resmem", "RESMEM_LAYERS"]
 
@@ -93,6 +94,8 @@ def load_resmem(device=None) -> nn.Module:
 
     Examples
     --------
+    Not run: it loads the real ResMem weights (0.5 GB, the resmem extra).
+
     >>> from amnetvid_sk.frame_models.resmem_gradcam import load_resmem
     >>> net = load_resmem("cpu")  # doctest: +SKIP
     """
@@ -190,6 +193,8 @@ class ResMemGradCAM(FrameModel):
 
     Examples
     --------
+    Not run: it needs the real ResMem weights (the resmem extra) and takes seconds.
+
     >>> import numpy as np
     >>> from amnetvid_sk.frame_models.resmem_gradcam import ResMemGradCAM
     >>> model = ResMemGradCAM(device="cpu")                       # doctest: +SKIP
@@ -203,6 +208,8 @@ class ResMemGradCAM(FrameModel):
     #: resize 256 x 256, centre crop 227, 0..1 values (the resmem package's transformer)
     preprocessing = f"{RESIZE}sq-crop{CROP}"
     _needs_grad = True
+    #: why make_frame_model refuses a weights file for this model
+    no_weights_reason = "ResMem's weights ship inside the resmem package"
 
     def __init__(self, device=None, batch_size: int = 8, precision: str = "auto", bfloat16: bool | None = None,
                  layers=("layer2", "layer3", "layer4")):

@@ -1,1 +1,19 @@
-"""Helpers for tests, benchmarks and the demo: small real video clips and synthetic data sets."""
+"""Helpers for tests, benchmarks and the demo; not needed to predict memorability.
+
+* :mod:`amnetvid_sk.testing.clips`: small real videos written with PyAV
+  (:func:`~amnetvid_sk.testing.clips.write_clip`: H.264/MP4, VP9/WebM, variable
+  frame rate, display rotation) whose frames show their own number
+  (:func:`~amnetvid_sk.testing.clips.numbered_frames`,
+  :func:`~amnetvid_sk.testing.clips.read_number`), so a test can check that the
+  decoder returned exactly the frames it meant to.
+* :mod:`amnetvid_sk.testing.synthetic`: synthetic data sets whose label lies in the
+  order of the frames, so that only a sequence model can see it
+  (:func:`~amnetvid_sk.testing.synthetic.make_moving_peak_dataset`,
+  :func:`~amnetvid_sk.testing.synthetic.make_score_order_dataset`), and
+  :func:`~amnetvid_sk.testing.synthetic.write_synthetic_store`, which writes such a set
+  into a feature store as extraction would.
+
+Import the modules themselves (``from amnetvid_sk.testing.clips import write_clip``);
+this package imports neither, so the clips come without the store and the synthetic
+sets only with what they use.
+"""

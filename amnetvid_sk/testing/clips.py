@@ -9,6 +9,10 @@ display rotation recorded in the file.
 code of big black and white blocks, which survives lossy compression;
 :func:`read_number` reads it back. Together they let a test check that a
 decoder returned exactly the frames it meant to.
+
+The argument checks are written out, in scikit-learn's wording, rather than with its
+``validate_params``: most are rules between arguments (as many ``pts`` as frames, even
+sizes for H.264, a rate the container can store) or on array contents.
 """
 
 from __future__ import annotations

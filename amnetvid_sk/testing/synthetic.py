@@ -8,6 +8,10 @@ frame scores) has nothing to go on, while a network over the sequence does.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+
+from ..store import FeatureStore, frames_table, new_extraction_id
+from ..video import sampling_key
 
 __all__ = ["make_moving_peak_dataset", "make_score_order_dataset", "write_synthetic_store"]
 
@@ -159,13 +163,12 @@ def write_synthetic_store(path, maps, scores, short, long=None, prefix="syn"):
 
     Examples
     --------
-    >>> maps, scores, y = make_moving_peak_dataset(50)  # doctest: +SKIP
-    >>> ids = write_synthetic_store("store", maps, scores, y)  # doctest: +SKIP
+    >>> import tempfile
+    >>> from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
+    >>> maps, scores, y = make_moving_peak_dataset(5)
+    >>> write_synthetic_store(tempfile.mkdtemp(), maps, scores, y).tolist()
+    ['syn0000', 'syn0001', 'syn0002', 'syn0003', 'syn0004']
     """
-    import pyarrow as pa
-
-    from ..store import FeatureStore, frames_table, new_extraction_id
-
     fs = FeatureStore(path)
     model = "synthetic.w-000000000000.pre-none.maps-3x14x14.fp32"
     fs.write_model(model, "synthetic", {"name": "synthetic"}, (3, 14, 14))
@@ -177,7 +180,7 @@ def write_synthetic_store(path, maps, scores, short, long=None, prefix="syn"):
         ids.append(vid)
         videos.append({"extraction_id": eid, "video_id": vid, "path": f"/synthetic/{vid}.mp4", "size": 1,
                        "mtime": 0.0, "duration": 1.0, "fps": float(t), "frame_count": t, "width": 14,
-                       "height": 14, "model": model, "sampling": f"frames={t}", "n_frames": t, "short": False})
+                       "height": 14, "model": model, "sampling": sampling_key(n_frames=t), "n_frames": t, "short": False})
         frames.append(frames_table(eid, np.arange(t), np.arange(t) / t, scores[i], maps[i]))
     fs.write_extractions(videos, pa.concat_tables(frames))
     long = short if long is None else long

@@ -1,0 +1,102 @@
+"""Commands that run a frame model on videos: ``score`` (no store) and ``extract`` (into the store)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import AmnetvidError
+from ..video_ids import ID_MODES
+from .parser import (EXIT_STATUS, _n_jobs, _positive_int, add_dask_args, add_frame_model_args,
+                     add_sampling_args, add_store_arg, one_line)
+
+EXTRACT_BACKENDS = ("local", "joblib", "dask")
+
+
+def cmd_score(args) -> int:
+    from ..frame_models import make_frame_model
+    from ..render import save_attention_figure
+    from ..video import DEFAULT_N_FRAMES, sample_frames
+    from ..video_ids import video_id_from_name
+
+    model = make_frame_model(args.frame_model, weights=args.weights, device=args.device,
+                             batch_size=args.batch_size, precision=args.precision,
+                             allow_unsafe_weights=args.allow_unsafe_weights)
+    print(model.describe(), file=sys.stderr)
+    n_frames = None if args.fps else (args.frames or DEFAULT_N_FRAMES)
+    failed = 0
+    print("video_id\tframes\tmean_score")
+    for path in args.videos:
+        try:
+            sampled = sample_frames(path, n_frames=n_frames, fps=args.fps)
+        except AmnetvidError as exc:
+            print(f"error: {one_line(exc)}", file=sys.stderr)
+            failed += 1
+            continue
+        scores, maps = model.predict(sampled.frames)
+        vid = video_id_from_name(path)
+        note = " (short clip: fewer frames than asked)" if sampled.short else ""
+        print(f"{vid}\t{len(scores)}\t{float(scores.mean()):.4f}{note}")
+        if args.maps_out:
+            out = Path(args.maps_out)
+            out.mkdir(parents=True, exist_ok=True)
+            for frame, m, s, idx, ts in zip(sampled.frames, maps, scores, sampled.indices, sampled.timestamps):
+                save_attention_figure(frame, m, out / f"{vid}_frame{int(idx):05d}.png",
+                                      title=f"{vid} frame {int(idx)} (t={float(ts):.2f} s)", score=float(s))
+    return 1 if failed else 0
+
+
+def cmd_extract(args) -> int:
+    from ..extract import extract
+
+    summary = extract(
+        args.paths, store=args.store, frame_model=args.frame_model, weights=args.weights,
+        n_frames=args.frames, fps=args.fps, batch_size=args.batch_size, workers=args.workers,
+        device=args.device, precision=args.precision, allow_unsafe_weights=args.allow_unsafe_weights,
+        backend=args.backend, scheduler=args.scheduler, n_jobs=args.n_jobs,
+        flush_every=args.flush_every, progress=not args.no_progress, ids=args.ids, replace=args.replace,
+    )
+    print(summary.report())
+    return 0 if summary.ok else 1
+
+
+def add_extract_commands(sub) -> None:
+    """The parsers of ``score`` and ``extract``."""
+    p = sub.add_parser("score", help="score videos with a frame model (no store)",
+                       description="Print one row per video: id, frames, mean frame memorability. "
+                                   "The frame model and its precision are named on stderr first.",
+                       epilog=EXIT_STATUS)
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
+    add_frame_model_args(p)
+    add_sampling_args(p)
+    p.add_argument("--maps-out", metavar="DIR",
+                   help="write a frame + 3 attention maps PNG per sampled frame into DIR (default: none)")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("extract", help="extract features of videos into the store",
+                       description="Extract frame scores and attention maps into the feature store. "
+                                   "PATH may be a file, a folder, a glob or a .txt file listing paths. "
+                                   "Videos already extracted (same path, size, mtime, model and sampling) "
+                                   "are skipped; failures are recorded and the run continues.",
+                       epilog=EXIT_STATUS)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="video file, folder, glob or .txt list")
+    add_store_arg(p)
+    add_frame_model_args(p)
+    add_sampling_args(p)
+    p.add_argument("--ids", choices=ID_MODES, default="stem",
+                   help="how files are named in the store: stem (default), the file name without "
+                        "extension; relpath, the path relative to the folder given (a/clip for "
+                        "videos/a/clip.mp4 given as videos/), for same-named files in several folders")
+    p.add_argument("--replace", action="store_true",
+                   help="let a file whose id the store already holds from another path replace it "
+                        "(default: refused)")
+    p.add_argument("--workers", type=_positive_int, default=2, metavar="N",
+                   help="decoding threads, >= 1 (default %(default)s)")
+    add_dask_args(p, EXTRACT_BACKENDS,
+                  "local (default): this process; joblib: parallel chunks; dask: a Dask cluster")
+    p.add_argument("--n-jobs", type=_n_jobs, default=2, metavar="N",
+                   help="parallel chunks for --backend joblib (default %(default)s; -1: all cores)")
+    p.add_argument("--flush-every", type=_positive_int, default=16, metavar="N",
+                   help="videos per written part file, >= 1 (default %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
+    p.set_defaults(func=cmd_extract)

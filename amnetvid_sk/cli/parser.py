@@ -1,0 +1,220 @@
+"""The command line's parser class, typed option values and the option groups commands share.
+
+Nothing here imports torch or scikit-learn: the parser of every command is built for every
+run, ``amnetvid sql`` included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+
+from ..errors import MissingDependencyError
+from ..precision import PRECISIONS  # no torch import: precision.py loads it lazily
+from ..sampling_keys import DEFAULT_N_FRAMES
+
+DEFAULT_STORE = "store"
+# Environment variable that shows the traceback of a user error too (for bug reports).
+TRACEBACK_ENV = "AMNETVID_TRACEBACK"
+
+EXIT_STATUS = f"""exit status:
+  0  everything succeeded
+  1  some videos failed (listed in the summary and in the store's failures table)
+  2  bad arguments or input: one line on stderr says which ({TRACEBACK_ENV}=1 also shows where)"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line and keeps help texts as written.
+
+    Subcommand parsers are made by ``add_subparsers``, which uses the parent's class,
+    so every subcommand (the demo's too) behaves the same.
+
+    Examples
+    --------
+    >>> p = Parser(prog="demo")
+    >>> _ = p.add_argument("--n", type=_positive_int, help="a count")
+    >>> p.parse_args(["--n", "3"]).n
+    3
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(text) -> str:
+    """A message on one line: a list that follows a colon stays a list, separated by '; '.
+
+    Examples
+    --------
+    >>> one_line("bad rows:\\nline 2: x\\nline 3: y")
+    'bad rows: line 2: x; line 3: y'
+    """
+    parts = [line.strip() for line in str(text).splitlines() if line.strip()]
+    out = parts[0] if parts else ""
+    for part in parts[1:]:
+        out += (" " if out.endswith(":") else "; ") + part
+    return out
+
+
+# ---------------------------------------------------------------- option types
+# Numbers are checked while parsing, so that a bad value is refused before any model loads;
+# argparse prefixes the message with the option's name.
+def _int_at_least(low: int):
+    """A parser of ints >= ``low``.
+
+    Examples
+    --------
+    >>> _int_at_least(2)("5")
+    5
+    """
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an int >= {low}; got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an int >= {low}; got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number > 0; got {text!r}")
+    return value
+
+
+def _n_jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1 and value != -1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, or -1 for all cores; got {text!r}")
+    return value
+
+
+def _device(text: str) -> str:
+    # whether CUDA is really there is checked when the frame model is built (it needs torch)
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"must be 'cpu', 'cuda' or 'cuda:N'; got {text!r}")
+    return text
+
+
+def _store_folder(text: str) -> str:
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a feature store folder")
+    return text
+
+
+_SQL_TYPES = {"int": int, "float": float, "text": str}
+
+
+def _sql_param(text: str):
+    """``--param`` value: text as given, unless it starts with ``int:``, ``float:`` or ``text:``.
+
+    Examples
+    --------
+    >>> _sql_param("00042"), _sql_param("int:42"), _sql_param("text:int:7")
+    ('00042', 42, 'int:7')
+    """
+    kind, sep, rest = text.partition(":")
+    if not sep or kind not in _SQL_TYPES:
+        return text  # '00042' stays the text '00042'; a colon elsewhere ('a:b') is text too
+    try:
+        return _SQL_TYPES[kind](rest)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: {rest!r} is not {'an int' if kind == 'int' else 'a float'}") from None
+
+
+# ---------------------------------------------------------------- shared options
+class _FrameModelNames:
+    """The frame model names (shipped and installed plug-ins), listed only when a help text is
+    shown: finding the plug-ins reads every installed package's metadata, which a command that
+    prints no help need not pay for."""
+
+    def __str__(self) -> str:
+        from ..frame_models import frame_model_names
+
+        return ", ".join(frame_model_names())
+
+
+def add_frame_model_args(p: argparse.ArgumentParser, precision: bool = True) -> None:
+    """--frame-model, --weights, --allow-unsafe-weights, --device, --batch-size[, --precision]."""
+    # No argparse choices: make_frame_model accepts more than a fixed list (plug-ins,
+    # module:Class), and its own one-line error (exit 2) names what it accepts.
+    frame_model = p.add_argument("--frame-model", default="resmem", metavar="NAME", help="frame model")
+    frame_model.names = _FrameModelNames()
+    # set after add_argument: newer argparse expands a help text when the option is added
+    frame_model.help = ("still-image memorability model: a registered name (%(names)s; default: %(default)s), "
+                        "an installed plug-in's name, or module:Class for your own FrameModel subclass")
+    p.add_argument("--weights", metavar="FILE",
+                   help="weights file of the frame model (default: none; amnet needs one, resmem's "
+                        "weights ship in its package)")
+    p.add_argument("--allow-unsafe-weights", action="store_true",
+                   help="allow a weights file that needs arbitrary unpickling (trusted files only; "
+                        "default: refused)")
+    p.add_argument("--device", type=_device,
+                   help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
+    p.add_argument("--batch-size", type=_positive_int, metavar="N",
+                   help="frames per forward pass, >= 1 (default: the frame model's)")
+    if precision:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help=f"frame model precision, one of {', '.join(PRECISIONS)}; auto (default): "
+                            "bfloat16 only where the device computes it natively, float32 elsewhere "
+                            "(emulated bfloat16 is many times slower)")
+        g.add_argument("--bfloat16", dest="precision", action="store_const", const="bfloat16",
+                       help="the same as --precision bfloat16 (older spelling)")
+
+
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """--frames N or --fps RATE (one of them)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--frames", type=_positive_int, metavar="N",
+                   help=f"frames spread uniformly over each clip, >= 1 (default {DEFAULT_N_FRAMES})")
+    g.add_argument("--fps", type=_positive_float, metavar="RATE",
+                   help="frames per second to sample instead, > 0 (the note used 4; default: --frames)")
+
+
+def add_store_arg(p: argparse.ArgumentParser, default=DEFAULT_STORE, help=None) -> None:
+    """--store DIR."""
+    p.add_argument("--store", type=_store_folder, default=default, metavar="DIR",
+                   help=help or f"feature store folder (default: {DEFAULT_STORE}/)")
+
+
+def add_dask_args(p: argparse.ArgumentParser, backends, help: str) -> None:
+    """--backend and --scheduler; checked together by :func:`check_dask` after parsing."""
+    p.add_argument("--backend", choices=backends, default="local", help=help)
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="Dask scheduler address for --backend dask, e.g. tcp://HOST:8786 (default: none)")
+
+
+def check_dask(args) -> None:
+    """--backend dask needs a scheduler and the dask extra; --scheduler needs --backend dask."""
+    if getattr(args, "backend", None) is None:
+        return
+    if args.backend == "dask":
+        if not args.scheduler:
+            args.parser.error("--backend dask needs --scheduler ADDRESS (e.g. tcp://HOST:8786)")
+        try:
+            import distributed  # noqa: F401
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f'--backend dask needs Dask distributed ({exc}): pip install "amnetvid-sk[dask]"') from exc
+    elif args.scheduler:
+        args.parser.error(f"--scheduler is only used with --backend dask (got --backend {args.backend})")

@@ -1,0 +1,130 @@
+"""Compaction: each table's visible rows rewritten into one part file (per frame model for ``frames``)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import pyarrow as pa
+
+from ..errors import StoreError
+from . import cache
+from .connection import VIEWS, Connection
+from .resolve import map_shapes
+from .schema import SCHEMAS, TABLES, frames_schema
+from .write import write_part
+
+__all__ = ["compact"]
+
+# frames first and videos second: frames of visible extractions are found through videos
+_ORDER = ("frames", "videos", "models", "labels", "failures", "results")
+
+
+def _frame_jobs(con: Connection, shapes: dict, drop_orphans: bool) -> list[tuple[str, dict, pa.Schema]]:
+    duck = con.refresh()
+    known = map_shapes(con, shapes)
+    models = [r[0] for r in duck.sql("SELECT DISTINCT model FROM frames_all ORDER BY 1").fetchall()]
+    keep = "extraction_id IN (SELECT extraction_id FROM videos)"
+    if not drop_orphans:
+        keep += " OR extraction_id NOT IN (SELECT extraction_id FROM videos_all)"
+    dupes = duck.sql("SELECT count(*) <> count(DISTINCT (extraction_id, frame_index)) "
+                     "FROM frames_all").fetchall()[0][0]
+    # the window costs memory, so only when an interrupted compaction left duplicates
+    dedup = " QUALIFY row_number() OVER (PARTITION BY extraction_id, frame_index) = 1" if dupes else ""
+    jobs = []
+    for model in models:
+        if model not in known:
+            raise StoreError(f"frames of model {model!r} have no models row; cannot compact them")
+        query = f"SELECT * EXCLUDE (filename) FROM frames_all WHERE model = $model AND ({keep})" + dedup
+        jobs.append((query, {"model": model}, frames_schema(math.prod(known[model]))))
+    return jobs
+
+
+def compact(con: Connection, shapes: dict, tables: Sequence[str] | None = None, *,
+            drop_orphans: bool = False) -> dict[str, tuple[int, int]]:
+    """Rewrite each table's rows into one part file (per frame model for ``frames``).
+
+    Superseded rows are dropped: older extractions of a video and their
+    frames, older label imports, repeated model rows. ``failures`` and
+    ``results`` keep every row. New part files are written first and the old
+    ones deleted after, so a crash leaves the old files (plus perhaps new
+    ones: rows then appear twice in the raw tables, which the views and
+    ``read_arrays`` tolerate; run ``compact`` again). The array cache files
+    are deleted (they belong to the listing before).
+
+    Run it when no other process reads the store: a reader that lists the
+    files just before they are deleted can fail or, for the raw tables, see
+    rows twice. Writers may keep running: part files written after the
+    listing are not touched, and frames without a videos row (an extraction
+    being written) are kept unless ``drop_orphans=True``, which removes the
+    frames of interrupted writes and must only be used when no writer runs.
+
+    Parameters
+    ----------
+    con : Connection
+        The store's connections.
+    shapes : dict
+        Known map shapes per fingerprint (filled in place).
+    tables : sequence of str, default=None
+        Tables to compact; None means all.
+    drop_orphans : bool, default=False
+
+    Returns
+    -------
+    dict
+        ``{table: (part files before, part files after)}`` for the tables rewritten.
+
+    Examples
+    --------
+    >>> from amnetvid_sk import FeatureStore
+    >>> from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
+    >>> for seed in (0, 1):  # the second extraction of each video hides the first
+    ...     ids = write_synthetic_store("store_compact", *make_moving_peak_dataset(2, seed=seed))
+    >>> fs = FeatureStore("store_compact")
+    >>> fs.compact()
+    {'frames': (2, 1), 'videos': (2, 1), 'labels': (2, 1)}
+    >>> fs.compact(["labels"])  # one part file already: nothing to do
+    {}
+    """
+    names = list(TABLES) if tables is None else list(tables)
+    bad = [t for t in names if t not in TABLES]
+    if bad:
+        raise ValueError(f"The 'tables' parameter of FeatureStore.compact must list tables among "
+                         f"{set(TABLES)}. Got {bad!r} instead.")
+    duck = con.refresh()
+    snapshot = con.files
+    new, old, report = [], [], {}
+    try:
+        for table in _ORDER:
+            files = snapshot[table]
+            if table not in names or not files:
+                continue
+            if table == "frames":
+                jobs = _frame_jobs(con, shapes, drop_orphans)
+            else:
+                visible = VIEWS[table] if table in ("videos", "models", "labels") else \
+                    f"SELECT * EXCLUDE (filename) FROM {table}_all"
+                jobs = [(visible, None, SCHEMAS[table])]
+                if len(files) == 1 and duck.sql(f"SELECT (SELECT count(*) FROM ({visible})) = "
+                                                f"(SELECT count(*) FROM {table}_all)").fetchall()[0][0]:
+                    continue  # one part, nothing superseded
+            written = 0
+            for query, params, schema in jobs:
+                reader = duck.sql(query, params=params).to_arrow_reader(batch_size=8192)
+                part = write_part(con.path, table, (b.select(schema.names).cast(schema) for b in reader), schema)
+                if part is not None:
+                    new.append(part)
+                    written += 1
+            old.extend(files)
+            report[table] = (len(files), written)
+    except BaseException:
+        for part in new:  # the old files are untouched: undo
+            part.unlink(missing_ok=True)
+        raise
+    for path in old:
+        Path(path).unlink(missing_ok=True)
+    con.forget_listing()
+    if report:
+        cache.clear(con.path)
+    return report

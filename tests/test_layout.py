@@ -1,0 +1,135 @@
+"""The house rules the code keeps: small modules and classes, imports that point one way."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "amnetvid_sk"
+MAX_MODULE_LINES = 500
+MAX_CLASS_LINES = 300
+
+# Layers, lowest first: a module may import only from its own layer or a lower one. A name is a
+# module or a package (its modules included); the longest name that matches a module decides.
+LAYERS = [
+    ["amnetvid_sk", "amnetvid_sk.errors", "amnetvid_sk.precision", "amnetvid_sk.video_ids", "amnetvid_sk.sampling_keys",
+     "amnetvid_sk.metrics"],
+    ["amnetvid_sk.video", "amnetvid_sk.testing.clips", "amnetvid_sk.testing"],
+    ["amnetvid_sk.frame_models", "amnetvid_sk.render"],
+    ["amnetvid_sk.store"],
+    ["amnetvid_sk.labels"],
+    ["amnetvid_sk.extract"],
+    ["amnetvid_sk.transformers"],
+    ["amnetvid_sk.layers", "amnetvid_sk.networks", "amnetvid_sk.callbacks"],
+    ["amnetvid_sk.estimators", "amnetvid_sk.testing.synthetic"],
+    ["amnetvid_sk.evaluate"],
+    ["amnetvid_sk.report", "amnetvid_sk.predict"],
+    ["amnetvid_sk.demo"],
+    ["amnetvid_sk.cli"],
+]
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _rank(module: str) -> int:
+    name = module
+    while name not in RANK or (name == "amnetvid_sk" and module != name):  # the root holds only itself
+        if "." not in name:
+            raise AssertionError(f"{module} is in no layer of tests/test_layout.py: add it to LAYERS")
+        name = name.rsplit(".", 1)[0]
+    return RANK[name]
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """Modules of this package that ``module`` imports anywhere (functions included)."""
+    is_package = path.name == "__init__.py"
+    package = module if is_package else module.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                stem = ".".join(base + ([node.module] if node.module else []))
+            else:
+                stem = node.module or ""
+            # `from .x import y` imports x, and y too where y is a module; `from . import y`
+            # imports only y
+            targets = ([stem] if node.module else []) + [f"{stem}.{a.name}" for a in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in MODULES:
+                target = target.rsplit(".", 1)[0] if "." in target else ""
+            if target and target != module:
+                found.add(target)
+    return found
+
+
+GRAPH = {module: _imports(module, path) for module, path in MODULES.items()}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_modules_are_short(module):
+    """No module of the package is over 500 lines."""
+    lines = len(MODULES[module].read_text().splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{module} has {lines} lines (at most {MAX_MODULE_LINES})"
+
+
+def test_classes_are_short():
+    """No class of the package is over 300 lines."""
+    long = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+                long.append(f"{module}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not long, long
+
+
+def test_imports_point_down_the_layers():
+    """A module imports only from its own layer or lower ones (see LAYERS), functions included."""
+    upward = [f"{m} -> {t}" for m, targets in GRAPH.items() for t in sorted(targets) if _rank(t) > _rank(m)]
+    assert not upward, upward
+
+
+def test_no_import_cycles():
+    """The import graph between the package's modules has no cycle, imports inside functions included."""
+    state, cycles = {}, []
+
+    def visit(module, trail):
+        state[module] = "open"
+        for target in sorted(GRAPH[module]):
+            # a package's __init__ importing its own modules is how packages work; a module of
+            # the package importing its __init__ back is a cycle
+            if state.get(target) == "open":
+                cycles.append(" -> ".join(trail[trail.index(target):] + [target]))
+            elif target not in state:
+                visit(target, trail + [target])
+        state[module] = "done"
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, cycles
+
+
+def test_the_layer_table_names_only_real_modules():
+    """Every name in LAYERS is a module or package of amnetvid_sk (the table cannot go stale)."""
+    stale = [name for name in RANK if name not in MODULES]
+    assert not stale, stale
