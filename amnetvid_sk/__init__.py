@@ -4,7 +4,7 @@ Names are imported lazily so that ``import amnetvid_sk`` and light commands
 (``amnetvid sql``, ``amnetvid info``) do not pay for importing torch.
 """
 
-from importlib import import_module
+from ._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -57,13 +57,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'amnetvid_sk' has no attribute {name!r}")
-    value = getattr(import_module(f"amnetvid_sk.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
 
 def __dir__():

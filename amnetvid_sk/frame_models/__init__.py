@@ -18,7 +18,7 @@ Examples
 ('resmem', 'amnet')
 """
 
-from importlib import import_module
+from .._lazy import lazy_getattr
 
 from .registry import (
     BUILTIN_FRAME_MODELS,
@@ -56,13 +56,7 @@ __all__ = sorted([
 ])
 
 
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'amnetvid_sk.frame_models' has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__():
