@@ -22,10 +22,11 @@ LAYERS = [
     ["amnetvid_sk.labels"],
     ["amnetvid_sk.extract"],
     ["amnetvid_sk.transformers"],
-    ["amnetvid_sk.layers", "amnetvid_sk.networks", "amnetvid_sk.callbacks"],
+    ["amnetvid_sk.layers", "amnetvid_sk.networks", "amnetvid_sk.callbacks", "amnetvid_sk.subsets"],
     ["amnetvid_sk.estimators", "amnetvid_sk.testing.synthetic"],
+    ["amnetvid_sk.conv3d"],
     ["amnetvid_sk.evaluate"],
-    ["amnetvid_sk.report", "amnetvid_sk.predict"],
+    ["amnetvid_sk.report", "amnetvid_sk.predict", "amnetvid_sk.model_files"],
     ["amnetvid_sk.demo"],
     ["amnetvid_sk.cli"],
 ]

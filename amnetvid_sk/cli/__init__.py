@@ -5,8 +5,8 @@ and exit status 2; exit status 1 means that some videos failed. An unexpected
 exception (a bug) keeps its traceback, so that it can be reported.
 
 Where things are: :mod:`.parser` (the parser class, typed option values, shared option
-groups), :mod:`.store_commands` (sql, info, compact, labels import), :mod:`.extract_commands`
-(score, extract), :mod:`.model_commands` (evaluate, table1, grid, fit, predict, demo); this
+groups), :mod:`.store_commands` (sql, info, compact, labels import), :mod:`.score_commands`
+(score), :mod:`.extract_commands` (extract), :mod:`.model_commands` (evaluate, table1, grid, fit, predict, demo); this
 module builds the parser, runs a command and tells user errors from bugs.
 """
 
@@ -23,6 +23,7 @@ from ..precision import PRECISIONS  # noqa: F401  (the --precision choices, kept
 from .extract_commands import add_extract_commands
 from .model_commands import add_model_commands
 from .parser import DEFAULT_STORE, EXIT_STATUS, TRACEBACK_ENV, Parser, check_dask, one_line  # noqa: F401
+from .score_commands import add_score_commands
 from .store_commands import add_store_commands
 
 # Where a ValueError or TypeError was raised tells a parameter check (a user error) from a bug:
@@ -52,6 +53,7 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND",
                                 help="what to do; `amnetvid COMMAND --help` tells more")
     sub.required = True
+    add_score_commands(sub)
     add_extract_commands(sub)
     add_store_commands(sub)
     add_model_commands(sub)
