@@ -40,18 +40,25 @@ _EXPORTS = {
     "save_attention_figure": "render",
     # store and extraction
     "FeatureStore": "store",
-    "extract": "extract",
+    "extract": "extraction",
     "read_labels": "labels",
     "import_labels": "labels",
     # estimators
     "FrameScores": "transformers",
+    "FrameEmbeddings": "transformers",
     "AttentionSequences": "transformers",
     "FrameMinMaxScaler": "transformers",
     "MeanScoreRegressor": "estimators",
     "ScoreLSTMRegressor": "estimators",
     "ConvLSTMRegressor": "estimators",
+    "Conv3DRegressor": "conv3d",
+    "Conv3DNet": "conv3d",
     "spearman_scorer": "metrics",
     "spearman": "metrics",
+    # model files (data, no pickle)
+    "save_model": "model_files",
+    "load_model": "model_files",
+    "ModelFileError": "errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,13 +1,12 @@
 """Estimators: the mean-score baseline and the skorch-wrapped sequence networks.
 
 ``MeanScoreRegressor`` is the working note's baseline (the mean of the frame scores).
-``ScoreLSTMRegressor`` and ``ConvLSTMRegressor`` are thin skorch
-``NeuralNetRegressor`` subclasses around :class:`~amnetvid_sk.networks.ScoreLSTMNet`
-and :class:`~amnetvid_sk.networks.AMNetVidNet`. Relative to skorch they change the
-defaults (the note's training settings, quiet, early stopping on Spearman over a
-validation part of the training data, the GPU when there is one), add
-``random_state``, and accept 1-D ``y``. The training loop and the device handling
-are skorch's.
+``ScoreLSTMRegressor`` and ``ConvLSTMRegressor`` are thin skorch ``NeuralNetRegressor``
+subclasses around :class:`~amnetvid_sk.networks.ScoreLSTMNet` and
+:class:`~amnetvid_sk.networks.AMNetVidNet`. Relative to skorch they change the defaults (the
+note's training settings, quiet, early stopping on Spearman over a validation part of the
+training data, the GPU when there is one), add ``random_state`` and T-frame subsets of longer
+inputs (:mod:`amnetvid_sk.subsets`), and accept 1-D ``y``. Training loop and devices are skorch's.
 """
 
 from __future__ import annotations
@@ -15,20 +14,22 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Mapping
+from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import validate_parameter_constraints
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 from skorch import NeuralNet, NeuralNetRegressor
 from skorch.callbacks import EpochScoring
-from skorch.dataset import ValidSplit
+from skorch.dataset import ValidSplit, get_len
 from skorch.utils import is_dataset
 
 from .callbacks import EarlyStoppingOnValid, valid_spearman
 from .networks import AMNetVidNet, ScoreLSTMNet
+from .subsets import TRAIN_SUBSETS, SubsetBatch, mark_batches, subset_dataset
 
 __all__ = ["DEFAULT_DEVICE", "ConvLSTMRegressor", "MeanScoreRegressor", "ScoreLSTMRegressor"]
 
@@ -117,19 +118,22 @@ class _SequenceRegressor(NeuralNetRegressor):
     """Shared behaviour of the two skorch regressors (see their docstrings).
 
     What it adds to skorch: the note's defaults and Spearman early stopping as default
-    callbacks, ``random_state``, shuffled training batches, and the data checks
-    (``_validate_X`` per subclass, ``_validate_y``). ``device`` is skorch's, with
-    :data:`DEFAULT_DEVICE` as its default.
+    callbacks, ``random_state``, shuffled training batches, the data checks
+    (``_validate_X`` per subclass, ``_validate_y``), and T-frame subsets of longer inputs
+    (``train_subsets``, ``test_subsets``: the hooks ``get_iterator`` and ``infer`` hand them
+    to :mod:`amnetvid_sk.subsets`). ``device`` is skorch's, with :data:`DEFAULT_DEVICE` as
+    its default.
     """
 
     # Checked with sklearn's validate_parameter_constraints in fit: NeuralNet is not a
     # BaseEstimator (its own _validate_params checks prefixed argument names instead), so
     # neither BaseEstimator._validate_params nor _fit_context applies. skorch's own
     # parameters (lr, max_epochs, module__*, ...) are left to skorch, which has its rules.
-    _parameter_constraints = {"random_state": ["random_state"]}
+    _parameter_constraints = {"random_state": ["random_state"], "train_subsets": [StrOptions(set(TRAIN_SUBSETS)), None],
+                              "test_subsets": [Interval(Integral, 1, None, closed="left")]}
 
     def __init__(self, module, *, criterion, optimizer, lr, max_epochs, batch_size, train_split,
-                 callbacks, verbose, device, random_state, **kwargs):
+                 callbacks, verbose, device, random_state, train_subsets=None, test_subsets=1, **kwargs):
         # Keras shuffles the training set each epoch; skorch's DataLoader does not by default
         kwargs.setdefault("iterator_train__shuffle", True)
         super().__init__(
@@ -146,6 +150,8 @@ class _SequenceRegressor(NeuralNetRegressor):
             **kwargs,
         )
         self.random_state = random_state
+        self.train_subsets = train_subsets
+        self.test_subsets = test_subsets
 
     def _get_param_names(self):
         # skorch lists every public-looking attribute as a parameter, including its private
@@ -229,7 +235,8 @@ class _SequenceRegressor(NeuralNetRegressor):
         -------
         self
         """
-        validate_parameter_constraints(self._parameter_constraints, {"random_state": self.random_state},
+        validate_parameter_constraints(self._parameter_constraints,
+                                       {k: getattr(self, k) for k in self._parameter_constraints},
                                        caller_name=type(self).__name__)
         # the data are checked once, in partial_fit (which skorch's fit calls); a refit from
         # scratch learns the number of features anew
@@ -243,10 +250,23 @@ class _SequenceRegressor(NeuralNetRegressor):
             torch.manual_seed(seed)
             return super().fit(X, y, **fit_params)
 
+    # -- T-frame subsets (amnetvid_sk.subsets): skorch builds every loader here (training,
+    # validation, predict) and runs every forward pass through infer
+    def get_iterator(self, dataset, training=False):
+        dataset, k = subset_dataset(dataset, training=training, train_subsets=self.train_subsets,
+                                    test_subsets=self.test_subsets, name=type(self).__name__,
+                                    n_frames=getattr(self.module_, "n_frames", None))
+        return mark_batches(super().get_iterator(dataset, training=training), k)
+
+    def infer(self, x, **fit_params):
+        if isinstance(x, SubsetBatch):  # K subsets per video: one pass over all, mean per video
+            return x.mean(super().infer(x.flat(), **fit_params))
+        return super().infer(x, **fit_params)
+
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Train further without re-initialising (skorch's ``partial_fit``; ``random_state`` is not applied)."""
         X = self._validate_X(X, reset=not hasattr(self, "n_features_in_"))
-        y = self._validate_y(y, _n_samples(X))
+        y = self._validate_y(y, get_len(X))
         return super().partial_fit(X, y, classes, **fit_params)
 
     def predict(self, X) -> np.ndarray:
@@ -265,12 +285,6 @@ class _SequenceRegressor(NeuralNetRegressor):
         # a regressor has no probabilities (skorch's NeuralNet defines it for every net);
         # hiding it keeps sklearn's meta-estimators and checks from treating it as a classifier
         raise AttributeError(f"{type(self).__name__} is a regressor and has no predict_proba; use predict.")
-
-
-def _n_samples(X) -> int:
-    if isinstance(X, Mapping):
-        return len(next(iter(X.values())))
-    return len(X)
 
 
 _DEFAULT_SPLIT = ValidSplit(0.15, stratified=False)
@@ -298,23 +312,27 @@ class ScoreLSTMRegressor(_SequenceRegressor):
         (``valid_spearman``) for early stopping. ``None`` trains on everything for
         ``max_epochs`` epochs (no early stopping).
     callbacks : list of (name, callback) or None, default=None
-        Extra callbacks. The defaults (``valid_spearman``: EpochScoring;
-        ``early_stopping``: EarlyStopping on valid_spearman, patience 5, best epoch
-        restored from memory, no files) are changed with
-        ``set_params(callbacks__early_stopping__patience=10)`` or turned off with
-        ``callbacks__early_stopping=None``.
+        Extra callbacks. The defaults (``valid_spearman``: EpochScoring; ``early_stopping``:
+        EarlyStopping on valid_spearman, patience 5, best epoch restored from memory, no
+        files) are changed with ``set_params(callbacks__early_stopping__patience=10)`` or
+        turned off with ``callbacks__early_stopping=None``.
     verbose : int, default=0
         skorch's per-epoch table is printed when 1.
     device : str, torch.device or None, default=DEFAULT_DEVICE
-        As in skorch: where the module, the criterion and each batch are put ("cpu",
-        "cuda", "cuda:1", ...); None leaves them where they are. The default,
-        :data:`DEFAULT_DEVICE`, is "cuda" when torch sees a GPU, else "cpu". A net
-        pickled on "cuda" loads on a CPU-only machine onto "cpu" (skorch warns with a
-        ``DeviceWarning``).
+        skorch's: where the module, the criterion and each batch go ("cpu", "cuda:1", ...;
+        None leaves them). :data:`DEFAULT_DEVICE` is "cuda" when torch sees a GPU, else "cpu".
+        A net pickled on "cuda" loads on a CPU-only machine onto "cpu" (skorch's DeviceWarning).
     random_state : int, RandomState or None, default=None
-        Seeds the weights, dropout, shuffling and the validation split; two fits with
-        the same int give identical predictions on the same CPU with the same number
+        Seeds the weights, dropout, shuffling, the validation split and random subsets; two
+        fits with the same int give identical predictions on the same CPU with the same number
         of threads (other CPUs, thread counts and GPUs differ in the last float32 bits).
+    train_subsets : {None, "random", "uniform"}, default=None
+        Which ``module__n_frames`` (T) frames a training video shows when ``X`` holds more
+        (all stored): ``"random"`` T in time order, drawn anew per video and epoch;
+        ``"uniform"`` the store's uniform pick. None (the note): ``X`` must hold T frames.
+    test_subsets : int, default=1
+        For such ``X``, predictions (the validation part's too) are the mean over this many
+        evenly spread T-frame subsets (1: the uniform pick). See :mod:`amnetvid_sk.subsets`.
     **kwargs
         Other skorch parameters (``module__*``, ``iterator_train__*``,
         ``callbacks__*``, ...). ``iterator_train__shuffle`` defaults to True.
@@ -340,10 +358,11 @@ class ScoreLSTMRegressor(_SequenceRegressor):
 
     def __init__(self, module=ScoreLSTMNet, *, criterion=torch.nn.MSELoss, optimizer=torch.optim.Adam,
                  lr=1e-3, max_epochs=20, batch_size=32, train_split=_DEFAULT_SPLIT, callbacks=None,
-                 verbose=0, device=DEFAULT_DEVICE, random_state=None, **kwargs):
+                 verbose=0, device=DEFAULT_DEVICE, random_state=None, train_subsets=None, test_subsets=1, **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
-                         batch_size=batch_size, train_split=train_split, callbacks=callbacks,
-                         verbose=verbose, device=device, random_state=random_state, **kwargs)
+                         batch_size=batch_size, train_split=train_split, callbacks=callbacks, verbose=verbose,
+                         device=device, random_state=random_state, train_subsets=train_subsets,
+                         test_subsets=test_subsets, **kwargs)
 
     def _validate_X(self, X, reset: bool):
         if is_dataset(X):
@@ -382,14 +401,12 @@ class ConvLSTMRegressor(_SequenceRegressor):
         ``callbacks__early_stopping__patience`` etc.
     verbose : int, default=0
     device : str, torch.device or None, default=DEFAULT_DEVICE
-        As in skorch: where the module, the criterion and each batch are put ("cpu",
-        "cuda", "cuda:1", ...); None leaves them where they are. The default,
-        :data:`DEFAULT_DEVICE`, is "cuda" when torch sees a GPU, else "cpu". A net
-        pickled on "cuda" loads on a CPU-only machine onto "cpu" (skorch warns with a
-        ``DeviceWarning``).
+        As in :class:`ScoreLSTMRegressor` (skorch's; "cuda" when torch sees a GPU).
     random_state : int, RandomState or None, default=None
-        Seeds weights, dropout, shuffling and the validation split (identical
-        predictions from two fits on the same CPU with the same number of threads).
+        Seeds weights, dropout, shuffling, the validation split and random subsets
+        (identical predictions from two fits on the same CPU with the same number of threads).
+    train_subsets, test_subsets : default=None, 1
+        As in :class:`ScoreLSTMRegressor`; ``X["maps"]`` and ``X["scores"]`` take the same frames.
     **kwargs
         Other skorch parameters (``module__filters``, ``module__dropout``,
         ``module__map_size``, ``callbacks__*``, ...).
@@ -416,16 +433,15 @@ class ConvLSTMRegressor(_SequenceRegressor):
 
     def __init__(self, module=AMNetVidNet, *, criterion=torch.nn.MSELoss, optimizer=torch.optim.Adam,
                  lr=1e-3, max_epochs=20, batch_size=32, train_split=_DEFAULT_SPLIT, callbacks=None,
-                 verbose=0, device=DEFAULT_DEVICE, random_state=None, **kwargs):
+                 verbose=0, device=DEFAULT_DEVICE, random_state=None, train_subsets=None, test_subsets=1, **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
-                         batch_size=batch_size, train_split=train_split, callbacks=callbacks,
-                         verbose=verbose, device=device, random_state=random_state, **kwargs)
+                         batch_size=batch_size, train_split=train_split, callbacks=callbacks, verbose=verbose,
+                         device=device, random_state=random_state, train_subsets=train_subsets,
+                         test_subsets=test_subsets, **kwargs)
 
     def _required_keys(self):
         module = self.module
-        is_amnetvid = (isinstance(module, type) and issubclass(module, AMNetVidNet)) or isinstance(
-            module, AMNetVidNet)
-        if not is_amnetvid:
+        if not (isinstance(module, AMNetVidNet) or (isinstance(module, type) and issubclass(module, AMNetVidNet))):
             return None  # a custom module: its forward() decides
         if isinstance(module, AMNetVidNet):
             flags = {"maps": module.use_maps, "scores": module.use_scores}

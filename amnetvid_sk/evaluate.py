@@ -30,16 +30,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from .pipelines import (  # noqa: F401  (recipes by name and steps by role: re-exported here)
-    PROTOCOLS, TABLE1_RECIPES, TARGETS, load_recipe, network_step, reader_step, recipe_dirs, role_params,
+    BEYOND_RECIPES, PROTOCOLS, TABLE1_RECIPES, TARGETS, load_recipe, network_step, network_steps, reader_step,
+    recipe_dirs, role_params,
 )
-
-# the working note's Table 1 (Spearman on its 900-video split), for comparison
-NOTE_TABLE1 = {
-    ("mean_score", "short"): 0.4214, ("score_lstm", "short"): 0.4230, ("amnetvid", "short"): 0.4384,
-    ("mean_score", "long"): 0.1867, ("score_lstm", "long"): 0.1866, ("amnetvid", "long"): 0.2015,
-}
-BASELINE = TABLE1_RECIPES[0][0]
-
+from .tables import (  # noqa: F401  (the table layout: re-exported here)
+    BASELINE, NOTE_TABLE1, RELATIVE_BASE_MIN, Table1, change_text, note_table1_text,
+)
 
 class _SortedOptions(frozenset):
     """Allowed values listed in sorted order: scikit-learn lists them in set order, which
@@ -331,102 +327,34 @@ def grid_search(recipe, store="store", target="short", cv=5, n_jobs=1, backend=N
     return search, rows
 
 
-# Below this baseline (or at or below zero) a relative change is meaningless: against -0.27,
-# -0.53 reads "-100%"; against 0.01, 0.03 reads "+200%". The absolute difference is shown then.
-RELATIVE_BASE_MIN = 0.05
+_TABLE_PARAMS = {"store": _STORE, "protocol": [StrOptions(_SortedOptions(PROTOCOLS))], "cv": _FOLDS,
+                 "n_jobs": _N_JOBS, "random_state": ["random_state"], "targets": [list, tuple],
+                 "set_params": _SET_PARAMS, "progress": ["boolean"]}
 
 
-def change_text(value: float, base: float) -> str:
-    """The change of ``value`` from the baseline ``base``: relative, or absolute near zero.
+def _run_table(columns, store, protocol, cv, n_jobs, random_state, targets, set_params, progress) -> dict:
+    """``{(recipe, target): CVResult}`` for every recipe of ``columns`` on every target."""
+    from scipy.stats import ConstantInputWarning
 
-    Examples
-    --------
-    >>> change_text(NOTE_TABLE1[("amnetvid", "short")], NOTE_TABLE1[("mean_score", "short")])
-    ' (+4.0%)'
-    >>> change_text(-0.5333, -0.2667)
-    ' (-0.2666 abs)'
-    """
-    if not (np.isfinite(value) and np.isfinite(base)):
-        return ""
-    if base < RELATIVE_BASE_MIN:
-        return f" ({value - base:+.4f} abs)"
-    return f" ({100 * (value - base) / base:+.1f}%)"
-
-
-@dataclass
-class Table1:
-    """Results laid out as the working note's Table 1."""
-
-    protocol: str
-    results: dict  # (recipe, target) -> CVResult
-
-    def format(self) -> str:
-        head = "Spearman, honest K-fold CV (mean ± std over folds)" if self.protocol == "cv" else \
-            "Spearman, the note's protocol (85/15 split, best epoch chosen on the test part: OPTIMISTIC)"
-        lines = [head, ""]
-        lines.append(f"{'target':<11}" + "".join(f"| {self.label(name):<30}" for name, _ in TABLE1_RECIPES))
-        lines.append("-" * (11 + 32 * len(TABLE1_RECIPES)))
-        for target in TARGETS:
-            cells = [self.cell(name, target) for name, _ in TABLE1_RECIPES]
-            lines.append(f"{target + '-term':<11}" + "".join(f"| {c:<30}" for c in cells))
-        lines.append("")
-        lines.append(f"(+x%): change relative to the {dict(TABLE1_RECIPES)[BASELINE]}; (+x abs): the difference, "
-                     f"shown when that baseline is below {RELATIVE_BASE_MIN} (a ratio to it would mean nothing)")
-        used = [f"{t}-term {n} ({len(left)} left out: no features)" for t, (n, left) in self.videos().items()]
-        lines.append("labelled videos used: " + ", ".join(used))
-        lines.append(f"working note (900-video split): {note_table1_text()}")
-        return "\n".join(lines)
-
-    def videos(self) -> dict:
-        """``{target: (videos used, ids left out)}``, the left-out ids over the three models."""
-        out = {}
-        for target in TARGETS:
-            found = [res for (_, t), res in self.results.items() if t == target]
-            if found:
-                left = np.unique(np.concatenate([np.asarray(r.left_out, dtype=object) for r in found]))
-                out[target] = (max(r.n_videos for r in found), left)
-        return out
-
-    def cell(self, recipe: str, target: str) -> str:
-        """``"mean ± std"`` of one model and target, with the change relative to the mean baseline."""
-        res = self.results.get((recipe, target))
-        if res is None:
-            return "n/a"
-        text = f"{res.mean:.4f} ± {res.std:.4f}"
-        base = self.results.get((BASELINE, target))
-        if recipe != BASELINE and base is not None:
-            text += change_text(res.mean, base.mean)
-        return text
-
-    def label(self, recipe: str) -> str:
-        """Column title with the frames per video that the model read, e.g. "LSTM on scores (4 frames)"."""
-        label = dict(TABLE1_RECIPES)[recipe]
-        frames = {r.n_frames for (name, _), r in self.results.items() if name == recipe and r.n_frames}
-        return f"{label} ({frames.pop()} frames)" if len(frames) == 1 else label
-
-    def rows(self) -> list[dict]:
-        return [
-            {"recipe": r, "target": t, "mean": res.mean, "std": res.std, "folds": res.scores.tolist()}
-            for (r, t), res in self.results.items()
-        ]
+    results = {}
+    for target in targets:
+        for name, label in columns:
+            params = (set_params or {}).get(name)
+            if progress:
+                print(f"  {target}-term: {label} ...", flush=True)
+            with warnings.catch_warnings():
+                # epochs with constant predictions on tiny sets say so once per epoch: too chatty here
+                warnings.simplefilter("ignore", category=ConstantInputWarning)
+                if protocol == "cv":
+                    res = cross_validate(name, store, target, cv=cv, n_jobs=n_jobs,
+                                         random_state=random_state, set_params=params)
+                else:
+                    res = paper_protocol(name, store, target, random_state=random_state, set_params=params)
+            results[(name, target)] = res
+    return results
 
 
-def note_table1_text() -> str:
-    """The working note's Table 1 in one line, models in :data:`TABLE1_RECIPES` order.
-
-    Examples
-    --------
-    >>> note_table1_text()
-    'short-term 0.4214 / 0.4230 / 0.4384, long-term 0.1867 / 0.1866 / 0.2015'
-    """
-    return ", ".join(
-        f"{target}-term " + " / ".join(f"{NOTE_TABLE1[(name, target)]:.4f}" for name, _ in TABLE1_RECIPES)
-        for target in TARGETS)
-
-
-@validate_params({"store": _STORE, "protocol": [StrOptions(_SortedOptions(PROTOCOLS))], "cv": _FOLDS, "n_jobs": _N_JOBS,
-                  "random_state": ["random_state"], "targets": [list, tuple], "set_params": _SET_PARAMS,
-                  "progress": ["boolean"]}, prefer_skip_nested_validation=False)
+@validate_params(_TABLE_PARAMS, prefer_skip_nested_validation=False)
 def table1(store="store", protocol="cv", cv=5, n_jobs=1, random_state=0, targets=TARGETS,
            set_params=None, progress=True) -> Table1:
     """Run the three models of the note's Table 1 on both targets.
@@ -441,21 +369,27 @@ def table1(store="store", protocol="cv", cv=5, n_jobs=1, random_state=0, targets
 
     >>> print(table1("store", protocol="cv").format())  # doctest: +SKIP
     """
-    from scipy.stats import ConstantInputWarning
-
-    results = {}
-    for target in targets:
-        for name, label in TABLE1_RECIPES:
-            params = (set_params or {}).get(name)
-            if progress:
-                print(f"  {target}-term: {label} ...", flush=True)
-            with warnings.catch_warnings():
-                # epochs with constant predictions on tiny sets say so once per epoch: too chatty here
-                warnings.simplefilter("ignore", category=ConstantInputWarning)
-                if protocol == "cv":
-                    res = cross_validate(name, store, target, cv=cv, n_jobs=n_jobs,
-                                         random_state=random_state, set_params=params)
-                else:
-                    res = paper_protocol(name, store, target, random_state=random_state, set_params=params)
-            results[(name, target)] = res
+    results = _run_table(TABLE1_RECIPES, store, protocol, cv, n_jobs, random_state, targets, set_params, progress)
     return Table1(protocol, results)
+
+
+@validate_params({**_TABLE_PARAMS, "baseline": [Table1, None]}, prefer_skip_nested_validation=False)
+def beyond_note(store="store", protocol="cv", cv=5, n_jobs=1, random_state=0, targets=TARGETS,
+                set_params=None, progress=True, baseline=None) -> Table1:
+    """Run the models the note's outlook asks for (:data:`BEYOND_RECIPES`): the second block.
+
+    The embedding ridge, the Conv3D comparison, AMNetVid trained on random frame subsets and the
+    stacked ensemble, laid out like Table 1; their changes are relative to the mean-score
+    baseline of ``baseline`` (the Table 1 of the same store, folds and seed), when given.
+    ``set_params`` as for :func:`table1`. The store needs embeddings (``extract --embeddings``).
+
+    Examples
+    --------
+    Not run: it needs a store with extracted videos, embeddings and labels, and trains networks.
+
+    >>> first = table1("store")  # doctest: +SKIP
+    >>> print(beyond_note("store", baseline=first).format())  # doctest: +SKIP
+    """
+    results = _run_table(BEYOND_RECIPES, store, protocol, cv, n_jobs, random_state, targets, set_params, progress)
+    return Table1(protocol, results, columns=BEYOND_RECIPES, title="Beyond the note",
+                  baseline=None if baseline is None else baseline.results)

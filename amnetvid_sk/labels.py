@@ -8,7 +8,14 @@ Three formats are read into one Arrow table (:data:`LABELS_SCHEMA`):
 
         video,short-term_memorability,nb_short-term_annotations,long-term_memorability,nb_long-term_annotations
 
-    with rows such as ``video10.webm,0.950,34,0.900,10``.
+    with rows such as ``video10.webm,0.950,34,0.900,10``. A run file of predictions
+    (``amnetvid predict --format mediaeval``) has the same names without the
+    annotation counts, :data:`MEDIAEVAL_RUN_HEADER`::
+
+        video,short-term_memorability,long-term_memorability
+
+    and is read with the same format; one of its two scores may be empty (a run of
+    one target), not both.
 ``memento10k``
     Memento10k ground truth. Either the CSV score files of the MediaEval 2021
     release (``train_scores.csv``, ``dev_scores.csv``: columns ``video_id``,
@@ -23,14 +30,26 @@ Three formats are read into one Arrow table (:data:`LABELS_SCHEMA`):
 
 A video id is the file name without its video extension (``video10.webm`` ->
 ``video10``), the same key the store gives a video file.
+
+Encodings, as spreadsheets export them, are read as they are: UTF-8 with or without a byte
+order mark (Excel's "CSV UTF-8"), UTF-16 or UTF-32 with one (Excel's "Unicode Text",
+LibreOffice), and Windows-1252 (Excel's plain "CSV" on Western Windows; Latin-1 plus a few
+signs) for a file that is not UTF-8 and holds no UTF-8 sequence. Refused, naming the line:
+bytes none of these decodes, a UTF-8 file with damaged bytes (as Windows-1252 it would give
+other ids without a word), a NUL (binary data, or UTF-16 without its mark), a control
+character in a video id. LF or CRLF line ends, quoted fields and blank lines (rows of empty
+fields, ``,,,,``, too) are accepted.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,12 +58,14 @@ from sklearn.utils._param_validation import StrOptions, validate_params
 from .errors import LabelFormatError
 from .video_ids import video_id_from_name
 
-__all__ = ["FORMATS", "LABELS_SCHEMA", "read_labels", "import_labels"]
+__all__ = ["FORMATS", "LABELS_SCHEMA", "MEDIAEVAL_HEADER", "MEDIAEVAL_RUN_HEADER", "read_labels",
+           "import_labels"]
 
 FORMATS = ("mediaeval", "memento10k", "csv")
 
 #: The table :func:`read_labels` returns and ``FeatureStore.write_labels`` takes.
-#: ``video_id``, ``short_term`` and ``source`` are never null; the others may be.
+#: ``video_id`` and ``source`` are never null; ``short_term`` only in a row of a MediaEval run
+#: file of long-term predictions; the others may be.
 LABELS_SCHEMA = pa.schema(
     [
         pa.field("video_id", pa.string()),
@@ -64,6 +85,10 @@ MEDIAEVAL_HEADER = (
     "nb_long-term_annotations",
 )
 
+#: The header of a MediaEval run file (predictions): the ground truth's names without the counts,
+#: which a prediction does not have.
+MEDIAEVAL_RUN_HEADER = ("video", "short-term_memorability", "long-term_memorability")
+
 # Memento10k: for each output column, the accepted header names, first present wins.
 # The normalised short-term score comes first: it is Memento10k's own memorability
 # target (the original release's ``mem_score``, corrected for the recall lag).
@@ -78,6 +103,58 @@ _CSV_COLUMNS = ("video_id", "short_term", "long_term", "n_short", "n_long")
 _REQUIRED = ("video_id", "short_term")
 
 _MAX_LISTED = 20
+_SHOWN = 80  # characters of a file's text quoted in a message (a "header" of random bytes is long)
+_INT64_MAX = 2**63 - 1
+
+# UTF-32 before UTF-16: the UTF-32 LE mark starts with the UTF-16 LE one.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # what the csv module ends a line at
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+def _line_of(text: str, index: int | None = None) -> int:
+    """The 1-based line of ``text[index]`` (of the end of ``text`` by default)."""
+    return len(_LINE_BREAK.findall(text, 0, len(text) if index is None else index)) + 1
+
+
+def _file_error(path: Path, fmt: str, line: int, message: str) -> LabelFormatError:
+    """The error for a problem of the whole file, found at ``line``."""
+    err = LabelFormatError(f"label file '{path}' (format {fmt!r}), line {line}: {message}")
+    err.path, err.problems = str(path), [(line, message)]
+    return err
+
+
+def _decode(path: Path, data: bytes, fmt: str) -> str:
+    """The text of a label file (see the module docstring for the encodings read)."""
+    bom = next((enc for mark, enc in _BOMS if data.startswith(mark)), None)
+    try:
+        text = data.decode(bom or "utf-8")
+    except UnicodeDecodeError as exc:
+        line = _line_of(data[:exc.start].decode(bom or "latin-1", errors="replace"))
+        bad = data[exc.start:exc.end][:4].hex(" ")
+        if bom:
+            raise _file_error(path, fmt, line, f"bytes {bad} are not {bom.upper().removesuffix('-SIG')} "
+                              "although the file starts with its byte order mark: a damaged file?") from exc
+        if _UTF8_SEQUENCE.search(data):
+            raise _file_error(path, fmt, line, f"bytes {bad} are not UTF-8, while other lines are UTF-8: a "
+                              "damaged file? Save it again as UTF-8") from exc
+        try:
+            text = data.decode("cp1252")
+        except UnicodeDecodeError as exc2:
+            line = _line_of(data[:exc2.start].decode("latin-1"))
+            raise _file_error(path, fmt, line, f"byte {data[exc2.start]:02x} is neither UTF-8 nor Windows-1252 "
+                              "(Latin-1): not a text file? Save it as UTF-8") from exc2
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise _file_error(path, fmt, _line_of(text, nul), "a NUL character: binary data, or UTF-16 without its "
+                          "byte order mark? Save it as UTF-8 (or UTF-16 with the mark)")
+    return text
 
 
 class _Problems:
@@ -113,11 +190,11 @@ def _parse_score(text: str, column: str, required: bool):
     try:
         value = float(text)
     except ValueError:
-        return None, f"{column} {text!r} is not a number"
+        return None, f"{column} {_shown(text)!r} is not a number"
     if not math.isfinite(value):
-        return None, f"{column} {text!r} is not a finite number"
+        return None, f"{column} {_shown(text)!r} is not a finite number"
     if not 0.0 <= value <= 1.0:
-        return None, f"{column} {text!r} is outside [0, 1]"
+        return None, f"{column} {_shown(text)!r} is outside [0, 1]"
     return value, None
 
 
@@ -132,31 +209,36 @@ def _parse_count(text: str, column: str):
         try:
             number = float(text)
         except ValueError:
-            return None, f"{column} {text!r} is not a number"
+            return None, f"{column} {_shown(text)!r} is not a number"
         if not (math.isfinite(number) and number.is_integer()):
-            return None, f"{column} {text!r} is not a whole number"
+            return None, f"{column} {_shown(text)!r} is not a whole number"
         value = int(number)
     if value < 0:
-        return None, f"{column} {text!r} is negative"
+        return None, f"{column} {_shown(text)!r} is negative"
+    if value > _INT64_MAX:
+        return None, f"{column} {_shown(text)!r} is too large"
     return value, None
 
 
-def _resolve_columns(header: list[str], fmt: str, problems: _Problems) -> dict[str, int] | None:
+def _resolve_columns(header: list[str], fmt: str, problems: _Problems, line: int = 1) -> dict[str, int] | None:
     """Map output column -> field index from the header, or record why not."""
     names = [h.strip() for h in header]
     if fmt == "mediaeval":
+        if tuple(names) == MEDIAEVAL_RUN_HEADER:
+            return {"video_id": 0, "short_term": 1, "long_term": 2}
         if tuple(names) != MEDIAEVAL_HEADER:
             problems.add(
-                1, f"header must be exactly {','.join(MEDIAEVAL_HEADER)!r}; got {','.join(names)!r}"
+                line, f"header must be exactly {','.join(MEDIAEVAL_HEADER)!r} (ground truth), or "
+                f"{','.join(MEDIAEVAL_RUN_HEADER)!r} (a run file); got {_shown(','.join(names))!r}"
             )
             return None
         return {"video_id": 0, "short_term": 1, "n_short": 2, "long_term": 3, "n_long": 4}
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        problems.add(1, f"header repeats column(s) {dupes}")
+        problems.add(line, f"header repeats column(s) {[_shown(d) for d in dupes]}")
         return None
     if fmt == "csv":
-        unknown = [n for n in names if n not in _CSV_COLUMNS]
+        unknown = [_shown(n) for n in names if n not in _CSV_COLUMNS]
         missing = [c for c in _REQUIRED if c not in names]
         if unknown or missing:
             parts = []
@@ -165,8 +247,8 @@ def _resolve_columns(header: list[str], fmt: str, problems: _Problems) -> dict[s
             if unknown:
                 parts.append(f"unknown column(s) {unknown}")
             problems.add(
-                1, f"{' and '.join(parts)}; the header must hold video_id, short_term and optionally "
-                f"{', '.join(_CSV_COLUMNS[2:])}; got {','.join(names)!r}"
+                line, f"{' and '.join(parts)}; the header must hold video_id, short_term and optionally "
+                f"{', '.join(_CSV_COLUMNS[2:])}; got {_shown(','.join(names))!r}"
             )
             return None
         return {name: names.index(name) for name in names}
@@ -180,55 +262,55 @@ def _resolve_columns(header: list[str], fmt: str, problems: _Problems) -> dict[s
     missing = [c for c in _REQUIRED if c not in found]
     if missing:
         wanted = "; ".join(f"{c}: one of {list(_MEMENTO_COLUMNS[c])}" for c in missing)
-        problems.add(1, f"missing column(s) for {wanted}; got {','.join(names)!r}")
+        problems.add(line, f"missing column(s) for {wanted}; got {_shown(','.join(names))!r}")
         return None
     return found
 
 
-def _rows_from_csv(path: Path, fmt: str, problems: _Problems):
+def _rows_from_csv(path: Path, text: str, fmt: str, problems: _Problems):
     """Yield (line number, {column: text}, header names) for each data row."""
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        handle = open(path, newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise LabelFormatError(f"cannot open label file '{path}': {exc.strerror or exc}") from exc
-    with handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader, None)
-            if header is None or not any(h.strip() for h in header):
-                raise LabelFormatError(f"label file '{path}' (format {fmt!r}) is empty: no header line")
-            columns = _resolve_columns(header, fmt, problems)
-            if columns is None:
-                return
-            names = {column: header[i].strip() for column, i in columns.items()}
-            n_fields = len(header)
-            for fields in reader:
-                line = reader.line_num
-                if not fields or (len(fields) == 1 and not fields[0].strip()):
-                    continue  # blank line, e.g. at the end of the file
-                if len(fields) != n_fields:
-                    problems.add(line, f"expected {n_fields} fields as in the header, got {len(fields)}")
-                    continue
-                yield line, {column: fields[i] for column, i in columns.items()}, names
-        except csv.Error as exc:
-            problems.add(reader.line_num, f"not valid CSV: {exc}")
-        except UnicodeDecodeError as exc:
-            raise LabelFormatError(f"label file '{path}' is not UTF-8 text: {exc.reason}") from exc
+        header, first = None, 1
+        for fields in reader:
+            if any(f.strip() for f in fields):
+                header = fields
+                break
+            first = reader.line_num + 1
+        if header is None:
+            raise _file_error(path, fmt, 1, "no header: the file is empty or blank")
+        columns = _resolve_columns(header, fmt, problems, line=first)
+        if columns is None:
+            return
+        names = {column: header[i].strip() for column, i in columns.items()}
+        n_fields, last = len(header), reader.line_num
+        for fields in reader:
+            line, last = last + 1, reader.line_num  # a quoted field may span lines: its record starts here
+            if not any(f.strip() for f in fields):
+                continue  # a blank line, or ",,,," (a spreadsheet's row once formatted, left empty)
+            if len(fields) != n_fields:
+                spans = (f" (this record runs from line {line} to line {last}: a quote left open?)"
+                         if last > line else "")
+                problems.add(line, f"expected {n_fields} fields as in the header, got {len(fields)}{spans}")
+                continue
+            yield line, {column: fields[i] for column, i in columns.items()}, names
+    except csv.Error as exc:
+        problems.add(reader.line_num, f"not valid CSV: {exc}")
 
 
-def _rows_from_json(path: Path, fmt: str, problems: _Problems):
+def _rows_from_json(path: Path, text: str, fmt: str, problems: _Problems):
     """Yield (entry number, {column: text}, names) from a Memento10k JSON list."""
+    if not text.strip():
+        raise _file_error(path, fmt, 1, "no JSON list: the file is empty or blank")
+    top = _line_of(text, len(text) - len(text.lstrip()))  # where the JSON value starts
     try:
-        with open(path, encoding="utf-8-sig") as handle:
-            data = json.load(handle)
-    except OSError as exc:
-        raise LabelFormatError(f"cannot open label file '{path}': {exc.strerror or exc}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LabelFormatError(f"label file '{path}' (format {fmt!r}) is not valid JSON: {exc}") from exc
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _file_error(path, fmt, exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})") from exc
+    except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits; lists nested too deeply
+        raise _file_error(path, fmt, top, f"not valid JSON: {_shown(str(exc))}") from exc
     if not isinstance(data, list):
-        raise LabelFormatError(
-            f"label file '{path}' (format {fmt!r}): expected a JSON list of entries, got {type(data).__name__}"
-        )
+        raise _file_error(path, fmt, top, f"expected a JSON list of entries, got {type(data).__name__}")
     for number, entry in enumerate(data, start=1):
         if not isinstance(entry, dict):
             problems.add(number, f"expected an object, got {type(entry).__name__}")
@@ -263,7 +345,9 @@ def read_labels(path, format: str = "mediaeval") -> pa.Table:
         The label file.
     format : {'mediaeval', 'memento10k', 'csv'}, default='mediaeval'
         ``'mediaeval'``: MediaEval 2018/2019 ``ground-truth_dev-set.csv`` (exact
-        header, see the module docstring). ``'memento10k'``: a Memento10k score
+        header, see the module docstring), or a run file of predictions with the
+        header :data:`MEDIAEVAL_RUN_HEADER`, where either score may be empty (not
+        both; an empty ``short_term`` is null). ``'memento10k'``: a Memento10k score
         CSV or JSON list; ``short_term`` is taken from the first column present among
         ``scores_normalized_short_term``, ``mem_score``, ``scores_raw_short_term``,
         ``short_term``; ``n_short`` from ``annotations_short_term``; ``long_term`` /
@@ -283,9 +367,10 @@ def read_labels(path, format: str = "mediaeval") -> pa.Table:
     Raises
     ------
     LabelFormatError
-        If the file is missing, unreadable or empty, its header is wrong, or any row
-        is bad (a field that is not a number, a score outside [0, 1], a negative or
-        fractional count, a duplicate video id, a wrong number of fields). The
+        If the file is missing, unreadable or empty, its text is in no encoding read (see
+        the module docstring), its header is wrong, or any row is bad (a field that is not
+        a number, a score outside [0, 1], a negative or fractional count, a duplicate or
+        empty video id, one with a control character, a wrong number of fields). The
         message lists each bad line (1-based, the header is line 1; for a JSON list,
         the 1-based entry) with its problem, up to 20, then how many more;
         ``err.problems`` holds all of them as ``(line, message)``.
@@ -303,6 +388,14 @@ def read_labels(path, format: str = "mediaeval") -> pa.Table:
     >>> table = read_labels(path, format="mediaeval")
     >>> table.column("video_id").to_pylist(), table.column("short_term").to_pylist()
     (['video10'], [0.95])
+
+    A run file of long-term predictions (``amnetvid predict --long-model ... --format mediaeval``):
+
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("video,short-term_memorability,long-term_memorability\\n"
+    ...                 "video10.webm,,0.81\\n")
+    >>> read_labels(path).select(["video_id", "short_term", "long_term"]).to_pylist()
+    [{'video_id': 'video10', 'short_term': None, 'long_term': 0.81}]
     """
     path = Path(path)
     if not path.exists():
@@ -310,9 +403,15 @@ def read_labels(path, format: str = "mediaeval") -> pa.Table:
     if not path.is_file():
         raise LabelFormatError(f"label file '{path}' is not a file")
 
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LabelFormatError(f"cannot open label file '{path}': {exc.strerror or exc}") from exc
+    text = _decode(path, data, format)
     is_json = format == "memento10k" and path.suffix.lower() == ".json"
     problems = _Problems(path, format, unit="entry" if is_json else "line")
-    rows = _rows_from_json(path, format, problems) if is_json else _rows_from_csv(path, format, problems)
+    reader = _rows_from_json if is_json else _rows_from_csv
+    rows = reader(path, text, format, problems)
 
     out = {name: [] for name in LABELS_SCHEMA.names if name != "source"}
     first_seen: dict[str, int] = {}
@@ -322,12 +421,18 @@ def read_labels(path, format: str = "mediaeval") -> pa.Table:
         video_id = video_id_from_name(raw_id) if raw_id else ""
         if not video_id:
             bad.append(f"{names['video_id']} is empty")
+        elif _CONTROL.search(raw_id):
+            bad.append(f"{names['video_id']} {_shown(raw_id)!r} holds a control character")
         elif video_id in first_seen:
-            bad.append(f"duplicate video id {video_id!r} (first on {problems.unit} {first_seen[video_id]})")
+            bad.append(f"duplicate video id {_shown(video_id)!r} (first on {problems.unit} {first_seen[video_id]})")
         else:
             first_seen[video_id] = where
-        short, p1 = _parse_score(row["short_term"], names["short_term"], required=True)
+        # a run file of one target leaves the other empty; a ground-truth row always has short-term
+        run_file = format == "mediaeval" and "n_short" not in names
+        short, p1 = _parse_score(row["short_term"], names["short_term"], required=not run_file)
         long, p2 = _parse_score(row.get("long_term", ""), names.get("long_term", "long_term"), required=False)
+        if run_file and short is None and long is None and not (p1 or p2):
+            p1 = f"{names['short_term']} and {names['long_term']} are both empty"
         n_short, p3 = _parse_count(row.get("n_short", ""), names.get("n_short", "n_short"))
         n_long, p4 = _parse_count(row.get("n_long", ""), names.get("n_long", "n_long"))
         bad += [p for p in (p1, p2, p3, p4) if p]
@@ -341,7 +446,7 @@ def read_labels(path, format: str = "mediaeval") -> pa.Table:
         out["n_long"].append(n_long)
     problems.raise_if_any()
     if not out["video_id"]:
-        raise LabelFormatError(f"label file '{path}' (format {format!r}) has no label rows")
+        raise _file_error(path, format, _line_of(text.rstrip()), "no label rows (the file ends here)")
     n = len(out["video_id"])
     out["source"] = [f"{format}:{path.name}"] * n
     return pa.Table.from_pydict(out, schema=LABELS_SCHEMA)

@@ -62,24 +62,37 @@ def density_figure(path, mean_scores, short, long) -> Path:
     return Path(path)
 
 
-def spearman_bar_chart(path, table) -> Path:
-    """Mean Spearman per model and target, with the fold standard deviation as error bars."""
-    from .evaluate import TABLE1_RECIPES, TARGETS
+def spearman_bar_chart(path, table, beyond=None) -> Path:
+    """Mean Spearman per model and target, with the fold standard deviation as error bars.
 
-    fig = _figure(7, 4)
+    ``beyond`` (the second block's table) adds its models after a gap, hatched, so that the
+    note's three models and the ones beyond it are told apart at a glance.
+    """
+    from .evaluate import TARGETS
+
+    blocks = [(table, "")] + ([(beyond, "//")] if beyond is not None else [])
+    bars = [(t, name, hatch) for t, hatch in blocks for name, _ in t.columns]
+    fig = _figure(9 if beyond is not None else 7, 4.5)
     ax = fig.add_subplot(1, 1, 1)
-    width = 0.8 / len(TABLE1_RECIPES)
+    slots = len(bars) + (len(blocks) - 1)  # one empty slot between the blocks
+    width = 0.85 / slots
     x = np.arange(len(TARGETS))
-    for k, (name, label) in enumerate(TABLE1_RECIPES):
-        means = [table.results[(name, t)].mean if (name, t) in table.results else np.nan for t in TARGETS]
-        stds = [table.results[(name, t)].std if (name, t) in table.results else 0 for t in TARGETS]
-        ax.bar(x + (k - 1) * width, means, width, yerr=stds, capsize=4, label=table.label(name))
+    slot = 0
+    for k, (t, name, hatch) in enumerate(bars):
+        if k == len(table.columns):
+            slot += 1
+        means = [t.results[(name, g)].mean if (name, g) in t.results else np.nan for g in TARGETS]
+        stds = [t.results[(name, g)].std if (name, g) in t.results else 0 for g in TARGETS]
+        offset = (slot - (slots - 1) / 2) * width
+        ax.bar(x + offset, means, width, yerr=stds, capsize=3, label=t.label(name), hatch=hatch,
+               edgecolor="black" if hatch else None, linewidth=0.5)
+        slot += 1
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(x, [f"{t}-term" for t in TARGETS])
     ax.set_ylabel("Spearman (mean ± std over folds)")
-    ax.set_title("Spearman per model and target")
+    ax.set_title("Spearman per model and target" + (" (hatched: beyond the note)" if beyond is not None else ""))
     # below the axes: inside, it would cover the bars
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(TABLE1_RECIPES))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(bars), 4))
     fig.tight_layout()
     fig.savefig(path)
     return Path(path)
@@ -99,13 +112,11 @@ def _html_table(table) -> str:
 
 
 def _table1_html(table) -> str:
-    from .evaluate import TABLE1_RECIPES, TARGETS
-
-    head = "<th>target</th>" + "".join(f"<th>{html.escape(table.label(name))}</th>" for name, _ in TABLE1_RECIPES)
+    head = "<th>target</th>" + "".join(f"<th>{html.escape(table.label(name))}</th>" for name, _ in table.columns)
     rows = []
-    for t in TARGETS:
+    for t in table.targets():
         cells = []
-        for name, _ in TABLE1_RECIPES:
+        for name, _ in table.columns:
             res = table.results.get((name, t))
             folds = ", ".join(f"{s:.3f}" for s in res.scores) if res is not None else ""
             cells.append(f"<td title='folds: {folds}'>{html.escape(table.cell(name, t))}</td>")
@@ -113,9 +124,21 @@ def _table1_html(table) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+def _beyond_html(beyond) -> str:
+    if beyond is None:
+        return ""
+    return ("<h2>Beyond the note (same folds; changes relative to the mean frame score above)</h2>"
+            "<p>What the note's outlook asks for: a ridge on the frame model's internal state (embeddings), "
+            "a 3D-convolutional network in place of the ConvLSTMs, AMNetVid trained on random frame "
+            "subsets, and a stacked ensemble of the models that read video ids.</p>" + _table1_html(beyond))
+
+
 def write_report(folder, store, table, predictions: dict, figure_clips=(), settings=None,
-                 description: str = "") -> Path:
+                 description: str = "", beyond=None) -> Path:
     """Write the report's PNGs and ``index.html`` into ``folder``; returns the HTML path.
+
+    ``beyond`` is the second block of models (:func:`~amnetvid_sk.evaluate.beyond_note`), shown
+    after Table 1 and in the same bar chart.
 
     ``figure_clips`` are video files (in the store) drawn as the note's Figure 1: their
     middle stored frame beside its three attention maps. ``description`` is HTML put
@@ -150,7 +173,7 @@ def write_report(folder, store, table, predictions: dict, figure_clips=(), setti
     labelled = fs.sql("SELECT short_term, long_term FROM labels").to_pydict()
     density_figure(folder / "figure4_densities.png", scores.mean(axis=1), labelled["short_term"],
                    labelled["long_term"])
-    spearman_bar_chart(folder / "spearman.png", table)
+    spearman_bar_chart(folder / "spearman.png", table, beyond)
 
     queries = []
     for title, sql in EXAMPLE_QUERIES:
@@ -173,6 +196,7 @@ img {{ max-width: 100%; border: 1px solid #ddd; margin: 4px 0; }}
 <h2>Table 1 layout (Spearman, honest cross-validation, mean ± std over folds)</h2>
 {_table1_html(table)}
 <p>The working note (MediaEval 2018, 900-video split): {note_table1_text()}.</p>
+{_beyond_html(beyond)}
 <img src="spearman.png" alt="Spearman per model and target">
 <h2>Predictions for two clips not seen in training (AMNetVid, short-term)</h2>
 <table><tr><th>video</th><th>predicted short-term memorability</th></tr>{pred_rows}</table>

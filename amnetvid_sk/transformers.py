@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 from .render import render_jet
 from .store import FeatureStore
 
-__all__ = ["AttentionSequences", "FrameMinMaxScaler", "FrameScores"]
+__all__ = ["AttentionSequences", "FrameEmbeddings", "FrameMinMaxScaler", "FrameScores"]
 
 
 def check_ids(X) -> np.ndarray:
@@ -155,6 +155,110 @@ class FrameScores(_StoreReader, TransformerMixin, BaseEstimator):
         scores, _ = self._source().read_arrays(ids, model=model, n_frames=self.n_frames, maps=False,
                                                sampling=sampling)
         return scores
+
+    def __sklearn_is_fitted__(self):
+        return True
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
+
+
+class FrameEmbeddings(_StoreReader, TransformerMixin, BaseEstimator):
+    """Video ids -> frame embeddings (the frame model's internal state) from the feature store.
+
+    ``[n, D]`` float32, the mean or max over each video's frames, or ``[n, T, D]``
+    with ``pooling=None``. D is the frame model's embedding size (ResMem 2048,
+    AMNet 1024). The videos must have been extracted with ``amnetvid extract
+    --embeddings``; a video without embeddings is an error naming it. Stateless,
+    like :class:`FrameScores`: ``fit`` notes ``store_``, ``model_`` and ``sampling_``.
+
+    Parameters
+    ----------
+    store : str or Path
+        Feature store folder.
+    n_frames : int, default=None
+        Frames per video, picked uniformly from those stored (the store's one
+        rule). None: every stored frame (with ``pooling=None`` all videos must
+        have the same number).
+    pooling : {"mean", "max"} or None, default="mean"
+        How a video's frames are pooled; None keeps them, ``[n, T, D]``.
+    model, sampling : str, default=None
+        As for :class:`FrameScores`.
+
+    Attributes
+    ----------
+    store_ : str
+        The store's absolute path at ``fit``.
+    model_ : str
+        Fingerprint of the frame model read.
+    sampling_ : str
+        Sampling read.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from amnetvid_sk import FeatureStore, FrameEmbeddings
+    >>> from amnetvid_sk.store import embeddings_table, frames_table, new_extraction_id
+    >>> fs = FeatureStore("store_frame_embeddings")
+    >>> fs.write_model("toy-ab12", "toy", {}, (), maps="none", embedding_dim=3)
+    True
+    >>> for i, vid in enumerate(["video10", "video11"]):
+    ...     eid = new_extraction_id()
+    ...     row = {"extraction_id": eid, "video_id": vid, "path": f"/data/{vid}.mp4", "size": 1,
+    ...            "mtime": 0.0, "duration": 4.0, "fps": 1.0, "frame_count": 4, "width": 64, "height": 64,
+    ...            "model": "toy-ab12", "sampling": "frames=4", "n_frames": 4, "short": False}
+    ...     _ = fs.write_extractions([row], frames_table(eid, range(4), range(4), [0.5] * 4),
+    ...                              embeddings=embeddings_table(eid, range(4), np.full((4, 3), i)))
+    >>> FrameEmbeddings("store_frame_embeddings").fit_transform(["video11", "video10"])
+    array([[1., 1., 1.],
+           [0., 0., 0.]], dtype=float32)
+    >>> FrameEmbeddings("store_frame_embeddings", n_frames=2, pooling=None).fit_transform(["video10"]).shape
+    (1, 2, 3)
+    """
+
+    _parameter_constraints = {
+        **_STORE_CONSTRAINTS,
+        "n_frames": [Interval(Integral, 1, None, closed="left"), None],
+        "pooling": [StrOptions({"mean", "max"}), None],
+    }
+
+    def __init__(self, store="store", n_frames=None, pooling="mean", model=None, sampling=None):
+        self.store = store
+        self.n_frames = n_frames
+        self.pooling = pooling
+        self.model = model
+        self.sampling = sampling
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Note the store, model and sampling the ids will be read from; nothing is learned.
+
+        Parameters
+        ----------
+        X : array-like of str, shape (n_videos,)
+            Video ids (not read).
+        y : ignored
+
+        Returns
+        -------
+        self : FrameEmbeddings
+        """
+        self._fit_source()
+        return self
+
+    def transform(self, X):
+        """Embeddings of the videos ``X``, float32 ``[n, D]`` (``[n, T, D]`` unpooled), in the order of ``X``."""
+        if hasattr(self, "model_"):
+            model, sampling = self.model_, self.sampling_
+        else:  # stateless, as FrameScores
+            self._validate_params()
+            model, sampling = self.model, self.sampling
+        return self._source().read_embeddings(check_ids(X), model=model, n_frames=self.n_frames,
+                                              sampling=sampling, pooling=self.pooling)
 
     def __sklearn_is_fitted__(self):
         return True

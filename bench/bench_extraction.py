@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from amnetvid_sk.frame_models.amnet import AMNet  # noqa: E402
 from amnetvid_sk.testing.clips import write_clip  # noqa: E402
-from amnetvid_sk.extract import extract  # noqa: E402
+from amnetvid_sk.extraction import extract  # noqa: E402
 from amnetvid_sk.frame_models import make_frame_model  # noqa: E402
 from amnetvid_sk.video import sample_frames  # noqa: E402
 

@@ -39,6 +39,15 @@ TABLE1_RECIPES = (
     ("amnetvid", "AMNetVid ConvLSTM"),
 )
 
+#: what the working note's outlook asks for, beyond its Table 1: (recipe, column title); shown
+#: as a second block, their changes relative to the same mean-score baseline
+BEYOND_RECIPES = (
+    ("embedding_ridge", "embedding ridge"),
+    ("amnetvid_conv3d", "Conv3D"),
+    ("amnetvid_augmented", "AMNetVid + frame subsets"),
+    ("stacked", "stacked ensemble"),
+)
+
 
 def shipped_recipes() -> list[str]:
     """Names of the recipes shipped with the package, sorted.
@@ -46,7 +55,7 @@ def shipped_recipes() -> list[str]:
     Examples
     --------
     >>> shipped_recipes()
-    ['amnetvid', 'amnetvid_raw', 'mean_score', 'score_lstm']
+    ['amnetvid', 'amnetvid_augmented', 'amnetvid_conv3d', 'amnetvid_raw', 'embedding_ridge', 'mean_score', 'score_lstm', 'stacked']
     """
     return sorted(p.stem for p in Path(__file__).parent.glob("*.py") if p.stem != "__init__")
 
@@ -102,20 +111,40 @@ def load_recipe(recipe) -> ModuleType:
     return module
 
 
+def _nested(pipeline, prefix: str = ""):
+    """``(parameter prefix, step)`` of every step, inside ensembles too, outermost first.
+
+    A step whose ``estimators`` are ``(name, Pipeline)`` pairs (a ``StackingRegressor`` or
+    ``VotingRegressor`` over recipes) is followed into each of those pipelines, whose steps are
+    then named by their full ``set_params`` path (``stack__amnetvid__sequences``).
+    """
+    for name, step in pipeline.steps:
+        yield prefix + name, step
+        for sub_name, sub in getattr(step, "estimators", None) or ():
+            if hasattr(sub, "steps"):
+                yield from _nested(sub, f"{prefix}{name}__{sub_name}__")
+
+
+def _reads_store(step) -> bool:
+    return "store" in step.get_params(deep=False) and not hasattr(step, "steps")
+
+
 def store_steps(pipeline) -> list[tuple[str, object]]:
-    """``(name, step)`` of every step that reads from the store: those with a ``store`` parameter.
+    """``(name, step)`` of every step that reads from the store: those with a ``store`` parameter,
+    the steps of the pipelines inside an ensemble step included (named by their ``set_params`` path).
 
     Examples
     --------
     >>> [name for name, _ in store_steps(load_recipe("amnetvid").pipeline("store"))]
     ['sequences']
     """
-    return [(name, step) for name, step in pipeline.steps if "store" in step.get_params(deep=False)]
+    return [(name, step) for name, step in _nested(pipeline) if _reads_store(step)]
 
 
 def reader_step(pipeline) -> tuple[str, object]:
     """``(name, step)`` of the step that reads the features from the store: the first with a
-    ``store`` parameter (a recipe's pipeline takes video ids, so it is the first step).
+    ``store`` parameter (a recipe's pipeline takes video ids, so it is the first step; in an
+    ensemble of recipes, the first recipe's).
 
     Examples
     --------
@@ -132,7 +161,7 @@ def reader_step(pipeline) -> tuple[str, object]:
 
 def network_step(pipeline) -> tuple[str, object] | None:
     """``(name, estimator)`` of the final step when it is a network trained by epochs (a skorch
-    net), else None (the mean-score baseline trains nothing).
+    net), else None (the mean-score baseline trains nothing; an ensemble is not one network).
 
     Examples
     --------
@@ -148,11 +177,26 @@ def network_step(pipeline) -> tuple[str, object] | None:
     return (name, final) if isinstance(final, NeuralNet) else None
 
 
+def network_steps(pipeline) -> list[tuple[str, object]]:
+    """``(name, net)`` of every network trained by epochs: the final step's, and those of the
+    pipelines inside an ensemble step (named by their ``set_params`` path).
+
+    Examples
+    --------
+    >>> [name for name, _ in network_steps(load_recipe("stacked").pipeline("store"))]
+    ['stack__score_lstm__lstm', 'stack__amnetvid__net']
+    """
+    from skorch import NeuralNet
+
+    return [(name, step) for name, step in _nested(pipeline) if isinstance(step, NeuralNet)]
+
+
 def role_params(pipeline, *, reader=None, network=None) -> dict:
     """Parameters for ``pipeline.set_params`` given by the role of their step, not its name.
 
-    ``reader`` goes to the step that reads the store (:func:`reader_step`), ``network`` to the
-    final network (:func:`network_step`; left out when the pipeline has none).
+    ``reader`` goes to every step that reads the store (:func:`store_steps`: one in a recipe,
+    one per recipe in an ensemble), ``network`` to every network (:func:`network_steps`; left
+    out when the pipeline has none).
 
     Examples
     --------
@@ -161,10 +205,8 @@ def role_params(pipeline, *, reader=None, network=None) -> dict:
     {'frames__n_frames': 8, 'lstm__max_epochs': 2}
     """
     out = {}
-    if reader:
-        name, _ = reader_step(pipeline)
+    for name, _ in store_steps(pipeline) if reader else ():
         out.update({f"{name}__{key}": value for key, value in reader.items()})
-    found = network_step(pipeline) if network else None
-    if found:
-        out.update({f"{found[0]}__{key}": value for key, value in network.items()})
+    for name, _ in network_steps(pipeline) if network else ():
+        out.update({f"{name}__{key}": value for key, value in network.items()})
     return out

@@ -218,9 +218,9 @@ def test_bad_frames_are_refused(model):
 
 
 def test_fingerprint_tracks_weights_precision_and_map_size(model):
-    """The fingerprint changes with the weights, bfloat16 and the map size; not otherwise."""
+    """The fingerprint changes with the weights, bfloat16, the map size, maps mode and embedding size; not otherwise."""
     fp = model.fingerprint
-    assert fp == f"amnet.w-{model.weights_sha256[:12]}.pre-224sq-imagenet.maps-3x14x14.fp32"
+    assert fp == f"amnet.w-{model.weights_sha256[:12]}.pre-224sq-imagenet.maps-3x14x14.emb-1024.fp32"
     bf = AMNet.from_random(seed=0, device="cpu", batch_size=2, precision="bfloat16")
     assert bf.fingerprint == fp[:-4] + "bf16"
     assert AMNet.from_random(seed=1, device="cpu", precision="float32").fingerprint != fp
@@ -231,10 +231,15 @@ def test_fingerprint_tracks_weights_precision_and_map_size(model):
     assert AMNet(weights=state, device="cpu", precision="float32").fingerprint != fp
 
     parts = dict(name="amnet", weights_sha256=model.weights_sha256, preprocessing="224sq-imagenet",
-                 map_shape=(3, 14, 14), bfloat16=False)
+                 map_shape=(3, 14, 14), bfloat16=False, embedding_dim=1024)
     assert make_fingerprint(**parts) == fp
     assert make_fingerprint(**{**parts, "map_shape": (3, 7, 7)}) != fp
     assert make_fingerprint(**{**parts, "preprocessing": "256sq-crop224-imagenet"}) != fp
+    assert make_fingerprint(**{**parts, "embedding_dim": 512}) != fp
+    assert make_fingerprint(**{**parts, "embedding_dim": 0}) == fp.replace(".emb-1024", "")
+    assert make_fingerprint(**{**parts, "maps": "none"}) == fp.replace(".maps-3x14x14.", ".maps-none.")
+    with pytest.raises(ValueError, match=r"'maps' parameter of make_fingerprint must be a str among"):
+        make_fingerprint(**{**parts, "maps": "jet"})
 
 
 def test_bfloat16_ranks_like_float32(frames, outputs):

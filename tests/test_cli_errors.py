@@ -56,6 +56,7 @@ def bad(tmp_path_factory, amnet_weights, clip_dir):
 
     joblib.dump({"not": "a pipeline"}, root / "dict.joblib")
     (root / "text.joblib").write_text("this is not a joblib file\n")
+    (root / "text.safetensors").write_text("this is not a model file\n")
     bad_labels = root / "bad_labels.csv"
     bad_labels.write_text("video_id,short_term\nv1,1.5\nv2,abc\n")
 
@@ -70,6 +71,7 @@ def bad(tmp_path_factory, amnet_weights, clip_dir):
         "good": good, "nolabels": nolabels, "labels_only": labels_only, "damaged": damaged,
         "damaged_part": part.name, "empty": root / "empty", "missing_store": root / "no_such_store",
         "file": not_a_folder, "dict_joblib": root / "dict.joblib", "text_joblib": root / "text.joblib",
+        "text_model": root / "text.safetensors",
         "missing_joblib": root / "missing.joblib", "clip": clip_dir / "clip0.mp4", "weights": amnet_weights,
         "bad_labels": bad_labels, "missing_labels": root / "missing.csv", "no_dask": fake,
         "no_folder": root / "no_such_folder" / "model.joblib",
@@ -175,7 +177,9 @@ ROWS = [
     ("predict-no-paths", ["predict", "{dict_joblib}"], ["PATH"], {}),
     ("predict-model-missing", ["predict", "{missing_joblib}", "{clip}"], ["missing.joblib", "does not exist"], {}),
     ("predict-model-not-a-pipeline", ["predict", "{dict_joblib}", "{clip}"], ["dict.joblib", "dict"], {}),
-    ("predict-model-not-joblib", ["predict", "{text_joblib}", "{clip}"], ["text.joblib", "cannot read"], {}),
+    ("predict-model-pickle-refused", ["predict", "{text_joblib}", "{clip}"], ["text.joblib", "--allow-pickle"], {}),
+    ("predict-model-not-a-model", ["predict", "{text_model}", "{clip}"], ["text.safetensors", "not an amnetvid-sk model file"], {}),
+    ("predict-pickle-not-a-pipeline", ["predict", "{dict_joblib}", "{clip}", "--allow-pickle"], ["dict.joblib", "dict"], {}),
     ("predict-store-is-file", ["predict", "{dict_joblib}", "{clip}", "--store", "{file}"], ["is a file"], {}),
     # the demo's own parser reports in the same way
     ("demo-cv-text", ["demo", "--cv", "three"], ["--cv", "three"], {}),
@@ -254,7 +258,8 @@ def tiny_tmpfs(tmp_path):
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here (needs root): {proc.stderr.strip()}")
     yield folder
-    subprocess.run(["umount", str(folder)], capture_output=True)
+    # lazily: a child process that has just exited may still hold it busy for a moment
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
 def test_full_disk_during_extraction_then_rerun_completes(tiny_tmpfs, amnet_weights, tmp_path):

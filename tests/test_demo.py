@@ -19,6 +19,9 @@ def test_demo_tiny_writes_report_and_table(tmp_path):
     for label in ("mean frame score", "LSTM on scores", "AMNetVid ConvLSTM"):
         assert label in text
     assert "predicted short-term memorability" in text
+    beyond = text[text.index("Beyond the note"):]
+    for label in ("embedding ridge", "Conv3D", "AMNetVid + frame subsets", "stacked ensemble"):
+        assert label in beyond
 
     report = out / "report"
     html = (report / "index.html").read_text()
@@ -28,9 +31,13 @@ def test_demo_tiny_writes_report_and_table(tmp_path):
             assert im.width >= 400 and im.height >= 200
     figures = sorted(report.glob("figure1_*.png"))
     assert figures and all(f.name in html for f in figures)
-    assert html.count("<table>") >= 4  # Table 1, predictions, two SQL results
+    assert html.count("<table>") >= 5  # Table 1, beyond the note, predictions, two SQL results
     summary = json.loads((report / "summary.json").read_text())
     assert len(summary["table1"]) == 6 and len(summary["predictions"]) == 2
+    assert sorted(row["recipe"] for row in summary["beyond"]) == [
+        "amnetvid_augmented", "amnetvid_conv3d", "embedding_ridge", "stacked"]
+    assert all(row["target"] == "short" and len(row["folds"]) == 2 for row in summary["beyond"])
+    assert "Beyond the note" in html
     assert all(0.0 <= p <= 1.0 for p in summary["predictions"].values())
 
     # a second run reuses the store: nothing is extracted again

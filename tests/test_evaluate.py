@@ -218,24 +218,32 @@ def test_parameter_errors_are_sklearns_and_the_same_in_every_run():
 
 
 def test_steps_are_found_by_role():
-    """Each shipped recipe's store-reading step and network are found by what they are, not their names."""
-    from amnetvid_sk.estimators import MeanScoreRegressor
-    from amnetvid_sk.evaluate import network_step, reader_step, role_params
-    from amnetvid_sk.pipelines import shipped_recipes
+    """Each shipped recipe's store-reading steps and networks are found by what they are, not their
+    names, inside an ensemble's member pipelines too."""
+    from skorch import NeuralNet
+
+    from amnetvid_sk.evaluate import network_step, network_steps, reader_step, role_params
+    from amnetvid_sk.pipelines import shipped_recipes, store_steps
 
     for name in shipped_recipes():
         pipe = load_recipe(name).pipeline("somewhere")
-        reader_name, reader = reader_step(pipe)
-        assert (reader_name, reader) == pipe.steps[0] and reader.get_params()["store"] == "somewhere", name
-        found = network_step(pipe)
-        assert (found is None) == isinstance(pipe[-1], MeanScoreRegressor), name
+        readers, nets = store_steps(pipe), network_steps(pipe)
+        assert readers and reader_step(pipe) == readers[0], name
+        assert all(step.get_params()["store"] == "somewhere" for _, step in readers), name
+        ensemble = hasattr(pipe[-1], "estimators")
+        if not ensemble:
+            assert readers == [pipe.steps[0]], name
+            found = network_step(pipe)
+            assert (found is None) == (not isinstance(pipe[-1], NeuralNet)), name
+            assert nets == ([] if found is None else [found]), name
+        else:  # the stacked recipe: one reader per member, the members' networks
+            assert len(readers) == len(pipe[-1].estimators) and len(nets) >= 2, name
+            assert network_step(pipe) is None, name
         params = role_params(pipe, reader={"n_frames": 3}, network={"max_epochs": 2})
         pipe.set_params(**params)
-        assert reader.get_params()["n_frames"] == 3, name
-        if found is not None:
-            assert found[1].get_params()["max_epochs"] == 2 and len(params) == 2, name
-        else:
-            assert len(params) == 1, name
+        assert all(step.get_params()["n_frames"] == 3 for _, step in readers), name
+        assert all(net.get_params()["max_epochs"] == 2 for _, net in nets), name
+        assert len(params) == len(readers) + len(nets), name
 
 
 def test_pipelines_package_examples_run():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from amnetvid_sk.testing.clips import write_clip
-from amnetvid_sk.extract import expand_paths, extract
+from amnetvid_sk.extraction import expand_paths, extract
 from amnetvid_sk.store import FeatureStore
 
 from conftest import AMNETVID, ROOT, moving_frames, run_cli

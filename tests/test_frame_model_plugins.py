@@ -12,7 +12,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from amnetvid_sk import FrameScores, MeanScoreRegressor
-from amnetvid_sk.extract import extract
+from amnetvid_sk.extraction import extract
 from amnetvid_sk.frame_models import (
     FrameModelLookupError, FrameModelRebuildError, FrameModelSpec, frame_model_class, frame_model_names,
     make_frame_model, spec_of,

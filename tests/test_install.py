@@ -15,7 +15,8 @@ from amnetvid_sk.evaluate import load_recipe, recipe_dirs
 
 from conftest import ROOT
 
-SHIPPED = ["amnetvid", "amnetvid_raw", "mean_score", "score_lstm"]
+SHIPPED = ["amnetvid", "amnetvid_augmented", "amnetvid_conv3d", "amnetvid_raw", "embedding_ridge", "mean_score",
+           "score_lstm", "stacked"]
 
 
 def test_pyproject_lists_every_package():

@@ -20,12 +20,12 @@ LAYERS = [
     ["amnetvid_sk.frame_models", "amnetvid_sk.render"],
     ["amnetvid_sk.store"],
     ["amnetvid_sk.labels"],
-    ["amnetvid_sk.extract"],
+    ["amnetvid_sk.extraction"],
     ["amnetvid_sk.transformers"],
     ["amnetvid_sk.layers", "amnetvid_sk.networks", "amnetvid_sk.callbacks", "amnetvid_sk.subsets"],
     ["amnetvid_sk.estimators", "amnetvid_sk.testing.synthetic"],
     ["amnetvid_sk.conv3d"],
-    ["amnetvid_sk.evaluate"],
+    ["amnetvid_sk.evaluate", "amnetvid_sk.tables"],
     ["amnetvid_sk.report", "amnetvid_sk.predict", "amnetvid_sk.model_files"],
     ["amnetvid_sk.demo"],
     ["amnetvid_sk.cli"],
@@ -134,3 +134,17 @@ def test_the_layer_table_names_only_real_modules():
     """Every name in LAYERS is a module or package of amnetvid_sk (the table cannot go stale)."""
     stale = [name for name in RANK if name not in MODULES]
     assert not stale, stale
+
+
+def test_no_public_name_is_shadowed_by_a_subpackage():
+    """``amnetvid_sk.NAME`` is the exported object even after every module has been imported: a
+    subpackage named like an export (``extract``) would replace it on the package once loaded."""
+    import importlib
+
+    import amnetvid_sk
+
+    for module in sorted(MODULES):
+        if not module.endswith("__main__"):  # running it is running the command line
+            importlib.import_module(module)
+    shadowed = [name for name in amnetvid_sk.__all__ if isinstance(getattr(amnetvid_sk, name), type(amnetvid_sk))]
+    assert not shadowed, f"exports replaced by a module of the same name: {shadowed}"

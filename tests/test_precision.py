@@ -4,16 +4,16 @@ import os
 import subprocess
 import sys
 
-import joblib
 import numpy as np
 import pytest
 from sklearn.pipeline import Pipeline
 
 from amnetvid_sk import FrameScores, MeanScoreRegressor
 from amnetvid_sk.frame_models.amnet import AMNet
-from amnetvid_sk.extract import extract
+from amnetvid_sk.extraction import extract
 from amnetvid_sk.precision import native_bfloat16, resolve_precision
 from amnetvid_sk.predict import predict_videos
+from amnetvid_sk.model_files import save_model
 from amnetvid_sk.store import FeatureStore
 
 import torch
@@ -108,8 +108,8 @@ def test_predict_extracts_with_the_training_fingerprint(clips, tmp_path, amnet_w
     ids = np.array([p.stem for p in train], dtype=object)
     pipe = Pipeline([("frames", FrameScores(store, sampling="frames=3")), ("mean", MeanScoreRegressor())])
     pipe.fit(ids, np.linspace(0.2, 0.8, len(ids)))
-    model_file = tmp_path / "model.joblib"
-    joblib.dump(pipe, model_file)
+    model_file = tmp_path / "model.safetensors"
+    save_model(pipe, model_file)
     new = sorted(clips.glob("clip[45].*"))
     got_ids, pred, summary = predict_videos(model_file, new, progress=False, device="cpu")
     assert list(got_ids) == ["clip4", "clip5"] and pred.shape == (2,) and summary.ok

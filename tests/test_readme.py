@@ -198,12 +198,23 @@ def test_own_videos_block(tmp_path):
         _clip(tmp_path / "new_videos" / f"new{i}.mp4", 4, seed=20 + i, fps=8)
     (tmp_path / "my_labels.csv").write_text("video_id,short_term,long_term\n" + "".join(
         f"mine{i},{0.6 + 0.05 * i:.2f},{0.3 + 0.04 * i:.2f}\n" for i in range(6)))
+    from PIL import Image
+
+    Image.fromarray(moving_frames(1, 48, 64, seed=3)[0]).save(tmp_path / "photo.png")
     done = run_section("Your own videos", tmp_path)
+    per_frame = next(p for line, p in done.items() if "--per-frame" in line).stdout.splitlines()
+    assert per_frame[0] == "video_id,frame_index,timestamp,score" and len(per_frame) == 1 + 8 + 1
+    assert per_frame[-1].startswith("photo,0,")
     assert len(list((tmp_path / "maps").glob("*.png"))) == 8
     assert "extracted 6," in next(p for line, p in done.items() if line.startswith("amnetvid extract")).stdout
     evaluate = next(p for line, p in done.items() if line.startswith("amnetvid evaluate"))
     assert evaluate.stdout.count("fold ") == 5 and "6 labelled videos used, 0 left out" in evaluate.stdout
-    assert (tmp_path / "model.joblib").is_file()
+    assert (tmp_path / "model.safetensors").is_file()
     predicted = next(p for line, p in done.items() if line.startswith("amnetvid predict")).stdout
     rows = dict(line.split("\t") for line in predicted.strip().splitlines()[1:])
     assert set(rows) == {"new0", "new1"} and all(np.isfinite(float(v)) for v in rows.values())
+    assert (tmp_path / "run.csv").read_text().splitlines()[0] == "video,short-term_memorability,long-term_memorability"
+    run_labels = subprocess.run([str(BIN / "amnetvid"), "sql", "SELECT video_id, short_term FROM labels ORDER BY 1",
+                                 "--store", str(tmp_path / "run_store"), "--format", "csv"],
+                                capture_output=True, text=True, check=True).stdout
+    assert [line.split(",")[0] for line in run_labels.splitlines()[1:]] == ["new0", "new1"]

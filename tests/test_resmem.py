@@ -99,7 +99,7 @@ def test_fingerprint_and_parameters(model):
     """The fingerprint names weights hash, preprocessing, layers, map size and precision."""
     fp = model.fingerprint
     assert fp.startswith("resmem.w-")
-    assert fp.endswith(".pre-256sq-crop227.gradcam-layer2-layer3-layer4.maps-3x14x14.fp32")
+    assert fp.endswith(".pre-256sq-crop227.gradcam-layer2-layer3-layer4.maps-3x14x14.emb-2048.fp32")
     assert ResMemGradCAM(device="cpu", precision="bfloat16").fingerprint == fp[:-4] + "bf16"
     assert ResMemGradCAM(device="cpu", precision="float32",
                          layers=("layer1", "layer2", "layer3")).fingerprint != fp
@@ -107,6 +107,13 @@ def test_fingerprint_and_parameters(model):
     assert isinstance(m, ResMemGradCAM) and m.batch_size == 8 and m.fingerprint == fp
     with pytest.raises(ValueError, match=r"'layers' parameter of ResMemGradCAM must be 3 names among"):
         ResMemGradCAM(device="cpu", layers=("layer2", "layer5", "layer4"))
+    with pytest.raises(ValueError, match=r"'maps' parameter of ResMemGradCAM must be a str among "
+                                         r"\{'attention', 'none'\}. Got 'raw' instead."):
+        ResMemGradCAM(device="cpu", maps="raw")
+    # scores only: its own fingerprint, which names no Grad-CAM layers (they change nothing then)
+    none = make_frame_model("resmem", device="cpu", precision="float32", maps="none")
+    assert none.fingerprint == fp.replace(".gradcam-layer2-layer3-layer4.maps-3x14x14.", ".maps-none.")
+    assert none.config["maps"] == "none" and none.config["embedding_dim"] == 2048
     scores, maps = model.predict(np.zeros((0, 32, 32, 3), np.uint8))
     assert scores.shape == (0,) and maps.shape == (0, 3, 14, 14)
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from amnetvid_sk.errors import MissingVideosError, ReadOnlyQueryError, StoreError
-from amnetvid_sk.store import FeatureStore, frames_table, new_extraction_id
+from amnetvid_sk.store import FeatureStore, embeddings_table, frames_table, new_extraction_id
 from amnetvid_sk.store import cache as cache_module
 from amnetvid_sk.store import read as read_module
 from amnetvid_sk.store.connection import Connection
@@ -313,6 +313,13 @@ def test_readme_sql_examples_run(store):
                         "n_short": [30] * 12, "long_term": [0.5] * 11 + [None], "n_long": [9] * 12,
                         "source": ["dev.csv"] * 12})
     store.write_failure("/data/broken.webm", "truncated file", "m1", "frames=28")
+    # a second frame model, scores only, with embeddings (the embeddings example reads them)
+    store.write_model("m2", "toy", {}, (), maps="none", embedding_dim=4)
+    emb_rows = [_video_row(f"v{i:02d}", 3, model="m2") for i in range(3)]
+    store.write_extractions(emb_rows, pa.concat_tables([
+        frames_table(r["extraction_id"], [0, 1, 2], [0, 0.1, 0.2], [0.5] * 3) for r in emb_rows]),
+        pa.concat_tables([embeddings_table(r["extraction_id"], [0, 1, 2], np.full((3, 4), i + 1.0) + np.eye(3, 4))
+                          for i, r in enumerate(emb_rows)]))
     blocks = readme_sql_blocks()
     assert len(blocks) >= 5
     results = [store.sql(b) for b in blocks]
@@ -331,6 +338,10 @@ def test_readme_sql_examples_run(store):
     ent0_sql = next(b for b in blocks if "entropy_map0" in b)
     flat0 = [r for r in by_sql[ent0_sql].to_pylist() if r["video_id"] == "flat"]
     assert flat0[0]["entropy_map0"] == pytest.approx(math.log(196), rel=1e-5)
+    cos_sql = next(b for b in blocks if "cosine_to_v00" in b)
+    near = by_sql[cos_sql].to_pylist()
+    assert [r["video_id"] for r in near][0] == "v00" and near[0]["cosine_to_v00"] == pytest.approx(1.0)
+    assert {(r["n_frames"], r["dim"]) for r in near} == {(3, 4)} and len(near) == 3
     spearman_sql = next(b for b in blocks if "corr(a, b)" in b)
     row = by_sql[spearman_sql].to_pylist()[0]
     assert row["n_videos"] == 12 and -1 <= row["spearman"] <= 1
@@ -439,8 +450,8 @@ def test_compact_rewrites_visible_rows_into_one_part(store):
     visible = store.sql("SELECT * FROM videos ORDER BY video_id")
     report = store.compact()
     assert report["videos"] == (4, 1) and report["frames"] == (4, 1) and report["labels"] == (2, 1)
-    assert store.info()["files"] == {"videos": 1, "frames": 1, "models": 1, "labels": 1, "failures": 0,
-                                     "results": 0}
+    assert store.info()["files"] == {"videos": 1, "frames": 1, "embeddings": 0, "models": 1, "labels": 1,
+                                     "failures": 0, "results": 0}
     assert store.sql("SELECT count(*) AS n FROM videos_all").to_pylist() == [{"n": 5}]
     assert store.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 4 * 3 + 5}]
     assert store.sql("SELECT * FROM videos ORDER BY video_id").equals(visible)
@@ -517,7 +528,7 @@ def no_parquet(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a frames part file was decoded")
 
-    monkeypatch.setattr(read_module, "_read_group", refuse)
+    monkeypatch.setattr(read_module, "read_group", refuse)
 
 
 def _read_both(fs, monkeypatch, ids, **kwargs):
@@ -583,7 +594,7 @@ from amnetvid_sk.store import FeatureStore, read
 def refuse(*args, **kwargs):
     raise AssertionError("a frames part file was decoded")
 
-read._read_group = refuse
+read.read_group = refuse
 scores, maps = FeatureStore(sys.argv[1]).read_arrays(["v2", "v1"], n_frames=2)
 np.save(sys.argv[2], maps)
 """

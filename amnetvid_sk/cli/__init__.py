@@ -5,7 +5,7 @@ and exit status 2; exit status 1 means that some videos failed. An unexpected
 exception (a bug) keeps its traceback, so that it can be reported.
 
 Where things are: :mod:`.parser` (the parser class, typed option values, shared option
-groups), :mod:`.store_commands` (sql, info, compact, labels import), :mod:`.score_commands`
+groups), :mod:`.store_commands` (sql, info, compact, verify, labels import), :mod:`.score_commands`
 (score), :mod:`.extract_commands` (extract), :mod:`.model_commands` (evaluate, table1, grid, fit, predict, demo); this
 module builds the parser, runs a command and tells user errors from bugs.
 """

@@ -7,14 +7,14 @@ from pathlib import Path
 
 from ..errors import AmnetvidError
 from ..video_ids import ID_MODES
-from .parser import (EXIT_STATUS, _n_jobs, _positive_int, add_dask_args, add_frame_model_args,
+from .parser import (EXIT_STATUS, _n_jobs, _positive_int, add_dask_args, add_frame_model_args, add_maps_arg,
                      add_sampling_args, add_store_arg, one_line)
 
 EXTRACT_BACKENDS = ("local", "joblib", "dask")
 
 
 def cmd_extract(args) -> int:
-    from ..extract import extract
+    from ..extraction import extract
 
     summary = extract(
         args.paths, store=args.store, frame_model=args.frame_model, weights=args.weights,
@@ -22,6 +22,7 @@ def cmd_extract(args) -> int:
         device=args.device, precision=args.precision, allow_unsafe_weights=args.allow_unsafe_weights,
         backend=args.backend, scheduler=args.scheduler, n_jobs=args.n_jobs,
         flush_every=args.flush_every, progress=not args.no_progress, ids=args.ids, replace=args.replace,
+        embeddings=args.embeddings, maps=args.maps,
     )
     print(summary.report())
     return 0 if summary.ok else 1
@@ -30,7 +31,8 @@ def cmd_extract(args) -> int:
 def add_extract_commands(sub) -> None:
     """The parser of ``extract``."""
     p = sub.add_parser("extract", help="extract features of videos into the store",
-                       description="Extract frame scores and attention maps into the feature store. "
+                       description="Extract frame scores and attention maps (and, with --embeddings, "
+                                   "frame embeddings) into the feature store. "
                                    "PATH may be a file, a folder, a glob or a .txt file listing paths. "
                                    "Videos already extracted (same path, size, mtime, model and sampling) "
                                    "are skipped; failures are recorded and the run continues.",
@@ -39,6 +41,11 @@ def add_extract_commands(sub) -> None:
     add_store_arg(p)
     add_frame_model_args(p)
     add_sampling_args(p)
+    add_maps_arg(p)
+    p.add_argument("--embeddings", action="store_true",
+                   help="also store one embedding per frame (ResMem 2048 values, AMNet 1024; float16) from "
+                        "the same forward pass; videos extracted before without them get them added "
+                        "(default: none)")
     p.add_argument("--ids", choices=ID_MODES, default="stem",
                    help="how files are named in the store: stem (default), the file name without "
                         "extension; relpath, the path relative to the folder given (a/clip for "

@@ -7,18 +7,26 @@ never when the parser is built; the names the parser lists come from
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
-from ..errors import ModelFileError
 from ..pipelines import PROTOCOLS, TABLE1_RECIPES, TARGETS, shipped_recipes
 from ..precision import PRECISIONS
-from .parser import (EXIT_STATUS, _int_at_least, _n_jobs, _positive_int, add_dask_args, add_store_arg,
-                     one_line)
+from .output import ROW_FORMATS, RowWriter, check_out_file
+from .parser import EXIT_STATUS, _int_at_least, _n_jobs, _positive_int, add_dask_args, add_output_args, add_store_arg
 
 GRID_BACKENDS = ("local", "dask")
+# a positional with one of these next to --short-model/--long-model is a model given twice
+MODEL_SUFFIXES = (".safetensors", ".joblib", ".pkl", ".pickle")
+PREDICT_EXAMPLES = """examples:
+  amnetvid predict model.safetensors new_videos/
+  amnetvid predict --short-model short.safetensors --long-model long.safetensors new_videos/ \\
+      --format mediaeval --out run.csv
+  amnetvid labels import run.csv --format mediaeval --store other_store/"""
+#: ``predict --format``: the row formats, and a MediaEval run file (``labels import --format mediaeval``
+#: reads it back)
+PREDICT_FORMATS = (*ROW_FORMATS, "mediaeval")
 
 
 def _report_videos(target: str, n_used: int, left_out, count: bool = True) -> None:
@@ -79,9 +87,14 @@ def cmd_grid(args) -> int:
     return 0
 
 
-def cmd_fit(args) -> int:
-    import joblib
+def _save_pipeline(pipeline, path, recipe) -> None:
+    """The one place a fitted pipeline is saved: as data, no pickle (read back by ``predict.load_pipeline``)."""
+    from ..model_files import save_model
 
+    save_model(pipeline, path, recipe=recipe)
+
+
+def cmd_fit(args) -> int:
     from ..evaluate import labelled_data, load_recipe
 
     folder = Path(args.out).resolve().parent
@@ -92,41 +105,50 @@ def cmd_fit(args) -> int:
     ids, y, left_out = labelled_data(args.store, args.target, pipeline=pipe, return_left_out=True)
     _report_videos(args.target, len(ids), left_out)
     pipe.fit(ids, y)
-    joblib.dump(pipe, args.out)
+    _save_pipeline(pipe, args.out, args.recipe)
     print(f"fitted {recipe.recipe_name} on {len(ids)} videos ({args.target}-term); saved to {args.out}")
     return 0
 
 
-def _load_pipeline(path: str):
-    """The fitted pipeline saved in ``path``, or a ModelFileError saying what the file is instead."""
-    if not os.path.isfile(path):
-        what = "is a folder" if os.path.isdir(path) else "does not exist"
-        raise ModelFileError(f"model file {path!r} {what}; give a file saved by `amnetvid fit`")
-    import joblib
-
-    try:
-        pipeline = joblib.load(path)
-    except Exception as exc:  # any failure to unpickle means: not a model file
-        raise ModelFileError(f"cannot read model file {path!r} ({type(exc).__name__}: {one_line(exc)}); "
-                             "give a file saved by `amnetvid fit`") from exc
-    if not (hasattr(pipeline, "steps") and hasattr(pipeline, "predict")):
-        raise ModelFileError(f"model file {path!r} holds a {type(pipeline).__name__}, not a fitted pipeline; "
-                             "give a file saved by `amnetvid fit`")
-    return pipeline
+def _predict_models(args) -> dict:
+    """Column -> model file: MODEL alone gives the column ``prediction``; --short-model and
+    --long-model give ``short_term`` and ``long_term`` (a target without a model stays empty)."""
+    if args.short_model or args.long_model:
+        if args.model is not None:
+            if Path(args.model).suffix in MODEL_SUFFIXES:
+                args.parser.error(f"give MODEL or --short-model/--long-model, not both (got {args.model!r} "
+                                  "and a model option)")
+            args.paths.insert(0, args.model)  # with a model option, every positional is a video path
+        return {"short_term": args.short_model, "long_term": args.long_model}
+    if args.model is None:
+        args.parser.error("the following arguments are required: MODEL PATH (or --short-model/"
+                          "--long-model FILE, then PATH)")
+    if args.format == "mediaeval":
+        args.parser.error("argument --format: mediaeval puts each model's predictions under its target; give "
+                          "--short-model FILE and/or --long-model FILE instead of MODEL (a model file "
+                          "does not record its target)")
+    return {"prediction": args.model}
 
 
 def cmd_predict(args) -> int:
-    from ..predict import predict_videos
+    from ..predict import load_pipeline, mediaeval_run, predict_files
 
-    pipeline = _load_pipeline(args.model)
-    ids, pred, summary = predict_videos(pipeline, args.paths, store=args.store,
-                                        progress=not args.no_progress)
-    print("video_id\tprediction")
-    for i, p in zip(ids, pred):
-        print(f"{i}\t{p:.4f}")
-    for path, reason in summary.failed:
+    files = _predict_models(args)
+    check_out_file(args.parser, args.out)
+    models = {column: None if path is None else load_pipeline(path, allow_pickle=args.allow_pickle)
+              for column, path in files.items()}
+    table, failed = predict_files(models, args.paths, store=args.store, progress=not args.no_progress)
+    if args.format == "mediaeval":
+        table = mediaeval_run(table)  # refuses scores outside [0, 1] before anything is written
+        fmt, columns = "csv", table.column_names
+    else:
+        fmt, columns = args.format, ["video_id", *models]
+    with RowWriter(columns, fmt, args.out) as rows:
+        for row in table.to_pylist():
+            rows.write(row)
+    for path, reason in failed:
         print(f"failed: {path}: {reason}", file=sys.stderr)
-    return 0 if summary.ok else 1
+    return 1 if failed else 0
 
 
 def cmd_demo(args) -> int:
@@ -210,16 +232,33 @@ def add_model_commands(sub) -> None:
     add_store_arg(p)
     _target_arg(p)
     p.add_argument("--out", required=True, metavar="FILE",
-                   help="output file (joblib), in an existing folder (required)")
+                   help="output model file, in an existing folder (required): data only (the recipe, parameters, "
+                        "fitted state and network weights in safetensors), no pickled code")
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("predict", help="predict memorability of video files with a saved pipeline",
+    p = sub.add_parser("predict", help="predict memorability of video files with saved pipelines",
                        description="Extracts the features that are missing (same frame model, precision and "
-                                   "sampling as in training), then prints one row per video.",
-                       epilog=EXIT_STATUS)
-    p.add_argument("model", metavar="MODEL.joblib", help="a pipeline saved by `amnetvid fit`")
+                                   "sampling as in training), then prints one row per video: video_id and "
+                                   "prediction with one MODEL; video_id, short_term and long_term "
+                                   "with --short-model and/or --long-model (a target without a model is "
+                                   "empty). --format mediaeval writes a MediaEval run file: the dev-set "
+                                   "ground truth's column names without the annotation counts (video file "
+                                   "name with extension, short-term_memorability, long-term_memorability), "
+                                   "which `amnetvid labels import FILE --format mediaeval` reads back.",
+                       epilog=PREDICT_EXAMPLES + "\n\n" + EXIT_STATUS)
+    p.add_argument("model", nargs="?", metavar="MODEL",
+                   help="a pipeline saved by `amnetvid fit` (left out with --short-model/--long-model)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="video file, folder, glob or .txt list")
+    p.add_argument("--short-model", metavar="FILE",
+                   help="a pipeline fitted with --target short, for the short_term column (default: none)")
+    p.add_argument("--long-model", metavar="FILE",
+                   help="a pipeline fitted with --target long, for the long_term column (default: none)")
+    add_output_args(p, PREDICT_FORMATS, "rows",
+                    extra="; mediaeval: a MediaEval run file (CSV; needs --short-model and/or --long-model)")
     add_store_arg(p, default=None, help="feature store (default: the one the pipeline was trained on)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="also load a pickle/joblib model file (older amnetvid-sk versions, or joblib.dump); "
+                        "loading a pickle can run any code in it, so only for files you trust (default: refused)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
     p.set_defaults(func=cmd_predict)
 

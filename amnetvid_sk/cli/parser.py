@@ -218,3 +218,25 @@ def check_dask(args) -> None:
                 f'--backend dask needs Dask distributed ({exc}): pip install "amnetvid-sk[dask]"') from exc
     elif args.scheduler:
         args.parser.error(f"--scheduler is only used with --backend dask (got --backend {args.backend})")
+
+
+#: what a frame model computes besides its scores: attention maps (Grad-CAM for ResMem, a backward
+#: pass) or nothing (scores only: a forward pass)
+MAPS_MODES = ("attention", "none")
+
+
+def add_maps_arg(p: argparse.ArgumentParser) -> None:
+    """--maps attention|none, passed to the frame model (``make_frame_model(..., maps=...)``)."""
+    p.add_argument("--maps", choices=MAPS_MODES, default="attention",
+                   help="attention (default): scores and attention maps; none: scores only, a forward "
+                        "pass without Grad-CAM (faster)")
+
+
+def add_output_args(p: argparse.ArgumentParser, formats, what: str, extra: str = "") -> None:
+    """--format (one of ``formats``, the first the default) and --out FILE (default: stdout)."""
+    p.add_argument("--format", choices=formats, default=formats[0],
+                   help=f"table (default): tab-separated {what} with a header; csv: the same columns, "
+                        "floats at full precision; json: one JSON list of objects, one per row" + extra)
+    p.add_argument("--out", metavar="FILE",
+                   help="write to FILE, in an existing folder, renamed into place once complete "
+                        "(default: stdout)")

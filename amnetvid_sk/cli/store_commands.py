@@ -1,4 +1,4 @@
-"""Commands on the feature store: ``sql``, ``info``, ``compact`` and ``labels import``.
+"""Commands on the feature store: ``sql``, ``info``, ``compact``, ``verify`` and ``labels import``.
 
 They import neither torch nor scikit-learn (``amnetvid sql`` starts quickly).
 """
@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from .parser import EXIT_STATUS, _sql_param, add_store_arg
+from .parser import EXIT_STATUS, TRACEBACK_ENV, _sql_param, add_store_arg
 
 SQL_PARAMS = """parameters:
   Each --param binds the next ? of QUERY. Values are text as given: --param 00042 binds
@@ -17,6 +17,11 @@ SQL_PARAMS = """parameters:
   (and --param text:int:7 for the text 'int:7')."""
 SQL_FORMATS = ("table", "csv", "json")
 LABEL_FORMATS = ("mediaeval", "memento10k", "csv")
+VERIFY_STATUS = f"""exit status:
+  0  every part file reads whole
+  1  damaged part files were found (also when --repair moved them into quarantine: run verify
+     again to see 0)
+  2  bad arguments, or no store folder: one line on stderr says which ({TRACEBACK_ENV}=1 also shows where)"""
 
 
 def print_table(table, fmt: str = "table", out=None) -> None:
@@ -118,8 +123,16 @@ def cmd_compact(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from ..store import FeatureStore
+
+    report = FeatureStore(args.store).verify(repair=args.repair)
+    print(report)
+    return 0 if report.ok else 1
+
+
 def add_store_commands(sub) -> None:
-    """The parsers of ``labels import``, ``sql``, ``info`` and ``compact``."""
+    """The parsers of ``labels import``, ``sql``, ``info``, ``compact`` and ``verify``."""
     p = sub.add_parser("labels", help="label files",
                        description="Memorability labels: import a label file into the store.")
     lsub = p.add_subparsers(dest="labels_command", metavar="ACTION", help="what to do with a label file")
@@ -164,3 +177,15 @@ def add_store_commands(sub) -> None:
                    help="also remove frames of interrupted writes (only when no extraction runs; "
                         "default: kept)")
     p.set_defaults(func=cmd_compact)
+
+    p = sub.add_parser("verify", help="read every part file of the store whole; --repair quarantines damaged ones",
+                       description="Read the footer and every column of every row group of each part file, "
+                                   "and name each damaged file with the videos it held. --repair moves "
+                                   "damaged files into <store>/quarantine/<table>/ (never read), so their "
+                                   "videos count as not extracted and the next extract redoes them. Run "
+                                   "--repair when nothing else writes the store.",
+                       epilog=VERIFY_STATUS)
+    add_store_arg(p)
+    p.add_argument("--repair", action="store_true",
+                   help="move the damaged part files into the store's quarantine folder (default: only report)")
+    p.set_defaults(func=cmd_verify)

@@ -6,10 +6,12 @@ is imported here; the classes and helpers of :mod:`.base`, :mod:`.fingerprint`
 and :mod:`.spec` are imported on first use (PEP 562), so that the command line
 can list frame model names for its help text without loading torch.
 
-Where things are: :mod:`.base` (the :class:`FrameModel` interface and frame
-helpers), :mod:`.fingerprint` (the store's cache key), :mod:`.registry` (names
--> classes, plug-ins), :mod:`.spec` (rebuilding a model in another process),
-:mod:`.amnet` and :mod:`.resmem_gradcam` (the two shipped models).
+Where things are: :mod:`.base` (the :class:`FrameModel` interface, :class:`FrameOutputs`),
+:mod:`.frames` (frame checks, image paths, resizing, map normalisation),
+:mod:`.identity` (fingerprint, rebuild parameters and config of a model),
+:mod:`.fingerprint` (the store's cache key), :mod:`.registry` (names -> classes,
+plug-ins), :mod:`.spec` (rebuilding a model in another process), :mod:`.amnet`
+with :mod:`.amnet_weights` and :mod:`.resmem_gradcam` (the two shipped models).
 
 Examples
 --------
@@ -33,13 +35,15 @@ from .registry import (
 # public name -> submodule that defines it, imported on first use
 _LAZY = {
     "FrameModel": "base",
+    "FrameOutputs": "base",
     "resolve_device": "base",
-    "check_frames": "base",
-    "frames_to_tensor": "base",
-    "normalise_maps": "base",
-    "resize_frames": "base",
+    "check_frames": "frames",
+    "frames_to_tensor": "frames",
+    "normalise_maps": "frames",
+    "resize_frames": "frames",
     "IMAGENET_MEAN": "base",
     "IMAGENET_STD": "base",
+    "MAPS_MODES": "fingerprint",
     "make_fingerprint": "fingerprint",
     "hash_state_dict": "fingerprint",
     "hash_file": "fingerprint",

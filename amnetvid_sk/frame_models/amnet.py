@@ -20,18 +20,14 @@ No weights ship with any package: pass the file of the AMNet release
 from __future__ import annotations
 
 import os
-import pickle
-import re
-import tempfile
-from collections import OrderedDict
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsError
+from .amnet_weights import WEIGHTS_HELP, check_state_dict, load_amnet_state_dict, save_amnet_checkpoint
 from .base import IMAGENET_MEAN, IMAGENET_STD, FrameModel, frames_to_tensor, resize_frames
 from .fingerprint import hash_state_dict
 
@@ -42,14 +38,6 @@ TARGET_SCALE = 2.0
 TARGET_MEAN = 0.754
 INPUT_SIZE = 224
 STEPS = 3
-
-WEIGHTS_HELP = (
-    "The published AMNet weights come from the AMNet GitHub release, https://github.com/ok1zjf/AMNet "
-    "(its download.sh / data/lamem_weights_urls.txt: lamem_ResNet50FC_lstm3.zip); use the LaMem model "
-    "'lamem_ResNet50FC_lstm3_train_5/weights_35.pkl' from that archive, e.g. AMNet(weights='.../weights_35.pkl')."
-)
-
-_LIST_LIMIT = 12
 
 
 # --------------------------------------------------------------------------- network
@@ -78,7 +66,10 @@ class AMNetNetwork(nn.Module):
 
     ``forward(x)`` takes ImageNet-normalised ``[B, 3, 224, 224]`` images and
     returns ``(outputs [B, 3], alphas [B, 3, 196])``: the raw output of each
-    attention step (on the training target scale) and its attention weights.
+    attention step (on the training target scale) and its attention weights;
+    ``forward(x, pooled=True)`` also returns ``af [B, 1024]``, the mean over the
+    196 locations of the annotation vectors the attention reads (layer-3 features
+    after ``inconv``, BatchNorm and ReLU), from which the LSTM's first state is made.
     Use :func:`build_amnet_network` to create one.
     """
 
@@ -105,7 +96,7 @@ class AMNetNetwork(nn.Module):
         self.drop50 = nn.Dropout(0.5)
         self.drop80 = nn.Dropout(0.8)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, pooled: bool = False) -> tuple:
         b, d, n_loc = x.shape[0], self.a_vec_size, self.a_vec_num
         x = self.core_cnn(x)
         x = self.drop80(F.relu(self.bn1(self.inconv(x))))
@@ -135,6 +126,8 @@ class AMNetNetwork(nn.Module):
                 out = F.linear(out.float(), self.regnet4.weight.float(), self.regnet4.bias.float())
             outputs.append(out)
             alphas.append(alpha)
+        if pooled:
+            return torch.cat(outputs, 1), torch.stack(alphas, 1), af
         return torch.cat(outputs, 1), torch.stack(alphas, 1)
 
 
@@ -164,194 +157,11 @@ def build_amnet_network(seed: int | None = None) -> AMNetNetwork:
         return AMNetNetwork().eval()
 
 
-# --------------------------------------------------------------------------- weights files
-
-
-def _short_list(items) -> str:
-    items = list(items)
-    shown = ", ".join(items[:_LIST_LIMIT])
-    if len(items) > _LIST_LIMIT:
-        shown += f", ... ({len(items) - _LIST_LIMIT} more)"
-    return shown
-
-
-def _unpickler_reason(exc: BaseException) -> str:
-    m = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n|$)", str(exc))
-    return m.group(1).strip() if m else str(exc).splitlines()[0]
-
-
-def load_amnet_state_dict(path, allow_unsafe_weights: bool = False) -> "OrderedDict[str, torch.Tensor]":
-    """Read the state dict of an AMNet weights file, safely.
-
-    Reads the published format ``{'model': state_dict}`` (a bare state dict
-    is accepted too), in the zip format or the legacy pickle format of
-    PyTorch <= 1.5 (the published files were written by PyTorch 0.3), with
-    ``torch.load(weights_only=True)``, which cannot run code from the file.
-
-    Parameters
-    ----------
-    path : str or Path
-    allow_unsafe_weights : bool, default=False
-        Allow a file that needs arbitrary unpickling (it can run any code: only for
-        files you trust). Without it such a file raises :class:`WeightsError`.
-
-    Returns
-    -------
-    OrderedDict of str to torch.Tensor (on the CPU)
-
-    Raises
-    ------
-    WeightsError
-        Missing or unreadable file, unsafe file without opt-in, no state dict inside.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> from amnetvid_sk.frame_models.amnet import build_amnet_network, load_amnet_state_dict, save_amnet_checkpoint
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     p = save_amnet_checkpoint(os.path.join(d, "w.pkl"), build_amnet_network(seed=0))
-    ...     state = load_amnet_state_dict(p)
-    >>> "core_cnn.core_cnn.layer4.0.conv1.weight" in state, "rnn.weight_ih_l0" in state
-    (True, True)
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"AMNet weights file {str(path)!r} does not exist or is not a file. {WEIGHTS_HELP}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise WeightsError(f"AMNet weights file {str(path)!r} is not a readable PyTorch checkpoint: {exc}") from exc
-        if not allow_unsafe_weights:
-            reason = _unpickler_reason(exc)
-            opt_in = (
-                "If you trust the file, opt in with allow_unsafe_weights=True (AMNet(..., allow_unsafe_weights=True) "
-                "or make_frame_model('amnet', ..., allow_unsafe_weights=True)), or re-save it as plain tensors "
-                "with save_amnet_checkpoint."
-            )
-            if "global" in reason.lower():
-                raise WeightsError(
-                    f"AMNet weights file {str(path)!r} cannot be read with torch.load(weights_only=True): it needs "
-                    f"arbitrary unpickling ({reason}). Unpickling can run any code stored in the file. {opt_in}"
-                ) from None
-            raise WeightsError(
-                f"AMNet weights file {str(path)!r} is not a readable PyTorch checkpoint for the safe loader, "
-                f"torch.load(weights_only=True) ({reason}). {opt_in}"
-            ) from None
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc2:  # noqa: BLE001 - any failure of a foreign pickle means "unreadable"
-            raise WeightsError(
-                f"AMNet weights file {str(path)!r} is not a readable PyTorch checkpoint: {type(exc2).__name__}: {exc2}"
-            ) from exc2
-    except Exception as exc:  # noqa: BLE001 - torch raises KeyError/EOFError/RuntimeError on junk
-        raise WeightsError(
-            f"AMNet weights file {str(path)!r} is not a readable PyTorch checkpoint: {type(exc).__name__}: {exc}"
-        ) from exc
-
-    state = ckpt.get("model") if isinstance(ckpt, Mapping) and "model" in ckpt else ckpt
-    if isinstance(state, nn.Module):  # a pickled whole module (only reachable with the opt-in)
-        state = state.state_dict()
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        kind = type(ckpt).__name__
-        keys = _short_list(map(repr, ckpt.keys())) if isinstance(ckpt, Mapping) else ""
-        raise WeightsError(
-            f"AMNet weights file {str(path)!r} holds no state dict: expected {{'model': state_dict}} as written by "
-            f"torch.save({{'model': model.state_dict()}}); found a {kind}" + (f" with keys {keys}." if keys else ".")
-        )
-    return OrderedDict((str(k), v.detach() if isinstance(v, nn.Parameter) else v) for k, v in state.items())
-
-
-def _check_state_dict(state: Mapping, network: nn.Module, source: str) -> OrderedDict:
-    """Keys and shapes must match exactly, except ``num_batches_tracked`` (absent from PyTorch 0.3 files)."""
-    own = network.state_dict()
-    skip = lambda k: k.endswith("num_batches_tracked")  # noqa: E731
-    wanted = [k for k in own if not skip(k)]
-    missing = [k for k in wanted if k not in state]
-    unexpected = [k for k in state if k not in own and not skip(k)]
-    misshaped = [
-        f"{k} (file {list(state[k].shape)}, network {list(own[k].shape)})"
-        for k in wanted
-        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_short_list(missing)}")
-    if misshaped:
-        problems.append(f"mis-shaped keys: {_short_list(misshaped)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_short_list(unexpected)}")
-    if problems:
-        raise WeightsError(
-            f"AMNet weights {source} do not fit the AMNet network (ResNet50FC front end, 3 LSTM steps): "
-            + "; ".join(problems)
-            + ". Expected a LaMem model of the AMNet release, e.g. lamem_ResNet50FC_lstm3_train_5/weights_35.pkl."
-        )
-    full = OrderedDict((k, state[k]) for k in wanted)
-    for k in own:
-        if skip(k):
-            full[k] = state[k] if k in state else own[k]
-    return full
-
-
-def save_amnet_checkpoint(path, state_dict_or_module, *, legacy_format: bool = False) -> Path:
-    """Write AMNet weights in the published format: ``{'model': state_dict}``.
-
-    ``num_batches_tracked`` buffers are dropped, as in the PyTorch 0.3 files of
-    the AMNet release; tensors are saved on the CPU. The file is written to a
-    temporary name and then renamed.
-
-    Parameters
-    ----------
-    path : str or Path
-    state_dict_or_module : mapping, AMNetNetwork or AMNet
-    legacy_format : bool, default=False
-        Write the legacy (non-zip) serialization, ``_use_new_zipfile_serialization=False``.
-
-    Returns
-    -------
-    Path
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> from amnetvid_sk.frame_models.amnet import AMNet, build_amnet_network, save_amnet_checkpoint
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     p = save_amnet_checkpoint(os.path.join(d, "weights.pkl"), build_amnet_network(seed=1))
-    ...     AMNet(weights=p, device="cpu").fingerprint.startswith("amnet.w-")
-    True
-    """
-    obj = state_dict_or_module
-    if isinstance(obj, AMNet):
-        obj = obj.network
-    if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
-    if not isinstance(obj, Mapping):
-        raise TypeError(
-            "save_amnet_checkpoint needs a state dict, an AMNetNetwork or an AMNet; "
-            f"got {type(state_dict_or_module).__name__}."
-        )
-    state = OrderedDict(
-        (k, v.detach().to("cpu").clone()) for k, v in obj.items() if not k.endswith("num_batches_tracked")
-    )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save({"model": state}, tmp, _use_new_zipfile_serialization=not legacy_format)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 # --------------------------------------------------------------------------- frame model
 
 
 class AMNet(FrameModel):
-    """AMNet frame model: LaMem memorability scores and its three attention maps.
+    """AMNet frame model: LaMem memorability scores, its three attention maps and a 1024-d embedding.
 
     Parameters
     ----------
@@ -373,6 +183,9 @@ class AMNet(FrameModel):
     allow_unsafe_weights : bool, default=False
         Read a file that ``torch.load(weights_only=True)`` refuses (arbitrary
         unpickling: only for files you trust).
+    maps : {"attention", "none"}, default="attention"
+        ``"none"``: scores only (the attention steps still run, they make the
+        score; the maps are not kept), under its own fingerprint.
 
     Attributes
     ----------
@@ -382,8 +195,16 @@ class AMNet(FrameModel):
         The weights file (``None`` when built from a state dict).
     weights_sha256 : str
         SHA-256 of the loaded state dict (see :func:`~amnetvid_sk.frame_models.hash_state_dict`).
+    embedding_dim : int
+        1024: ``predict_outputs(..., embeddings=True)`` gives ``af``, the mean over the
+        196 locations of the annotation vectors the attention reads (layer-3 features
+        after AMNet's own ``inconv``, BatchNorm and ReLU). Chosen over the pooled
+        backbone output because these are the features AMNet trained for memorability
+        and from which its LSTM's first state is made, the state the note's outlook
+        would fit a model on; the backbone's are ImageNet features with no
+        memorability training on top.
     fingerprint : str
-        e.g. ``amnet.w-3f2a9c0d11be.pre-224sq-imagenet.maps-3x14x14.fp32``.
+        e.g. ``amnet.w-3f2a9c0d11be.pre-224sq-imagenet.maps-3x14x14.emb-1024.fp32``.
 
     Raises
     ------
@@ -403,12 +224,14 @@ class AMNet(FrameModel):
 
     name = "amnet"
     map_shape = (STEPS, 14, 14)
+    embedding_dim = _ResNet50Trunk.D
+    input_size = (INPUT_SIZE, INPUT_SIZE)
     #: resize to 224x224 without crop (aspect not kept), ImageNet mean/std
     preprocessing = "224sq-imagenet"
 
     def __init__(self, weights=None, device=None, batch_size: int = 16, precision: str = "auto",
-                 bfloat16: bool | None = None, allow_unsafe_weights: bool = False):
-        super().__init__(device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16)
+                 bfloat16: bool | None = None, allow_unsafe_weights: bool = False, maps: str = "attention"):
+        super().__init__(device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16, maps=maps)
         self.allow_unsafe_weights = bool(allow_unsafe_weights)
         if weights is None:
             raise WeightsError(
@@ -432,7 +255,7 @@ class AMNet(FrameModel):
             state = load_amnet_state_dict(weights, allow_unsafe_weights=self.allow_unsafe_weights)
             source = f"file {self.weights!r}"
         network = AMNetNetwork()
-        network.load_state_dict(_check_state_dict(state, network, source), strict=True)
+        network.load_state_dict(check_state_dict(state, network, source), strict=True)
         self._init_network(network)
 
     def _init_network(self, network: AMNetNetwork) -> None:
@@ -444,7 +267,7 @@ class AMNet(FrameModel):
 
     @classmethod
     def from_random(cls, seed: int = 0, device=None, batch_size: int = 16, precision: str = "auto",
-                    bfloat16: bool | None = None) -> "AMNet":
+                    bfloat16: bool | None = None, maps: str = "attention") -> "AMNet":
         """AMNet with explicitly random weights (seeded): for tests and benchmarks only.
 
         Its scores mean nothing; its fingerprint names the random weights' hash
@@ -459,7 +282,8 @@ class AMNet(FrameModel):
         True
         """
         self = cls.__new__(cls)
-        FrameModel.__init__(self, device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16)
+        FrameModel.__init__(self, device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16,
+                            maps=maps)
         self.allow_unsafe_weights = False
         self.weights = None
         self.seed = seed
@@ -481,10 +305,10 @@ class AMNet(FrameModel):
         x = frames_to_tensor(resize_frames(frames, (INPUT_SIZE, INPUT_SIZE)), self.device)
         return (x - self._mean) / self._std
 
-    def _predict_batch(self, frames) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward_batch(self, frames, *, maps: bool, embeddings: bool) -> tuple:
         x = self.preprocess(frames)
         with self._autocast():
-            outputs, alphas = self.network(x)
+            outputs, alphas, af = self.network(x, pooled=True)
         scores = outputs.float().mean(1) / TARGET_SCALE + TARGET_MEAN
-        maps = alphas.float().view(x.shape[0], *self.map_shape)
-        return scores, maps
+        frame_maps = alphas.float().view(x.shape[0], *self.map_shape) if maps else None
+        return scores, frame_maps, af.float() if embeddings else None

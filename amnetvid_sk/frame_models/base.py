@@ -1,11 +1,14 @@
-"""The frame model interface: frames in, one score and ``K=3`` attention maps per frame out.
+"""The frame model interface: frames in, one score, ``K=3`` attention maps and an embedding per frame out.
 
-Every frame model turns RGB frames into one memorability score and ``K=3``
-attention maps of ``14 x 14`` per frame. This module holds what they share:
-the :class:`FrameModel` base class (input checks, batching, ``inference_mode``,
-bfloat16 autocast where the precision asks for it, map normalisation, the
-parameters that rebuild a model elsewhere), device choice and the frame
-helpers. The fingerprint that keys the feature store is made in
+Every frame model turns RGB frames (or still images) into one memorability score
+and ``K=3`` attention maps of ``14 x 14`` per frame (or scores only, ``maps="none"``),
+and, where it declares an :attr:`~FrameModel.embedding_dim`, an embedding of its
+internal state from the same forward pass. This module holds what they share:
+the :class:`FrameModel` base class (batching, ``inference_mode``, bfloat16
+autocast where the precision asks for it, the parameters that rebuild a model
+elsewhere), :class:`FrameOutputs` and device choice; the frame helpers (input
+checks, image paths, resizing, map normalisation) are in
+:mod:`~amnetvid_sk.frame_models.frames`. The fingerprint that keys the feature store is made in
 :mod:`~amnetvid_sk.frame_models.fingerprint`, the precision rule (``auto``:
 bfloat16 only where the hardware computes it natively) in
 :mod:`amnetvid_sk.precision`, and names are resolved to classes in
@@ -15,17 +18,20 @@ bfloat16 only where the hardware computes it natively) in
 from __future__ import annotations
 
 import contextlib
-import inspect
-from typing import Iterator
+from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 import torch
 
 from ..precision import EMULATED, PRECISIONS, native_bfloat16, resolve_precision
-from .fingerprint import make_fingerprint
+from .fingerprint import MAPS_MODES
+from .frames import check_frames, frame_groups, frames_to_tensor, normalise_maps, resize_frames
+from .identity import RUNTIME_PARAMS, FrameModelIdentity
 
 __all__ = [
     "FrameModel",
+    "FrameOutputs",
+    "MAPS_MODES",
     "resolve_device",
     "check_frames",
     "frames_to_tensor",
@@ -35,11 +41,6 @@ __all__ = [
     "IMAGENET_STD",
     "RUNTIME_PARAMS",
 ]
-
-#: constructor parameters that a rebuild sets itself rather than reading them from the model:
-#: the device (the rebuilding process picks its own), the precision (recorded resolved) and its
-#: older spelling
-RUNTIME_PARAMS = ("device", "precision", "bfloat16")
 
 #: ImageNet channel statistics (RGB, 0..1 scale), used by AMNet's preprocessing
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -90,84 +91,39 @@ def resolve_device(device=None) -> torch.device:
     return dev
 
 
-# --------------------------------------------------------------------------- shared preprocessing
+# --------------------------------------------------------------------------- outputs
 
 
-def resize_frames(frames: np.ndarray, size) -> np.ndarray:
-    """Resize uint8 RGB frames ``[B,H,W,3]`` to ``size = (height, width)`` with PIL's bilinear filter.
+class FrameOutputs(NamedTuple):
+    """What :meth:`FrameModel.predict_outputs` gives for ``N`` frames.
 
-    PIL rather than torch: the published models were evaluated on images resized
-    by PIL (torchvision's ``Resize`` on PIL images), 8-bit in and 8-bit out; torch's
-    antialiased resize differs by up to one grey level per pixel. It costs a few
-    milliseconds per frame, little next to the networks.
+    Attributes
+    ----------
+    scores : ndarray of float32, shape (N,)
+    maps : ndarray of float32, shape (N, K, h, w), or None
+        Non-negative, each map sums to 1; None exactly when the model has ``maps="none"``.
+    embeddings : ndarray of float32, shape (N, embedding_dim), or None
+        The model's internal state per frame, from the same forward pass; None unless asked for.
     """
-    from PIL import Image
 
-    height, width = int(size[0]), int(size[1])
-    if frames.shape[1:3] == (height, width):
-        return frames
-    out = np.empty((frames.shape[0], height, width, 3), dtype=np.uint8)
-    for i, frame in enumerate(frames):
-        out[i] = np.asarray(Image.fromarray(frame).resize((width, height), Image.BILINEAR))
-    return out
-
-
-def frames_to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 ``[B,H,W,3]`` numpy frames -> contiguous float32 ``[B,3,H,W]`` tensor in 0..255 on ``device``.
-
-    The uint8 array is moved first (4x less to copy to a GPU), then converted.
-    Contiguous NCHW: ResMem's forward calls ``.view()`` on a conv output, which
-    fails on the channels-last strides a permuted ``[B,H,W,3]`` array would carry.
-    """
-    t = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
-    return t.permute(0, 3, 1, 2).float().contiguous()
-
-
-def check_frames(frames) -> np.ndarray:
-    """Validate a batch of RGB frames: a uint8 array of shape ``[N, H, W, 3]``."""
-    if not isinstance(frames, np.ndarray):
-        frames = np.asarray(frames)
-    if frames.dtype != np.uint8:
-        raise ValueError(
-            f"frames must be a uint8 RGB array of shape [N, H, W, 3]; got dtype {frames.dtype}. "
-            "Convert with (x * 255).round().clip(0, 255).astype(np.uint8) if the values are 0..1 floats."
-        )
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(
-            f"frames must be a uint8 RGB array of shape [N, H, W, 3]; got shape {frames.shape}. "
-            "Stack single frames with frames[None]."
-        )
-    if frames.shape[0] > 0 and (frames.shape[1] < 1 or frames.shape[2] < 1):
-        raise ValueError(f"frames must have a height and width of at least 1 pixel; got shape {frames.shape}.")
-    return np.ascontiguousarray(frames)
-
-
-def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Make maps ``[B,K,h,w]`` float32, non-negative and each sum to 1.
-
-    A map with nothing positive (all zero after clipping, or non-finite)
-    carries no location information: it becomes uniform, ``1 / (h*w)`` per cell.
-    """
-    maps = maps.float()
-    maps = torch.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0).clamp_(min=0.0)
-    total = maps.sum(dim=(-2, -1), keepdim=True)
-    uniform = torch.full_like(maps, 1.0 / (maps.shape[-2] * maps.shape[-1]))
-    ok = total > 0
-    return torch.where(ok, maps / torch.where(ok, total, torch.ones_like(total)), uniform)
+    scores: np.ndarray
+    maps: Optional[np.ndarray]
+    embeddings: Optional[np.ndarray]
 
 
 # --------------------------------------------------------------------------- base class
 
 
-class FrameModel:
-    """Base class of frame models: frames in, scores and attention maps out.
+class FrameModel(FrameModelIdentity):
+    """Base class of frame models: frames in, scores, attention maps and embeddings out.
 
     Subclasses set :attr:`name`, :attr:`map_shape` and implement
-    :meth:`_predict_batch` (one batch of uint8 frames) and
-    :meth:`_fingerprint_parts`. This class does the input checks, the
-    batching, ``torch.inference_mode`` (a subclass that needs gradients, such
-    as Grad-CAM, sets ``_needs_grad = True``), the precision (bfloat16
-    autocast or float32) and the final map normalisation.
+    :meth:`_fingerprint_parts` and either :meth:`_predict_batch` (one batch of
+    uint8 frames -> scores and maps) or, to give scores without maps faster or
+    embeddings, :meth:`_forward_batch` (and :attr:`embedding_dim`). This class
+    does the input checks (image paths too), the batching, ``torch.inference_mode``
+    (a subclass whose maps need gradients, such as Grad-CAM, sets ``_needs_grad = True``),
+    the precision (bfloat16 autocast or float32) and the final map normalisation.
 
     **Writing your own frame model.** Subclass this class in a module that can be
     imported (``mypackage.module``); ``make_frame_model("mypackage.module:MyModel")``,
@@ -208,6 +164,10 @@ class FrameModel:
     bfloat16 : bool or None, default=None
         The older spelling: ``True`` means ``precision="bfloat16"``, ``False``
         means ``precision="float32"``; None leaves ``precision`` in charge.
+    maps : {"attention", "none"}, default="attention"
+        ``"attention"``: scores and ``K`` maps per frame. ``"none"``: scores only
+        (a subclass that overrides :meth:`_forward_batch` skips the work the maps
+        need, for ResMem the Grad-CAM backward pass); its own fingerprint.
 
     Attributes
     ----------
@@ -215,6 +175,7 @@ class FrameModel:
         ``"amnet"`` or ``"resmem"``.
     device : torch.device
     batch_size : int
+    maps : str
     precision : str
         The precision that runs: ``"float32"`` or ``"bfloat16"`` (never ``"auto"``).
     precision_note : str
@@ -223,6 +184,12 @@ class FrameModel:
         ``precision == "bfloat16"``.
     map_shape : tuple of int
         ``(3, 14, 14)``.
+    embedding_dim : int
+        Size of the per-frame embedding of the internal state (class attribute; 0: none).
+    input_size : tuple of int or None
+        ``(height, width)`` the model's preprocessing first resizes every frame to
+        with :func:`resize_frames` (class attribute); lets images of different sizes
+        share a batch. None: unknown, each image size runs in its own batches.
     fingerprint : str
         Cache key of this model's outputs (see :func:`make_fingerprint`).
 
@@ -238,13 +205,12 @@ class FrameModel:
 
     name: str = "frame-model"
     map_shape: tuple = (3, 14, 14)
+    embedding_dim: int = 0
+    input_size: tuple | None = None
     _needs_grad: bool = False
-    #: name of the classmethod that built this model, when not ``__init__`` (see above)
-    _factory: str | None = None
-    #: why this model cannot be rebuilt from its parameters, when it cannot
-    _not_rebuildable: str | None = None
 
-    def __init__(self, device=None, batch_size: int = 16, precision: str = "auto", bfloat16=None):
+    def __init__(self, device=None, batch_size: int = 16, precision: str = "auto", bfloat16=None,
+                 maps: str = "attention"):
         owner = type(self).__name__
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(
@@ -261,8 +227,13 @@ class FrameModel:
                 f"The 'precision' parameter of {owner} must be a str among {{'auto', 'bfloat16', 'float32'}}. "
                 f"Got {precision!r} instead."
             )
+        if not isinstance(maps, str) or maps not in MAPS_MODES:
+            raise ValueError(
+                f"The 'maps' parameter of {owner} must be a str among {{'attention', 'none'}}. Got {maps!r} instead."
+            )
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
+        self.maps = maps
         self.set_precision(precision)
 
     def set_precision(self, precision: str, note: str | None = None) -> None:
@@ -291,109 +262,17 @@ class FrameModel:
         >>> from amnetvid_sk.frame_models.amnet import AMNet
         >>> AMNet.from_random(seed=0, device="cpu", precision="float32").describe()
         'frame model: amnet, float32 (as asked)'
+        >>> AMNet.from_random(seed=0, device="cpu", precision="float32", maps="none").describe()
+        'frame model: amnet, scores only, float32 (as asked)'
         """
-        return f"frame model: {self.name}, {self.precision} ({self.precision_note})"
-
-    # -- identity ---------------------------------------------------------------------
-
-    def _fingerprint_parts(self) -> dict:  # pragma: no cover - abstract
-        """``dict(weights_sha256=..., preprocessing=..., extra=...)``."""
-        raise NotImplementedError
-
-    @property
-    def fingerprint(self) -> str:
-        """Cache key: name, weights hash, preprocessing, map size and numeric mode."""
-        return self.fingerprint_as(self.precision)
-
-    def fingerprint_as(self, precision: str) -> str:
-        """The fingerprint this model would have in another precision (``"float32"`` or ``"bfloat16"``)."""
-        parts = self._fingerprint_parts()
-        return make_fingerprint(
-            self.name, parts["weights_sha256"], parts["preprocessing"], self.map_shape, precision == "bfloat16",
-            parts.get("extra", ""),
-        )
-
-    @classmethod
-    def class_path(cls) -> str:
-        """``"module:Class"``: how :func:`~amnetvid_sk.frame_models.make_frame_model` finds this class.
-
-        Examples
-        --------
-        >>> from amnetvid_sk.frame_models.amnet import AMNet
-        >>> AMNet.class_path()
-        'amnetvid_sk.frame_models.amnet:AMNet'
-        """
-        return f"{cls.__module__}:{cls.__qualname__}"
-
-    def constructor_params(self) -> dict:
-        """The parameters that rebuild this model, read from its attributes (the scikit-learn way).
-
-        The parameters of ``__init__`` (or of the classmethod named by ``_factory``),
-        without ``device``, ``precision`` and ``bfloat16``, each read from the
-        attribute of the same name.
-
-        Returns
-        -------
-        dict
-
-        Raises
-        ------
-        AttributeError
-            A parameter has no attribute of its name (the contract in the class
-            docstring is not met).
-
-        Examples
-        --------
-        >>> from amnetvid_sk.frame_models.amnet import AMNet
-        >>> AMNet.from_random(seed=3, device="cpu", batch_size=4).constructor_params()
-        {'seed': 3, 'batch_size': 4}
-        """
-        constructor = getattr(type(self), self._factory) if self._factory else type(self)
-        params = {}
-        for p in inspect.signature(constructor).parameters.values():
-            if p.name in RUNTIME_PARAMS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                continue
-            if not hasattr(self, p.name):
-                raise AttributeError(
-                    f"{type(self).__name__} takes the parameter {p.name!r} but keeps no attribute "
-                    f"{p.name!r}: a frame model stores each constructor parameter under its own name, so "
-                    "that it can be rebuilt in another process (see FrameModel)."
-                )
-            params[p.name] = getattr(self, p.name)
-        return params
-
-    @property
-    def config(self) -> dict:
-        """JSON-friendly description of the model (for the store's ``models`` table).
-
-        ``class``, ``factory`` and ``params`` (see :meth:`constructor_params`) are
-        what :class:`~amnetvid_sk.frame_models.FrameModelSpec` rebuilds the model from.
-        """
-        parts = self._fingerprint_parts()
-        try:
-            params = self.constructor_params()
-        except AttributeError:
-            params = None  # recorded as unknown: only a rebuild needs them, and it says why it fails
-        return {
-            "class": self.class_path(),
-            "factory": self._factory,
-            "params": params,
-            "name": self.name,
-            "fingerprint": self.fingerprint,
-            "weights": None if getattr(self, "weights", None) is None else str(self.weights),
-            "weights_sha256": parts["weights_sha256"],
-            "preprocessing": parts["preprocessing"],
-            "extra": parts.get("extra", ""),
-            "map_shape": list(self.map_shape),
-            "precision": self.precision,
-            "bfloat16": self.bfloat16,
-            "batch_size": self.batch_size,
-        }
+        only = ", scores only" if self.maps == "none" else ""
+        return f"frame model: {self.name}{only}, {self.precision} ({self.precision_note})"
 
     def __repr__(self) -> str:
+        maps = ", maps='none'" if self.maps == "none" else ""
         return (
             f"{type(self).__name__}(device={str(self.device)!r}, batch_size={self.batch_size}, "
-            f"precision={self.precision!r})"
+            f"precision={self.precision!r}{maps})"
         )
 
     # -- inference --------------------------------------------------------------------
@@ -402,6 +281,16 @@ class FrameModel:
         """Scores ``[B]`` and maps ``[B,K,h,w]`` (tensors) for uint8 frames ``[B,H,W,3]`` (numpy)."""
         raise NotImplementedError
 
+    def _forward_batch(self, frames: np.ndarray, *, maps: bool, embeddings: bool) -> tuple:
+        """Scores ``[B]``, maps ``[B,K,h,w]`` or None, embeddings ``[B,D]`` or None (tensors) of one batch.
+
+        ``maps``/``embeddings``: whether they are wanted (a model may skip what they
+        cost). The default runs :meth:`_predict_batch`, so that a subclass written
+        before this hook existed keeps working (without embeddings).
+        """
+        scores, frame_maps = self._predict_batch(frames)
+        return scores, frame_maps if maps else None, None
+
     @contextlib.contextmanager
     def _autocast(self) -> Iterator[None]:
         """bfloat16 autocast when asked for, a no-op otherwise."""
@@ -409,8 +298,8 @@ class FrameModel:
             yield
 
     def _grad_mode(self) -> contextlib.AbstractContextManager:
-        # Grad-CAM needs autograd; everything else runs without it (faster, less memory).
-        if not self._needs_grad:
+        # Grad-CAM maps need autograd; everything else (scores only too) runs without it (faster, less memory).
+        if not self._needs_grad or self.maps == "none":
             return torch.inference_mode()
         stack = contextlib.ExitStack()
         # Leave a caller's inference_mode/no_grad: its tensors could not take part in autograd.
@@ -418,19 +307,80 @@ class FrameModel:
         stack.enter_context(torch.enable_grad())
         return stack
 
-    def predict(self, frames) -> tuple[np.ndarray, np.ndarray]:
-        """Memorability scores and attention maps of RGB frames.
+    def predict_outputs(self, frames, *, embeddings: bool = False) -> FrameOutputs:
+        """Scores, attention maps (unless ``maps="none"``) and, when asked, embeddings of frames.
 
         Parameters
         ----------
-        frames : ndarray of uint8, shape (N, H, W, 3)
-            RGB frames of any size (each model resizes them itself). ``N=0`` is allowed.
+        frames : ndarray of uint8, shape (N, H, W, 3), or str, Path, or list of them
+            RGB frames of any size (each model resizes them itself; ``N=0`` is
+            allowed), or image paths: still images, one frame each, of any sizes
+            (read with :func:`~amnetvid_sk.video.images.read_image`).
+        embeddings : bool, default=False
+            Also return the per-frame embedding of the model's internal state,
+            from the same forward pass.
+
+        Returns
+        -------
+        FrameOutputs
+            ``scores`` float32 ``[N]``; ``maps`` float32 ``[N, K, h, w]`` (each map
+            sums to 1) or None when ``maps="none"``; ``embeddings`` float32
+            ``[N, embedding_dim]`` or None when not asked for.
+
+        Raises
+        ------
+        ValueError
+            Frames that are not uint8 ``[N, H, W, 3]``; an image that cannot be read
+            (:class:`~amnetvid_sk.video.images.ImageReadError`, naming it);
+            embeddings asked of a model that has none (``embedding_dim == 0``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from amnetvid_sk.frame_models.amnet import AMNet
+        >>> model = AMNet.from_random(seed=0, device="cpu", maps="none")
+        >>> out = model.predict_outputs(np.zeros((2, 32, 32, 3), np.uint8), embeddings=True)
+        >>> out.scores.shape, out.maps, out.embeddings.shape
+        ((2,), None, (2, 1024))
+        """
+        want_embeddings = bool(embeddings)
+        if want_embeddings and not self.embedding_dim:
+            raise ValueError(
+                f"The frame model {self.name!r} ({type(self).__name__}) gives no embeddings (embedding_dim=0); "
+                "call predict_outputs with embeddings=False, or use a model that declares an embedding_dim "
+                "(resmem: 2048, amnet: 1024)."
+            )
+        want_maps = self.maps != "none"
+        n, groups = frame_groups(frames, self.input_size)
+        scores = np.empty(n, dtype=np.float32)
+        maps = np.empty((n, *self.map_shape), dtype=np.float32) if want_maps else None
+        embs = np.empty((n, self.embedding_dim), dtype=np.float32) if want_embeddings else None
+        for indices, group in groups:
+            for start in range(0, len(indices), self.batch_size):
+                where = indices[start:start + self.batch_size]
+                with self._grad_mode():
+                    s, m, e = self._forward_batch(group[start:start + self.batch_size], maps=want_maps,
+                                                  embeddings=want_embeddings)
+                    scores[where] = s.detach().float().cpu().numpy()
+                    if want_maps:
+                        maps[where] = normalise_maps(m.detach()).cpu().numpy()
+                    if want_embeddings:
+                        embs[where] = e.detach().float().cpu().numpy()
+        return FrameOutputs(scores, maps, embs)
+
+    def predict(self, frames) -> tuple[np.ndarray, np.ndarray | None]:
+        """Memorability scores and attention maps of RGB frames (or image paths).
+
+        Parameters
+        ----------
+        frames : ndarray of uint8, shape (N, H, W, 3), or str, Path, or list of them
+            See :meth:`predict_outputs`. ``N=0`` is allowed.
 
         Returns
         -------
         scores : ndarray of float32, shape (N,)
-        maps : ndarray of float32, shape (N, 3, 14, 14)
-            Non-negative, each map sums to 1.
+        maps : ndarray of float32, shape (N, 3, 14, 14), or None
+            Non-negative, each map sums to 1; None when the model has ``maps="none"``.
 
         Examples
         --------
@@ -441,15 +391,5 @@ class FrameModel:
         >>> scores.shape, maps.shape
         ((0,), (0, 3, 14, 14))
         """
-        frames = check_frames(frames)
-        n = frames.shape[0]
-        scores = np.empty(n, dtype=np.float32)
-        maps = np.empty((n, *self.map_shape), dtype=np.float32)
-        for start in range(0, n, self.batch_size):
-            stop = min(start + self.batch_size, n)
-            with self._grad_mode():
-                s, m = self._predict_batch(frames[start:stop])
-                m = normalise_maps(m.detach())
-                scores[start:stop] = s.detach().float().cpu().numpy()
-                maps[start:stop] = m.cpu().numpy()
-        return scores, maps
+        out = self.predict_outputs(frames)
+        return out.scores, out.maps

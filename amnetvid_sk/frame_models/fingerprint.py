@@ -1,8 +1,9 @@
 """Fingerprints: the feature store's cache key of a frame model, and the hashes it is made of.
 
 A fingerprint names everything that changes a frame model's outputs (weights,
-preprocessing, map derivation, map size, numeric precision), so that features of
-two different models never mix in one store.
+preprocessing, map derivation, map size or scores only, embedding size, numeric
+precision), so that features of two different models never mix in one store. The
+format is given in :func:`make_fingerprint`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-__all__ = ["make_fingerprint", "hash_state_dict", "hash_file"]
+__all__ = ["make_fingerprint", "hash_state_dict", "hash_file", "MAPS_MODES"]
 
 _FINGERPRINT_HASH_CHARS = 12
+#: what a frame model's ``maps`` parameter allows: ``"attention"`` (scores and K maps per frame)
+#: or ``"none"`` (scores only)
+MAPS_MODES = ("attention", "none")
 
 
 def hash_state_dict(state_dict) -> str:
@@ -82,14 +86,21 @@ def hash_file(path) -> str:
 
 
 def make_fingerprint(name: str, weights_sha256: str, preprocessing: str, map_shape, bfloat16: bool,
-                     extra: str = "") -> str:
+                     extra: str = "", *, maps: str = "attention", embedding_dim: int = 0) -> str:
     """The fingerprint string of a frame model: the feature store's cache key.
 
-    Format: ``{name}.w-{hash12}.pre-{preprocessing}[.{extra}].maps-{K}x{h}x{w}.{fp32|bf16}``,
-    for example ``amnet.w-3f2a9c0d11be.pre-224sq-imagenet.maps-3x14x14.fp32``.
-    It uses only ``[a-z0-9.-]``, so it is safe in file names and SQL literals.
-    Any change of weights (first 12 hex digits of their SHA-256), preprocessing,
-    map derivation (``extra``), map size or numeric mode gives another string.
+    Format: ``{name}.w-{hash12}.pre-{preprocessing}[.{extra}].{maps part}[.emb-{D}].{fp32|bf16}``,
+    where the maps part is ``maps-{K}x{h}x{w}`` for a model that gives attention maps and
+    ``maps-none`` for one that gives scores only (``maps="none"``: never the same string, so
+    scores-only features never mix with map extractions in a store), and ``.emb-{D}`` names
+    the size of the per-frame embedding the model gives (left out when it gives none,
+    ``embedding_dim=0``, so that the fingerprints of models without embeddings keep their form).
+    For example ``amnet.w-3f2a9c0d11be.pre-224sq-imagenet.maps-3x14x14.emb-1024.fp32`` or
+    ``resmem.w-61c3e2a0b7d4.pre-256sq-crop227.maps-none.emb-2048.fp32``.
+    It uses only ``[a-z0-9.-]``, so it is safe in file names and SQL literals, and it always
+    ends in the precision tag. Any change of weights (first 12 hex digits of their SHA-256),
+    preprocessing, map derivation (``extra``), map size, maps mode, embedding size or numeric
+    mode gives another string.
 
     Parameters
     ----------
@@ -105,6 +116,10 @@ def make_fingerprint(name: str, weights_sha256: str, preprocessing: str, map_sha
         Whether bfloat16 autocast is on (outputs differ slightly from float32).
     extra : str, default=""
         Anything else that changes the outputs (e.g. Grad-CAM layers).
+    maps : {"attention", "none"}, default="attention"
+        Whether the model gives attention maps or scores only.
+    embedding_dim : int, default=0
+        Size of the per-frame embedding; 0: none.
 
     Returns
     -------
@@ -115,10 +130,17 @@ def make_fingerprint(name: str, weights_sha256: str, preprocessing: str, map_sha
     >>> from amnetvid_sk.frame_models import make_fingerprint
     >>> make_fingerprint("amnet", "ab" * 32, "224sq-imagenet", (3, 14, 14), False)
     'amnet.w-abababababab.pre-224sq-imagenet.maps-3x14x14.fp32'
+    >>> make_fingerprint("amnet", "ab" * 32, "224sq-imagenet", (3, 14, 14), False, maps="none", embedding_dim=1024)
+    'amnet.w-abababababab.pre-224sq-imagenet.maps-none.emb-1024.fp32'
     """
+    if maps not in MAPS_MODES:
+        raise ValueError(f"The 'maps' parameter of make_fingerprint must be a str among {{'attention', 'none'}}. "
+                         f"Got {maps!r} instead.")
     parts = [name, f"w-{weights_sha256[:_FINGERPRINT_HASH_CHARS]}", f"pre-{preprocessing}"]
     if extra:
         parts.append(extra)
-    parts.append("maps-" + "x".join(str(int(s)) for s in map_shape))
+    parts.append("maps-none" if maps == "none" else "maps-" + "x".join(str(int(s)) for s in map_shape))
+    if int(embedding_dim) > 0:
+        parts.append(f"emb-{int(embedding_dim)}")
     parts.append("bf16" if bfloat16 else "fp32")
     return ".".join(parts)

@@ -165,6 +165,7 @@ def make_frame_model(
     precision: str = "auto",
     bfloat16: bool | None = None,
     allow_unsafe_weights: bool = False,
+    maps: str = "attention",
     **params,
 ):
     """Build a frame model by name (shipped, plug-in) or ``"module:Class"``.
@@ -191,6 +192,9 @@ def make_frame_model(
         Older spelling of ``precision`` (True: bfloat16, False: float32).
     allow_unsafe_weights : bool, default=False
         AMNet only: allow a weights file that needs arbitrary unpickling.
+    maps : {"attention", "none"}, default="attention"
+        ``"none"``: scores only (no attention maps; for ResMem no Grad-CAM backward
+        pass). A class without a ``maps`` parameter gives maps and refuses ``"none"``.
     **params
         Other parameters of the model's class (for example ``layers`` of ResMemGradCAM).
 
@@ -212,7 +216,8 @@ def make_frame_model(
     kwargs = dict(params)
     # (value, the value that asks for nothing): a class may leave out a parameter it has no use for
     for key, value, unset in (("device", device, None), ("precision", precision, "auto"),
-                              ("bfloat16", bfloat16, None), ("batch_size", batch_size, None)):
+                              ("bfloat16", bfloat16, None), ("batch_size", batch_size, None),
+                              ("maps", maps, "attention")):
         if takes(key) and value is not None:
             kwargs[key] = value
         elif value != unset:

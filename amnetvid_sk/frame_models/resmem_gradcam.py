@@ -8,7 +8,8 @@ derives ``K=3`` maps per frame with Grad-CAM (Selvaraju et al., 2017) of the
 score at three depths of the ResNet-152 (``layer2``, ``layer3``, ``layer4`` by
 default), giving maps of the same shape and meaning as AMNet's alphas:
 
-1. forward hooks keep the activations ``A`` of each chosen layer;
+1. the forward pass (:func:`resmem_forward`, ResMem's own steps written out)
+   keeps the activations ``A`` of each chosen layer;
 2. ``torch.autograd.grad`` of the sum of the batch's scores gives ``dS/dA``
    (each frame's score depends only on its own activations, so one backward
    pass serves the batch); no parameter gradients are computed;
@@ -21,10 +22,13 @@ default), giving maps of the same shape and meaning as AMNet's alphas:
 
 Scores are ResMem's own outputs with ResMem's own preprocessing: resize to
 256 x 256 (aspect not kept), centre crop 227, values in 0..1 (no mean/std).
+The same pass gives the embedding, the pooled ResNet-152 features (2048).
+With ``maps="none"`` only the forward pass runs, batched, under ``inference_mode``.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 import warnings
 from pathlib import Path
@@ -37,7 +41,7 @@ from ..errors import MissingDependencyError, WeightsError
 from .base import FrameModel, frames_to_tensor, resize_frames
 from .fingerprint import hash_file
 
-__all__ = ["ResMemGradCAM", "load_resmem", "RESMEM_LAYERS"]
+__all__ = ["ResMemGradCAM", "load_resmem", "resmem_forward", "RESMEM_LAYERS"]
 
 #: ResNet-152 stages Grad-CAM can use
 RESMEM_LAYERS = ("layer1", "layer2", "layer3", "layer4")
@@ -131,11 +135,47 @@ def load_resmem(device=None) -> nn.Module:
             _CACHE["cpu"] = cpu_net
         if device.type == "cpu":
             return cpu_net
-        import copy
-
         net = copy.deepcopy(cpu_net).to(device).eval().requires_grad_(False)
         _CACHE[key] = net
         return net
+
+
+def resmem_forward(net: nn.Module, x: torch.Tensor, keep=()) -> tuple:
+    """ResMem's forward pass, step by step: scores ``[B]``, pooled ResNet-152 features ``[B, 2048]``
+    and the outputs of the ResNet stages named in ``keep`` (for Grad-CAM).
+
+    The same operations, in the same order, as ``resmem.ResMem.forward`` (so the same
+    scores), written out so that the pooled features (the input of the ResNet's ``fc``)
+    and the stages come from the one pass, without hooks. Two changes that do not
+    change the result: the AlexNet-like branch's output is flattened with ``reshape``
+    (ResMem's ``view`` fails on channels-last tensors), and the last linear layer runs
+    in float32 outside autocast, so that bfloat16 does not round the scores to a few
+    hundred levels. A kept stage that does not require grad is made to (no parameter
+    does: the graph for Grad-CAM starts there).
+    """
+    cnv = net.lrn1(net.pool1(F.relu(net.conv1(x))))
+    cnv = net.lrn2(net.pool2(F.relu(net.conv2(cnv))))
+    cnv = F.relu(net.conv5(F.relu(net.conv4(F.relu(net.conv3(cnv))))))
+    feat = net.pool5(cnv).reshape(x.shape[0], -1)  # [B, 9216]
+
+    r = net.features  # torchvision's ResNet._forward_impl, with the stages kept
+    y = r.maxpool(r.relu(r.bn1(r.conv1(x))))
+    acts = {}
+    for name in RESMEM_LAYERS:
+        y = getattr(r, name)(y)
+        if name in keep:
+            if not y.requires_grad and torch.is_grad_enabled():
+                y.requires_grad_(True)
+            acts[name] = y
+    pooled = torch.flatten(r.avgpool(y), 1)  # [B, 2048]: the embedding
+    resfeat = r.fc(pooled)
+
+    hid = net.drp6(F.relu(net.fc6(torch.cat((feat, resfeat), 1))))
+    hid = net.drp8(F.relu(net.fc7(hid)))  # drp8 after fc7, as in ResMem (its drp7 is never used)
+    hid = F.relu(net.fc11(F.relu(net.fc10(F.relu(net.fc9(F.relu(net.fc8(hid))))))))
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        logit = F.linear(hid.float(), net.fc12.weight.float(), net.fc12.bias.float())
+    return torch.sigmoid(logit).reshape(-1), pooled, acts
 
 
 def _validate_layers(layers) -> tuple:
@@ -172,6 +212,11 @@ class ResMemGradCAM(FrameModel):
         Older spelling of ``precision``.
     layers : tuple of 3 str, default=("layer2", "layer3", "layer4")
         ResNet-152 stages whose Grad-CAM gives the three maps, shallow to deep.
+    maps : {"attention", "none"}, default="attention"
+        ``"none"``: scores only, from one batched forward pass under
+        ``inference_mode`` (no Grad-CAM backward pass, about 3x faster: see
+        ``bench/bench_scores_only.py``), under its own fingerprint (which then
+        names no Grad-CAM layers: they change nothing).
 
     Attributes
     ----------
@@ -181,15 +226,20 @@ class ResMemGradCAM(FrameModel):
         The ``model.pt`` file of the installed resmem package.
     map_shape : tuple
         ``(3, 14, 14)``.
+    embedding_dim : int
+        2048: ``predict_outputs(..., embeddings=True)`` gives the pooled ResNet-152
+        features (the input of its ``fc``), from the same forward pass.
     fingerprint : str
-        e.g. ``resmem.w-<hash12>.pre-256sq-crop227.gradcam-layer2-layer3-layer4.maps-3x14x14.fp32``;
+        e.g. ``resmem.w-<hash12>.pre-256sq-crop227.gradcam-layer2-layer3-layer4.maps-3x14x14.emb-2048.fp32``
+        (``resmem.w-<hash12>.pre-256sq-crop227.maps-none.emb-2048.fp32`` for scores only);
         the weights hash is the SHA-256 of ``model.pt`` (computed on first use, ~1 s).
 
     Notes
     -----
     On the CPU the outputs are identical from run to run. Not thread-safe:
     the network is shared by every instance on the same device in the process.
-    About 1.5 to 5 frames/s on a 2-core CPU (Grad-CAM needs a backward pass).
+    About 1.5 to 5 frames/s on a 2-core CPU (Grad-CAM needs a backward pass);
+    scores only (``maps="none"``) about three times as many.
 
     Examples
     --------
@@ -205,6 +255,8 @@ class ResMemGradCAM(FrameModel):
 
     name = "resmem"
     map_shape = (3, 14, 14)
+    embedding_dim = 2048
+    input_size = (RESIZE, RESIZE)
     #: resize 256 x 256, centre crop 227, 0..1 values (the resmem package's transformer)
     preprocessing = f"{RESIZE}sq-crop{CROP}"
     _needs_grad = True
@@ -212,8 +264,8 @@ class ResMemGradCAM(FrameModel):
     no_weights_reason = "ResMem's weights ship inside the resmem package"
 
     def __init__(self, device=None, batch_size: int = 8, precision: str = "auto", bfloat16: bool | None = None,
-                 layers=("layer2", "layer3", "layer4")):
-        super().__init__(device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16)
+                 layers=("layer2", "layer3", "layer4"), maps: str = "attention"):
+        super().__init__(device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16, maps=maps)
         self.layers = _validate_layers(layers)
         self.network = load_resmem(self.device)
         self.weights = str(resmem_weights_path())
@@ -222,7 +274,7 @@ class ResMemGradCAM(FrameModel):
         return {
             "weights_sha256": hash_file(self.weights),
             "preprocessing": self.preprocessing,
-            "extra": "gradcam-" + "-".join(self.layers),
+            "extra": "gradcam-" + "-".join(self.layers) if self.maps != "none" else "",
         }
 
     def preprocess(self, frames) -> torch.Tensor:
@@ -236,40 +288,19 @@ class ResMemGradCAM(FrameModel):
         x = x[:, top:top + CROP, top:top + CROP]
         return frames_to_tensor(x, self.device) / 255.0
 
-    def _predict_batch(self, frames) -> tuple[torch.Tensor, torch.Tensor]:
-        net = self.network
+    def _forward_batch(self, frames, *, maps: bool, embeddings: bool) -> tuple:
         x = self.preprocess(frames)
-        acts: dict[str, torch.Tensor] = {}
-
-        def keep(name):
-            def hook(module, inputs, output):
-                if not output.requires_grad:
-                    # The first hooked stage: no parameter needs grad, so start the graph here
-                    # (nothing before it is differentiated).
-                    output.requires_grad_(True)
-                acts[name] = output
-            return hook
-
-        def score_in_float32(module, inputs, output):
-            # fc12 feeds the sigmoid: in float32, scores keep full resolution under bf16 autocast.
-            with torch.autocast(device_type=x.device.type, enabled=False):
-                return F.linear(inputs[0].float(), module.weight.float(), module.bias.float())
-
-        handles = [getattr(net.features, name).register_forward_hook(keep(name)) for name in set(self.layers)]
-        handles.append(net.fc12.register_forward_hook(score_in_float32))
-        try:
-            with self._autocast():
-                scores = net(x).reshape(-1)
-                grads = torch.autograd.grad(scores.sum(), [acts[name] for name in self.layers])
-        finally:
-            for h in handles:
-                h.remove()
-
-        maps = []
+        with self._autocast():
+            if not maps:  # scores only: one forward pass, under inference_mode (see _grad_mode)
+                scores, pooled, _ = resmem_forward(self.network, x)
+                return scores, None, pooled.float() if embeddings else None
+            scores, pooled, acts = resmem_forward(self.network, x, keep=self.layers)
+            grads = torch.autograd.grad(scores.sum(), [acts[name] for name in self.layers])
+        cams = []
         for name, grad in zip(self.layers, grads):
             a = acts[name].detach().float()
             w = grad.float().mean(dim=(2, 3), keepdim=True)  # [B, C, 1, 1]
             cam = F.relu((w * a).sum(dim=1, keepdim=True))  # [B, 1, h, w]
             cam = F.interpolate(cam, size=self.map_shape[1:], mode="bilinear", align_corners=False, antialias=True)
-            maps.append(cam[:, 0])
-        return scores.detach().float(), torch.stack(maps, dim=1)
+            cams.append(cam[:, 0])
+        return scores.detach().float(), torch.stack(cams, dim=1), pooled.detach().float() if embeddings else None

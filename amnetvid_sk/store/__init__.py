@@ -1,7 +1,7 @@
 """Feature store: Parquet part files under one folder, read through DuckDB views.
 
 Layout: one folder per table under the store folder (``videos``, ``frames``,
-``models``, ``labels``, ``failures``, ``results``), each holding Parquet part
+``embeddings``, ``models``, ``labels``, ``failures``, ``results``), each holding Parquet part
 files ``part-<time>-<uuid>.parquet``. Nothing is ever updated in place: every
 write adds part files, atomically, and the views deduplicate on read, so
 idempotent reruns and concurrent writers need no lock. ``store/README.md``
@@ -13,12 +13,15 @@ Where things are:
 - ``connection.py``: the DuckDB connection per thread, the views (dedup rules),
   the listing of part files, damaged-file errors;
 - ``sql.py``: the read-only guard of :meth:`FeatureStore.sql`;
-- ``write.py``: atomic part files and the five writers;
+- ``rows.py``: callers' rows checked and converted to the tables' schemas;
+- ``write.py``: atomic part files and the writers;
 - ``resolve.py``: which frame model and sampling a read means;
 - ``read.py``: the one read path of arrays (decode, pick frames, take ids);
+- ``embeddings.py``: the same read path for frame embeddings;
 - ``cache.py``: the array cache (memory-mapped Arrow IPC files in ``.cache/``);
 - ``queries.py``: the other readers (video ids, labels, models, info);
-- ``compact.py``: rewriting each table into one part file.
+- ``compact.py``: rewriting each table into one part file;
+- ``verify.py``: every part file read whole, damaged ones moved into quarantine.
 """
 
 from __future__ import annotations
@@ -31,18 +34,19 @@ import numpy as np
 import pyarrow as pa
 
 from . import compact as _compact
-from . import queries, read, write
+from . import embeddings, queries, read, write
+from . import verify as _verify
 from .cache import cache_limit
 from .connection import Connection
 from .resolve import snapshot
-from .schema import SCHEMAS, TABLES, frames_table, new_extraction_id
+from .schema import SCHEMAS, TABLES, embeddings_table, frames_table, new_extraction_id
 from .sql import run_read_only
 
-__all__ = ["FeatureStore", "SCHEMAS", "TABLES", "frames_table", "new_extraction_id"]
+__all__ = ["FeatureStore", "SCHEMAS", "TABLES", "embeddings_table", "frames_table", "new_extraction_id"]
 
 
 class FeatureStore:
-    """Frame scores and attention maps of videos, as Parquet tables queried with DuckDB.
+    """Frame scores, attention maps and embeddings of videos, as Parquet tables queried with DuckDB.
 
     Nothing is created until the first write; reading an absent or empty store
     gives empty tables. Each method delegates to the module that holds its
@@ -98,7 +102,7 @@ class FeatureStore:
     ...        "GROUP BY video_id ORDER BY video_id", [0.75]).to_pylist()
     [{'video_id': 'video10', 'n': 3}, {'video_id': 'video11', 'n': 2}]
     >>> fs.info()["tables"]
-    {'videos': 2, 'frames': 12, 'models': 1, 'labels': 2, 'failures': 0, 'results': 0}
+    {'videos': 2, 'frames': 12, 'embeddings': 0, 'models': 1, 'labels': 2, 'failures': 0, 'results': 0}
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -142,53 +146,55 @@ class FeatureStore:
         >>> fs.sql("DELETE FROM labels")
         Traceback (most recent call last):
         ...
-        amnetvid_sk.errors.ReadOnlyQueryError: FeatureStore.sql runs read-only queries only ...
+        amnetvid_sk.errors.ReadOnlyQueryError: FeatureStore.sql runs read-only queries ...
         """
         return run_read_only(self._con, query, params)
 
-    # ------------------------------------------------------------------ writing
-    def write_extractions(self, videos: Sequence[Mapping] | pa.Table, frames: pa.Table) -> int:
-        """Add extractions, frames first and the videos rows (the commit record) last
-        (see :func:`.write.write_extractions`).
-        """
-        return write.write_extractions(self._con, self._shapes, videos, frames)
+    def df(self, query: str, params: Sequence | Mapping | None = None):
+        """:meth:`sql` as a pandas DataFrame: the same read-only guard, the same views and
+        bound parameters; list columns (``attention``, ``embedding``) become arrays per cell.
 
-    def write_model(self, fingerprint: str, name: str, config: Mapping | None,
-                    map_shape: Sequence[int]) -> bool:
-        """Register a frame model; False when the fingerprint was known (see :func:`.write.write_model`).
+        Examples
+        --------
+        >>> from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
+        >>> ids = write_synthetic_store("store_df", *make_moving_peak_dataset(2))  # 2 videos, 4 frames
+        >>> fs = FeatureStore("store_df")
+        >>> frame = fs.df("SELECT video_id, count(*) AS n, avg(score) > $cut AS high FROM frames "
+        ...               "GROUP BY video_id ORDER BY video_id", {"cut": 0.6})
+        >>> type(frame).__name__, frame.columns.tolist(), frame["n"].tolist(), frame["high"].tolist()
+        ('DataFrame', ['video_id', 'n', 'high'], [4, 4], [True, False])
         """
-        return write.write_model(self._con, fingerprint, name, config, map_shape)
+        return self.sql(query, params).to_pandas()
+
+    # ------------------------------------------------------------------ writing
+    def write_extractions(self, videos: Sequence[Mapping] | pa.Table, frames: pa.Table,
+                          embeddings: pa.Table | None = None) -> int:
+        """Add extractions, frames (and embeddings) first and the videos rows (the commit record)
+        last (see :func:`.write.write_extractions`).
+        """
+        return write.write_extractions(self._con, self._shapes, videos, frames, embeddings)
+
+    def write_embeddings(self, embeddings: pa.Table) -> int:
+        """Add the frame embeddings of extractions already in the store (see :func:`.write.write_embeddings`)."""
+        return write.write_embeddings(self._con, embeddings)
+
+    def write_model(self, fingerprint: str, name: str, config: Mapping | None, map_shape: Sequence[int], *,
+                    maps: str = "attention", embedding_dim: int = 0) -> bool:
+        """Register a frame model; False when the fingerprint was known (see :func:`.write.write_model`)."""
+        return write.write_model(self._con, fingerprint, name, config, map_shape, maps=maps,
+                                 embedding_dim=embedding_dim)
 
     def write_failure(self, path: str | os.PathLike, reason: str, model: str, sampling: str,
                       video_id: str | None = None) -> None:
-        """Record that a video could not be extracted, and why (see :func:`.write.write_failure`).
-
-        Examples
-        --------
-        >>> fs = FeatureStore("store_failure")
-        >>> fs.write_failure("clips/broken.mp4", "truncated file", "resmem-ab12", "frames=28")
-        >>> fs.sql("SELECT video_id, reason FROM failures").to_pylist()
-        [{'video_id': 'broken', 'reason': 'truncated file'}]
-        """
+        """Record that a video could not be extracted, and why (see :func:`.write.write_failure`)."""
         write.write_failure(self._con, path, reason, model, sampling, video_id)
 
     def write_labels(self, table) -> int:
-        """Import labels; a later import of a video wins (see :func:`.write.write_labels`).
-        """
+        """Import labels; a later import of a video wins (see :func:`.write.write_labels`)."""
         return write.write_labels(self._con, table)
 
     def write_results(self, table_or_rows) -> int:
-        """Append evaluation results, one row per fold (see :func:`.write.write_results`).
-
-        Examples
-        --------
-        >>> fs = FeatureStore("store_results")
-        >>> fs.write_results([{"run_id": "r1", "recipe": "mean_score", "target": "short",
-        ...                    "protocol": "cv", "fold": 0, "spearman": 0.42}])
-        1
-        >>> fs.sql("SELECT recipe, spearman FROM results").to_pylist()
-        [{'recipe': 'mean_score', 'spearman': 0.42}]
-        """
+        """Append evaluation results, one row per fold (see :func:`.write.write_results`)."""
         return write.write_results(self._con, table_or_rows)
 
     # ------------------------------------------------------------------ reading
@@ -222,8 +228,13 @@ class FeatureStore:
         return queries.video_paths(self._con, ids)
 
     def extracted_files(self, model: str, sampling: str) -> pa.Table:
-        """video_id, path, size and mtime of the visible extractions of ``model`` with ``sampling``."""
+        """video_id, path, size, mtime, extraction_id and ``embedded`` (every stored frame has an
+        embedding) of the visible extractions of ``model`` with ``sampling``."""
         return queries.extracted_files(self._con, model, sampling)
+
+    def frame_indices(self, extraction_ids) -> dict[str, list[int]]:
+        """The sorted stored frame indices of each visible extraction among ``extraction_ids``."""
+        return queries.frame_indices(self._con, extraction_ids)
 
     def models(self) -> list[dict]:
         """The registered frame models (see :func:`.queries.models`).
@@ -289,9 +300,15 @@ class FeatureStore:
         """
         return read.read_arrays(self._con, ids, model, n_frames, maps, sampling)
 
-    def labels(self, ids=None, target: str = "short") -> np.ndarray:
-        """Memorability labels of videos, aligned to ``ids`` (see :func:`.queries.labels`).
+    def read_embeddings(self, ids, model: str | None = None, n_frames: int | None = None,
+                        sampling: str | None = None, pooling: str | None = None) -> np.ndarray:
+        """Frame embeddings of videos, float32 [n, T, D] (or [n, D] pooled "mean" or "max"),
+        in the order of ``ids`` (see :func:`.embeddings.read_embeddings`).
         """
+        return embeddings.read_embeddings(self._con, ids, model, n_frames, sampling, pooling)
+
+    def labels(self, ids=None, target: str = "short") -> np.ndarray:
+        """Memorability labels of videos, aligned to ``ids`` (see :func:`.queries.labels`)."""
         return queries.labels(self._con, ids, target)
 
     def labelled_ids(self, target: str = "short", *, extracted: bool = False, model: str | None = None,
@@ -311,7 +328,7 @@ class FeatureStore:
         >>> fs = FeatureStore("store_info")
         >>> info = fs.info()
         >>> info["tables"]
-        {'videos': 2, 'frames': 8, 'models': 1, 'labels': 2, 'failures': 0, 'results': 0}
+        {'videos': 2, 'frames': 8, 'embeddings': 0, 'models': 1, 'labels': 2, 'failures': 0, 'results': 0}
         >>> info["files"]["frames"], [m["name"] for m in info["models"]]
         (1, ['synthetic'])
         """
@@ -324,3 +341,7 @@ class FeatureStore:
         reads the store (see :func:`.compact.compact`).
         """
         return _compact.compact(self._con, self._shapes, tables, drop_orphans=drop_orphans)
+
+    def verify(self, repair: bool = False) -> _verify.VerifyReport:
+        """Read every part file whole; ``repair=True`` quarantines the damaged ones (see :func:`.verify.verify`)."""
+        return _verify.verify(self._con, repair)

@@ -11,8 +11,8 @@ indexing of them. Beside the arrays, a small JSON file keeps the store's models
 and samplings (a :class:`~.resolve.Catalog`), so that a read answered from the
 cache runs no DuckDB query.
 
-- Key: a hash of the names of the ``videos``, ``frames`` and ``models`` part
-  files. Part files never change once renamed into place (writers add files,
+- Key: a hash of the names of the ``videos``, ``frames``, ``embeddings`` and
+  ``models`` part files. Part files never change once renamed into place (writers add files,
   ``compact`` replaces them), so one listing always holds the same rows, and any
   write or compaction makes a new key. Files of other keys are deleted when a
   file of a new key is written (a process that still maps one keeps reading it).
@@ -55,7 +55,8 @@ __all__ = ["CACHE_DIR", "cache_limit", "listing_key", "remembered", "remember", 
            "building"]
 
 CACHE_DIR = ".cache"
-KEY_TABLES = ("videos", "frames", "models")  # the tables whose parts decide what read_arrays returns
+# the tables whose parts decide what read_arrays returns (and the catalog: embedding sizes)
+KEY_TABLES = ("videos", "frames", "embeddings", "models")
 _ENV = "AMNETVID_CACHE_BYTES"
 _DEFAULT_BYTES = 2 << 30
 

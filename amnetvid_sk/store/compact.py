@@ -1,8 +1,8 @@
-"""Compaction: each table's visible rows rewritten into one part file (per frame model for ``frames``)."""
+"""Compaction: each table's visible rows rewritten into one part file (per frame model for ``frames``
+and ``embeddings``)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -12,38 +12,47 @@ from ..errors import StoreError
 from . import cache
 from .connection import VIEWS, Connection
 from .resolve import map_shapes
-from .schema import SCHEMAS, TABLES, frames_schema
+from .schema import SCHEMAS, TABLES, embeddings_schema, frames_schema, map_size
 from .write import write_part
 
 __all__ = ["compact"]
 
-# frames first and videos second: frames of visible extractions are found through videos
-_ORDER = ("frames", "videos", "models", "labels", "failures", "results")
+# frames and embeddings before videos: those of visible extractions are found through videos
+_ORDER = ("frames", "embeddings", "videos", "models", "labels", "failures", "results")
 
 
-def _frame_jobs(con: Connection, shapes: dict, drop_orphans: bool) -> list[tuple[str, dict, pa.Schema]]:
+def _frame_jobs(con: Connection, shapes: dict, drop_orphans: bool,
+                table: str = "frames") -> list[tuple[str, dict, pa.Schema]]:
+    """One query per frame model of ``frames`` or ``embeddings``: its rows to keep, with their schema."""
     duck = con.refresh()
     known = map_shapes(con, shapes)
-    models = [r[0] for r in duck.sql("SELECT DISTINCT model FROM frames_all ORDER BY 1").fetchall()]
+    dims = dict(duck.sql("SELECT model, embedding_dim FROM models").fetchall())
+    models = [r[0] for r in duck.sql(f"SELECT DISTINCT model FROM {table}_all ORDER BY 1").fetchall()]
     keep = "extraction_id IN (SELECT extraction_id FROM videos)"
     if not drop_orphans:
         keep += " OR extraction_id NOT IN (SELECT extraction_id FROM videos_all)"
-    dupes = duck.sql("SELECT count(*) <> count(DISTINCT (extraction_id, frame_index)) "
-                     "FROM frames_all").fetchall()[0][0]
-    # the window costs memory, so only when an interrupted compaction left duplicates
-    dedup = " QUALIFY row_number() OVER (PARTITION BY extraction_id, frame_index) = 1" if dupes else ""
+    if table == "embeddings":
+        # the view's rule: an extraction's embeddings from the first part file that has them
+        dedup = (" AND (extraction_id, filename) IN (SELECT (extraction_id, min(filename)) FROM embeddings_all "
+                 "GROUP BY extraction_id)")
+    else:
+        dupes = duck.sql("SELECT count(*) <> count(DISTINCT (extraction_id, frame_index)) "
+                         "FROM frames_all").fetchall()[0][0]
+        # the window costs memory, so only when an interrupted compaction left duplicates
+        dedup = " QUALIFY row_number() OVER (PARTITION BY extraction_id, frame_index) = 1" if dupes else ""
     jobs = []
     for model in models:
-        if model not in known:
-            raise StoreError(f"frames of model {model!r} have no models row; cannot compact them")
-        query = f"SELECT * EXCLUDE (filename) FROM frames_all WHERE model = $model AND ({keep})" + dedup
-        jobs.append((query, {"model": model}, frames_schema(math.prod(known[model]))))
+        if model not in known or (table == "embeddings" and not dims.get(model)):
+            raise StoreError(f"{table} of model {model!r} have no models row; cannot compact them")
+        query = f"SELECT * EXCLUDE (filename) FROM {table}_all WHERE model = $model AND ({keep})" + dedup
+        schema = embeddings_schema(dims[model]) if table == "embeddings" else frames_schema(map_size(known[model]))
+        jobs.append((query, {"model": model}, schema))
     return jobs
 
 
 def compact(con: Connection, shapes: dict, tables: Sequence[str] | None = None, *,
             drop_orphans: bool = False) -> dict[str, tuple[int, int]]:
-    """Rewrite each table's rows into one part file (per frame model for ``frames``).
+    """Rewrite each table's rows into one part file (per frame model for ``frames`` and ``embeddings``).
 
     Superseded rows are dropped: older extractions of a video and their
     frames, older label imports, repeated model rows. ``failures`` and
@@ -100,8 +109,8 @@ def compact(con: Connection, shapes: dict, tables: Sequence[str] | None = None, 
             files = snapshot[table]
             if table not in names or not files:
                 continue
-            if table == "frames":
-                jobs = _frame_jobs(con, shapes, drop_orphans)
+            if table in ("frames", "embeddings"):
+                jobs = _frame_jobs(con, shapes, drop_orphans, table)
             else:
                 visible = VIEWS[table] if table in ("videos", "models", "labels") else \
                     f"SELECT * EXCLUDE (filename) FROM {table}_all"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import threading
 from pathlib import Path
 from typing import Iterable
@@ -23,7 +24,7 @@ import pyarrow.parquet as pq
 from ..errors import StoreError
 from .schema import SCHEMAS, TABLES, duck_type, unique_in_order
 
-__all__ = ["Connection", "VIEWS", "list_parts"]
+__all__ = ["Connection", "VIEWS", "damaged_error", "damaged_parts", "list_parts", "part_damage", "part_error"]
 
 # The dedup rules of the store (store/README.md, "Deduplication on read").
 VIEWS = {
@@ -35,8 +36,19 @@ VIEWS = {
     "frames": """
         SELECT * EXCLUDE (filename) FROM frames_all
         WHERE extraction_id IN (SELECT extraction_id FROM videos)""",
+    # One part file holds all the embeddings of an extraction, so the first file that has an
+    # extraction's embeddings is taken whole (another holds them twice: an interrupted compact(),
+    # or two runs that added them at once).
+    "embeddings": """
+        SELECT * EXCLUDE (filename) FROM embeddings_all
+        SEMI JOIN (SELECT extraction_id, min(filename) AS filename FROM embeddings_all
+                   WHERE extraction_id IN (SELECT extraction_id FROM videos)
+                   GROUP BY extraction_id) AS first USING (extraction_id, filename)""",
+    # The first row of a model wins; a later row only gives it an embedding size that the first
+    # lacked (a store written before embeddings existed, then extracted with --embeddings).
     "models": """
-        SELECT * EXCLUDE (filename) FROM models_all
+        SELECT * EXCLUDE (filename)
+            REPLACE (max(embedding_dim) OVER (PARTITION BY model) AS embedding_dim) FROM models_all
         QUALIFY row_number() OVER (PARTITION BY model ORDER BY created_at, filename) = 1""",
     "labels": """
         SELECT * EXCLUDE (filename) FROM labels_all
@@ -89,31 +101,109 @@ def list_parts(path: str | os.PathLike, tables: Iterable[str] = TABLES) -> Listi
     return listing
 
 
-def damaged_parts(files: Iterable[str]) -> list[tuple[str, str]]:
-    """``(file, reason)`` of the part files whose Parquet footer cannot be read.
+def part_damage(file: str) -> str | None:
+    """Why the part file ``file`` cannot be read whole (its footer, then every column of every
+    row group decoded and checked), or None when it can.
 
-    Only called after a failed read (one footer read per file): DuckDB does not
-    always say which file it could not read ("Variable-length int over 10 bytes").
+    A file found whole is remembered by its name, size and mtime: part files never change once
+    written, so a second failed query of the same process does not decode it again.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> Path("part-1.parquet").write_bytes(b"cut short")
+    9
+    >>> part_damage("part-1.parquet")
+    'Parquet magic bytes not found in footer. Either the file is corrupted or this is not a parquet file.'
     """
-    damaged = []
-    for f in files:
-        try:
-            pq.read_metadata(f)
-        except FileNotFoundError:
-            continue  # removed by compact() since the listing; not damage
-        except (OSError, pa.ArrowException) as e:
-            damaged.append((f, " ".join(str(e).split())))
-    return damaged
+    st = os.stat(file)  # FileNotFoundError: removed by compact() since the listing; not damage
+    key = (file, st.st_size, st.st_mtime_ns)
+    if key in _WHOLE:
+        return None
+    try:
+        # checksums are checked where the writer stored them
+        parquet = pq.ParquetFile(file, page_checksum_verification=True)
+        for g in range(parquet.num_row_groups):
+            parquet.read_row_group(g, use_threads=False).validate(full=True)
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException, ValueError) as e:
+        return " ".join(str(e).split())
+    _WHOLE.add(key)
+    return None
+
+
+_WHOLE: set[tuple[str, int, int]] = set()  # part files read whole by part_damage in this process
+
+# DuckDB errors that a query's own values raise, never a file's bytes: they need no decode of the store.
+_QUERY_VALUE_ERRORS = (duckdb.ConversionException, duckdb.OutOfRangeException)
+
+
+def damaged_parts(files: Iterable[str], error: BaseException | None = None) -> list[tuple[str, str]]:
+    """``(file, reason)`` of the damaged part files among ``files``, after a failed read.
+
+    Only called after a failed read, as DuckDB does not always say which file it could not read
+    ("Variable-length int over 10 bytes"). The files its message names are decoded first; else
+    every footer is read (a cut or empty file); else every file is decoded whole (garbage inside
+    a data page), unless ``error`` came from the query's own values.
+    """
+    files = list(files)
+    named = [f for f in files if os.path.basename(f) in str(error or "")]
+    passes = [(named, part_damage), (files, _footer_damage)]
+    if not isinstance(error, _QUERY_VALUE_ERRORS):
+        passes.append((files, part_damage))
+    for group, check in passes:
+        damaged = []
+        for f in group:
+            try:
+                why = check(f)
+            except FileNotFoundError:
+                continue  # removed by compact() since the listing; not damage
+            if why is not None:
+                damaged.append((f, why))
+        if damaged:
+            return damaged
+    return []
+
+
+def _footer_damage(file: str) -> str | None:
+    try:
+        pq.read_metadata(file)
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as e:
+        return " ".join(str(e).split())
+    return None
 
 
 def damaged_error(path: Path, damaged: list[tuple[str, str]]) -> StoreError:
-    """The error naming the damaged part files (at most three) and what to do."""
+    """The one-line error naming the damaged part files (at most three) and the way out.
+
+    Examples
+    --------
+    >>> err = damaged_error(Path("/data/store"), [("/data/store/videos/part-1.parquet", "cut short")])
+    >>> "part-1.parquet (cut short)" in str(err), "amnetvid verify --store /data/store --repair" in str(err)
+    (True, True)
+    """
     named = "; ".join(f"{f} ({why})" for f, why in damaged[:3])
     more = f" and {len(damaged) - 3} more" if len(damaged) > 3 else ""
     return StoreError(
         f"the store {str(path)!r} has {len(damaged)} damaged part file(s) that cannot be read: "
-        f"{named}{more}; restore them from a copy, or move them out of the store (their rows "
-        "are lost)")
+        f"{named}{more}; run `amnetvid verify --store {shlex.quote(str(path))} --repair` "
+        "(or FeatureStore.verify(repair=True)) to move them into the store's quarantine folder "
+        "(the next `amnetvid extract` redoes their videos), or restore them from a copy")
+
+
+def part_error(file: str, error: BaseException) -> BaseException:
+    """What to raise when pyarrow failed on the part file ``file`` (the array reads of read.py):
+    the damaged-file error when the file is damaged, else ``error`` itself."""
+    try:
+        why = part_damage(file)
+    except FileNotFoundError:
+        return error
+    if why is None:
+        return error
+    return damaged_error(Path(file).parent.parent, [(file, why)])
 
 
 class Connection:
@@ -178,7 +268,13 @@ class Connection:
                 continue
             if files:
                 # An explicit file list (not a glob) makes the view a snapshot of this listing.
-                rel = loc.con.read_parquet(list(files), union_by_name=True, filename=True)
+                try:
+                    rel = loc.con.read_parquet(list(files), union_by_name=True, filename=True)
+                except duckdb.Error as e:  # the footers are read here: a cut or empty part file
+                    damaged = damaged_parts(files, e)
+                    if not damaged:
+                        raise
+                    raise damaged_error(self.path, damaged) from e
                 rel.create_view(f"{table}_all", replace=True)
             else:
                 loc.con.execute(f"CREATE OR REPLACE VIEW {table}_all AS {_empty_view_sql(table)}")
@@ -219,7 +315,7 @@ class Connection:
         except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException):
             raise  # the SQL text is at fault, not a file (sql() says so)
         except duckdb.Error as e:
-            damaged = damaged_parts(f for files in list_parts(self.path).values() for f in files)
+            damaged = damaged_parts((f for files in list_parts(self.path).values() for f in files), e)
             if not damaged:
                 raise
             raise damaged_error(self.path, damaged) from e

@@ -18,7 +18,7 @@ from .connection import Connection
 from .resolve import snapshot
 from .schema import TABLES, fmt_ids, id_array, unique_in_order
 
-__all__ = ["extracted_files", "video_paths", "models", "video_ids", "labels", "labelled_ids", "info"]
+__all__ = ["extracted_files", "frame_indices", "video_paths", "models", "video_ids", "labels", "labelled_ids", "info"]
 
 _TARGETS = {"short": "short_term", "long": "long_term"}
 
@@ -30,9 +30,23 @@ def _target_column(target: str) -> str:
 
 
 def extracted_files(con: Connection, model: str, sampling: str) -> pa.Table:
-    """video_id, path, size and mtime of the visible extractions of ``model`` with ``sampling``."""
-    return con.query("SELECT video_id, path, size, mtime FROM videos WHERE model = ? AND sampling = ?",
-                     [model, sampling])
+    """video_id, path, size, mtime, extraction_id and ``embedded`` (it has an embedding for
+    every stored frame) of the visible extractions of ``model`` with ``sampling``."""
+    return con.query("""
+        SELECT v.video_id, v.path, v.size, v.mtime, v.extraction_id,
+               coalesce(e.n, 0) = v.n_frames AS embedded
+        FROM videos AS v LEFT JOIN (
+            SELECT extraction_id, count(*) AS n FROM embeddings WHERE model = $model AND sampling = $sampling
+            GROUP BY extraction_id) AS e USING (extraction_id)
+        WHERE v.model = $model AND v.sampling = $sampling""", {"model": model, "sampling": sampling})
+
+
+def frame_indices(con: Connection, extraction_ids) -> dict[str, list[int]]:
+    """The stored frame indices (sorted) of each visible extraction in ``extraction_ids``."""
+    req = pa.table({"extraction_id": pa.array(list(extraction_ids), pa.string())})
+    tbl = con.query("SELECT f.extraction_id, list(f.frame_index ORDER BY f.frame_index) AS idx "
+                    "FROM frames AS f JOIN _eids AS e USING (extraction_id) GROUP BY 1", _eids=req)
+    return dict(zip(tbl["extraction_id"].to_pylist(), tbl["idx"].to_pylist()))
 
 
 def video_paths(con: Connection, ids) -> dict[str, set[str]]:
@@ -48,7 +62,8 @@ def video_paths(con: Connection, ids) -> dict[str, set[str]]:
 
 def models(con: Connection) -> list[dict]:
     """The registered frame models: model (fingerprint), name, config (dict),
-    map_shape (tuple), created_at, n_videos (visible), samplings.
+    map_shape (tuple; ``()`` for a scores-only model), created_at, maps ("attention"
+    or "none"), embedding_dim (0: none), n_videos (visible), samplings.
 
     Examples
     --------
@@ -57,7 +72,7 @@ def models(con: Connection) -> list[dict]:
     []
     """
     rows = con.query("""
-        SELECT m.model, m.name, m.config, m.map_shape, m.created_at,
+        SELECT m.model, m.name, m.config, m.map_shape, m.created_at, m.maps, m.embedding_dim,
                count(DISTINCT v.video_id) AS n_videos,
                list(DISTINCT v.sampling ORDER BY v.sampling)
                    FILTER (WHERE v.sampling IS NOT NULL) AS samplings
@@ -66,6 +81,9 @@ def models(con: Connection) -> list[dict]:
     for r in rows:
         r["config"] = json.loads(r["config"]) if r["config"] else {}
         r["map_shape"] = tuple(r["map_shape"])
+        # null in rows written before the columns existed: those models had maps, no embeddings
+        r["maps"] = r["maps"] or ("attention" if r["map_shape"] else "none")
+        r["embedding_dim"] = int(r["embedding_dim"] or 0)
         r["samplings"] = r["samplings"] or []
     return rows
 

@@ -19,7 +19,6 @@ only the videos asked for, in the same way, and keep nothing.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
@@ -31,11 +30,12 @@ import pyarrow.parquet as pq
 
 from ..errors import MissingVideosError, StoreError
 from . import cache
-from .connection import Connection
+from .connection import Connection, part_error
 from .resolve import snapshot
-from .schema import fmt_ids, id_array, unique_in_order
+from .schema import fmt_ids, id_array, map_size, unique_in_order
 
-__all__ = ["Frames", "decode", "positions", "read_arrays"]
+__all__ = ["Frames", "decode", "fill_lists", "frames_wanted", "in_parallel", "locate", "positions", "read_arrays",
+           "read_group", "row_groups"]
 
 _ATTEMPTS = 3  # reads started again when a write or compaction changes the store mid-read
 _SMALL_READ = 8  # a first read of fewer than 1/8 of a pair's videos decodes only those
@@ -160,27 +160,37 @@ def _may_hold(row_group, columns: dict[str, int], values: dict[str, str]) -> boo
     return True
 
 
-def _row_groups(files: Sequence[str], model: str, sampling: str) -> list[tuple[str, Any, int]]:
+def row_groups(files: Sequence[str], model: str, sampling: str) -> list[tuple[str, Any, int]]:
     """(path, footer, row group) of the frame row groups that may hold (model, sampling)."""
     groups = []
     for path in files:
-        meta = pq.read_metadata(path)
+        try:
+            meta = pq.read_metadata(path)
+        except FileNotFoundError:
+            raise  # removed by compact() since the listing: the read starts again
+        except (OSError, pa.ArrowException) as e:
+            raise part_error(path, e) from e
         index = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
         groups += [(path, meta, g) for g in range(meta.num_row_groups)
                    if _may_hold(meta.row_group(g), index, {"model": model, "sampling": sampling})]
     return groups
 
 
-def _read_group(group: tuple[str, Any, int], columns: list[str]) -> pa.Table:
+def read_group(group: tuple[str, Any, int], columns: list[str]) -> pa.Table:
     path, meta, g = group
     # Mapped, not read into buffers: that spares a copy of the file. Part files are
     # never rewritten, and what is decoded is copied out before the mapping goes.
     # One reader per call: a reader is not shared between threads.
-    return pq.ParquetFile(path, memory_map=True, metadata=meta).read_row_group(g, columns=columns,
-                                                                               use_threads=False)
+    try:
+        return pq.ParquetFile(path, memory_map=True, metadata=meta).read_row_group(g, columns=columns,
+                                                                                   use_threads=False)
+    except FileNotFoundError:
+        raise  # removed by compact() since the listing: the read starts again
+    except (OSError, pa.ArrowException) as e:
+        raise part_error(path, e) from e
 
 
-def _in_parallel(func, items: Sequence) -> list:
+def in_parallel(func, items: Sequence) -> list:
     """``[func(x) for x in items]`` on a few threads (pyarrow and numpy copies release the GIL)."""
     workers = min(len(items), os.cpu_count() or 1, _READ_THREADS)
     if workers <= 1:
@@ -189,26 +199,28 @@ def _in_parallel(func, items: Sequence) -> list:
         return list(pool.map(func, items))
 
 
-def _list_values(chunk: pa.Array, size: int, model: str) -> np.ndarray:
-    """A zero-copy [rows, size] float32 view of a chunk of attention lists."""
+def _list_values(chunk: pa.Array, size: int, model: str, dtype=pa.float32(), what="attention maps") -> np.ndarray:
+    """A zero-copy [rows, size] view of a chunk of lists of ``dtype`` (attention maps, embeddings)."""
     typ = chunk.type
     ok = chunk.null_count == 0 and (
         (pa.types.is_fixed_size_list(typ) and typ.list_size == size)
         or ((pa.types.is_list(typ) or pa.types.is_large_list(typ))
             and pc.all(pc.equal(pc.list_value_length(chunk), size)).as_py() is not False))
-    if ok and typ.value_type == pa.float32():
+    if ok and typ.value_type == dtype:
         try:
             return chunk.flatten().to_numpy(zero_copy_only=True).reshape(-1, size)
         except (pa.ArrowException, ValueError):
             pass  # null floats
-    raise StoreError(f"the attention maps of frame model {model!r} in the store are not lists of {size} "
-                     f"floats without missing values; got {typ}")
+    raise StoreError(f"the {what} of frame model {model!r} in the store are not lists of {size} "
+                     f"{dtype} values without missing values; got {typ}")
 
 
-def _fill_maps(groups, narrow, source: np.ndarray, size: int, model: str) -> np.ndarray:
-    """The maps of the rows ``source`` (numbered across ``groups``), decoding each row group
-    that holds some (several at once) and copying only those rows out of it."""
-    out = np.empty((len(source), size), dtype=np.float32)
+def fill_lists(groups, narrow, source: np.ndarray, size: int, model: str, column: str = "attention",
+               dtype=pa.float32()) -> np.ndarray:
+    """The lists in ``column`` of the rows ``source`` (numbered across ``groups``), decoding each
+    row group that holds some (several at once) and copying only those rows out of it."""
+    what = "attention maps" if column == "attention" else column
+    out = np.empty((len(source), size), dtype=dtype.to_pandas_dtype())
     slot = np.argsort(source, kind="stable")
     source = source[slot]
     first = np.concatenate([[0], np.cumsum([t.num_rows for t in narrow])]).astype(np.int64)
@@ -218,13 +230,13 @@ def _fill_maps(groups, narrow, source: np.ndarray, size: int, model: str) -> np.
         if lo == hi:
             return
         offset = first[j]
-        for chunk in _read_group(groups[j], ["attention"])["attention"].chunks:
+        for chunk in read_group(groups[j], [column])[column].chunks:
             a, b = np.searchsorted(source[lo:hi], [offset, offset + len(chunk)]) + lo
             if a < b:
-                out[slot[a:b]] = _list_values(chunk, size, model)[source[a:b] - offset]
+                out[slot[a:b]] = _list_values(chunk, size, model, dtype, what)[source[a:b] - offset]
             offset += len(chunk)
 
-    _in_parallel(fill, range(len(groups)))
+    in_parallel(fill, range(len(groups)))
     return out
 
 
@@ -232,8 +244,8 @@ def decode(files: Sequence[str], videos: Videos, model: str, sampling: str, size
            maps: bool) -> Frames:
     """The :class:`Frames` of ``videos`` in ``layout`` ("all" or an int T), decoded from the frame
     part files ``files``; the narrow columns first, to know which rows go where."""
-    groups = _row_groups(files, model, sampling)
-    narrow = _in_parallel(lambda g: _read_group(g, ["extraction_id", "frame_index", "score"]), groups)
+    groups = row_groups(files, model, sampling)
+    narrow = in_parallel(lambda g: read_group(g, ["extraction_id", "frame_index", "score"]), groups)
     if narrow:
         where = [pc.index_in(t["extraction_id"], value_set=videos.eids).fill_null(-1).to_numpy() for t in narrow]
         video = np.concatenate(where).astype(np.int64)
@@ -259,7 +271,7 @@ def decode(files: Sequence[str], videos: Videos, model: str, sampling: str, size
         source = rows[(first[ok][:, None] + positions(videos.n_frames[ok], int(layout))).ravel()]
     start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     return Frames(videos.ids, videos.n_frames, complete, start, score[source],
-                  _fill_maps(groups, narrow, source, size, model) if maps else None)
+                  fill_lists(groups, narrow, source, size, model) if maps else None)
 
 
 # ---------------------------------------------------------------------- the read
@@ -294,7 +306,7 @@ def _cached(con: Connection, key: str, name: str, maps: bool, size: int) -> Fram
     return None
 
 
-def _frames_wanted(stored: np.ndarray, n_frames: int | None, ids_arr: pa.Array) -> int:
+def frames_wanted(stored: np.ndarray, n_frames: int | None, ids_arr: pa.Array) -> int:
     """T, the frames per video to return, given the stored frame counts of the videos asked for.
 
     More frames than a video has stored is an error: repeating frames would feed a
@@ -320,7 +332,7 @@ def _frames_wanted(stored: np.ndarray, n_frames: int | None, ids_arr: pa.Array) 
     return int(counts[0]) if n else 0
 
 
-def _locate(con: Connection, known, ids_arr: pa.Array, model: str, sampling: str) -> np.ndarray:
+def locate(con: Connection, known, ids_arr: pa.Array, model: str, sampling: str) -> np.ndarray:
     """Rows of ``ids_arr`` in ``known`` (a Videos or Frames); MissingVideosError naming the absent ones."""
     where = pc.index_in(ids_arr, value_set=known.ids)
     found = where.is_valid().to_numpy(zero_copy_only=False)
@@ -339,17 +351,23 @@ def _read(con: Connection, ids_arr: pa.Array, model, n_frames, maps: bool, sampl
     model = catalog.model(con.path, model)
     sampling = catalog.sampling(con.path, model, sampling)
     shape = catalog.shape(model)
-    size = math.prod(shape)
+    if maps and not shape:
+        raise StoreError(
+            f"frame model {model!r} holds scores only (extracted with --maps none, maps='none'): its "
+            "frames have no attention maps. Read it with maps=False (FrameScores, MeanScoreRegressor), "
+            "or extract the videos again with attention maps (`amnetvid extract PATH` without --maps none) "
+            "and read that model")
+    size = map_size(shape)
     layout = "all" if n_frames is None else int(n_frames)
     name = hashlib.sha1(f"{model}\0{sampling}".encode()).hexdigest()[:16] + f"-{layout}"
     frames = _cached(con, key, name, maps, size) if limit else None
     if frames is not None:
-        v = _locate(con, frames, ids_arr, model, sampling)
-        t = _frames_wanted(frames.n_frames[v], n_frames, ids_arr)
+        v = locate(con, frames, ids_arr, model, sampling)
+        t = frames_wanted(frames.n_frames[v], n_frames, ids_arr)
         return frames.take(v, t, shape, maps) if len(v) else _empty(t, shape, maps)
     videos, files, same = _visible(con, key, model, sampling, strict)
-    v = _locate(con, videos, ids_arr, model, sampling)
-    t = _frames_wanted(videos.n_frames[v], n_frames, ids_arr)
+    v = locate(con, videos, ids_arr, model, sampling)
+    t = frames_wanted(videos.n_frames[v], n_frames, ids_arr)
     if len(v) == 0:
         return _empty(t, shape, maps)
     wanted, inverse = np.unique(v, return_inverse=True)

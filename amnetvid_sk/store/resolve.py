@@ -35,7 +35,9 @@ class Catalog:
     names : dict
         Fingerprint -> model name (None for extractions without a models row).
     shapes : dict
-        Fingerprint -> map shape (a list of ints).
+        Fingerprint -> map shape (a list of ints; ``[]`` for a scores-only model).
+    dims : dict
+        Fingerprint -> embedding size (0: the model stores no embeddings).
     samplings : dict
         Fingerprint -> sorted sampling keys of its visible extractions.
 
@@ -49,19 +51,21 @@ class Catalog:
     names: dict = field(default_factory=dict)
     shapes: dict = field(default_factory=dict)
     samplings: dict = field(default_factory=dict)
+    dims: dict = field(default_factory=dict)
 
     @classmethod
     def query(cls, con: Connection, refresh: bool = True) -> "Catalog":
         """The catalog of the listing the connection's views show (``refresh`` lists again first)."""
         rows = con.query(_FINGERPRINTS_SQL, refresh=refresh).to_pylist()
-        shapes = con.query("SELECT model, map_shape FROM models", refresh=False).to_pylist()
+        shapes = con.query("SELECT model, map_shape, embedding_dim FROM models", refresh=False).to_pylist()
         pairs = con.query("SELECT DISTINCT model, sampling FROM videos ORDER BY model, sampling",
                           refresh=False).to_pylist()
         samplings: dict = {}
         for r in pairs:
             samplings.setdefault(r["model"], []).append(r["sampling"])
         return cls([r["model"] for r in rows if r["extracted"]], {r["model"]: r["name"] for r in rows},
-                   {r["model"]: list(r["map_shape"]) for r in shapes}, samplings)
+                   {r["model"]: list(r["map_shape"]) for r in shapes}, samplings,
+                   {r["model"]: int(r["embedding_dim"] or 0) for r in shapes})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +84,10 @@ class Catalog:
             raise StoreError(f"frame model {model!r} has extractions but no models row; its map shape "
                              "is unknown")
         return tuple(self.shapes[model])
+
+    def dim(self, model: str) -> int:
+        """The embedding size of a resolved ``model`` (0: none)."""
+        return int(self.dims.get(model, 0))
 
 
 def pick_model(path: Path, extracted: list[str], names: dict[str, str], model: str | None) -> str:
@@ -162,7 +170,7 @@ def pick_sampling(path: Path, model: str, samplings: list[str], sampling: str | 
 
 
 def map_shapes(con: Connection, known: dict, models: Iterable[str] = ()) -> dict[str, tuple[int, ...]]:
-    """Map shape per fingerprint, ``known`` updated in place.
+    """Map shape per fingerprint (``()`` for a scores-only model), ``known`` updated in place.
 
     A fingerprint's map shape never changes (the fingerprint covers the map size),
     so a writer that asks only for known models does not touch DuckDB.

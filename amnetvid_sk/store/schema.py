@@ -15,12 +15,15 @@ import pyarrow as pa
 
 from ..errors import StoreError
 
-__all__ = ["SCHEMAS", "TABLES", "REQUIRED", "STAMP", "frames_table", "new_extraction_id"]
+__all__ = ["SCHEMAS", "TABLES", "REQUIRED", "STAMP", "MAPS_MODES", "embeddings_table", "frames_table",
+           "new_extraction_id"]
 
 TS = pa.timestamp("us")  # naive timestamps, in UTC
 
 #: Column types of each table as written to Parquet. ``frames.attention`` is written
-#: as ``fixed_size_list<float32, prod(map_shape)>``; the list type here stands for any size.
+#: as ``fixed_size_list<float32, prod(map_shape)>`` (null for a scores-only model) and
+#: ``embeddings.embedding`` as ``fixed_size_list<float16, embedding_dim>``; the list types
+#: here stand for any size.
 SCHEMAS: dict[str, pa.Schema] = {
     "videos": pa.schema([
         ("extraction_id", pa.string()), ("video_id", pa.string()), ("path", pa.string()),
@@ -34,9 +37,16 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("sampling", pa.string()), ("frame_index", pa.int64()), ("timestamp", pa.float64()),
         ("score", pa.float32()), ("attention", pa.list_(pa.float32())),
     ]),
+    "embeddings": pa.schema([
+        ("extraction_id", pa.string()), ("video_id", pa.string()), ("model", pa.string()),
+        ("sampling", pa.string()), ("frame_index", pa.int64()), ("embedding", pa.list_(pa.float16())),
+    ]),
+    # maps and embedding_dim are null in stores written before they existed: read as
+    # "attention" and 0 (see queries.models)
     "models": pa.schema([
         ("model", pa.string()), ("name", pa.string()), ("config", pa.string()),
-        ("map_shape", pa.list_(pa.int32())), ("created_at", TS),
+        ("map_shape", pa.list_(pa.int32())), ("created_at", TS), ("maps", pa.string()),
+        ("embedding_dim", pa.int32()),
     ]),
     "labels": pa.schema([
         ("video_id", pa.string()), ("short_term", pa.float64()), ("n_short", pa.int64()),
@@ -54,17 +64,22 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 #: Table names, in the order their folders are listed. ``videos`` comes before
-#: ``frames`` on purpose: a videos part is renamed into place after its frames
-#: part, so any videos part seen in the listing has its frames part on disk
-#: when ``frames`` is listed next.
-TABLES: tuple[str, ...] = ("videos", "frames", "models", "labels", "failures", "results")
+#: ``frames`` and ``embeddings`` on purpose: a videos part is renamed into place
+#: after its frames and embeddings parts, so any videos part seen in the listing
+#: has them on disk when their folders are listed next.
+TABLES: tuple[str, ...] = ("videos", "frames", "embeddings", "models", "labels", "failures", "results")
+
+#: What a frame model stores per frame besides its score: three attention maps, or nothing
+#: (``maps="none"``, a scores-only model: its ``models`` row has ``map_shape`` ``[]``)
+MAPS_MODES = ("attention", "none")
 
 #: Columns that may not be null, per table.
 REQUIRED = {
     "videos": ("extraction_id", "video_id", "path", "size", "mtime", "duration", "fps", "frame_count",
                "width", "height", "model", "sampling", "n_frames", "short", "extracted_at"),
-    "frames": ("extraction_id", "video_id", "model", "sampling", "frame_index", "timestamp", "score",
-               "attention"),
+    # attention is required of the models with maps (write._frames_part checks it per model)
+    "frames": ("extraction_id", "video_id", "model", "sampling", "frame_index", "timestamp", "score"),
+    "embeddings": ("extraction_id", "video_id", "model", "sampling", "frame_index", "embedding"),
     "models": ("model", "name", "config", "map_shape", "created_at"),
     "labels": ("video_id", "imported_at"),
     "failures": ("path", "video_id", "model", "sampling", "reason", "failed_at"),
@@ -77,7 +92,7 @@ STAMP = {"videos": "extracted_at", "models": "created_at", "labels": "imported_a
 
 _DUCK_TYPES = {
     pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.float64(): "DOUBLE",
-    pa.float32(): "FLOAT", pa.bool_(): "BOOLEAN", TS: "TIMESTAMP",
+    pa.float32(): "FLOAT", pa.float16(): "FLOAT", pa.bool_(): "BOOLEAN", TS: "TIMESTAMP",
 }
 
 
@@ -122,10 +137,41 @@ def attention_type(size: int) -> pa.DataType:
     return pa.list_(pa.field("element", pa.float32(), nullable=False), int(size))
 
 
+def map_size(shape) -> int:
+    """Floats per frame of maps of ``shape``; 0 for a scores-only model (shape ``()``).
+
+    Examples
+    --------
+    >>> map_size((3, 14, 14)), map_size(())
+    (588, 0)
+    """
+    return int(np.prod(shape)) if len(shape) else 0
+
+
 def frames_schema(size: int) -> pa.Schema:
-    """``SCHEMAS["frames"]`` with the attention column as written for maps of ``size`` floats."""
+    """``SCHEMAS["frames"]`` with the attention column as written for maps of ``size`` floats
+    (``size=0``: a scores-only model, whose attention is null)."""
     schema = SCHEMAS["frames"]
+    if size == 0:
+        return schema
     return schema.set(schema.get_field_index("attention"), pa.field("attention", attention_type(size)))
+
+
+def embedding_type(dim: int) -> pa.DataType:
+    """Parquet type of ``embeddings.embedding``: ``dim`` non-null float16 values.
+
+    Examples
+    --------
+    >>> embedding_type(2048)
+    FixedSizeListType(fixed_size_list<element: halffloat not null>[2048])
+    """
+    return pa.list_(pa.field("element", pa.float16(), nullable=False), int(dim))
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    """``SCHEMAS["embeddings"]`` with the embedding column as written for ``dim`` values."""
+    schema = SCHEMAS["embeddings"]
+    return schema.set(schema.get_field_index("embedding"), pa.field("embedding", embedding_type(dim)))
 
 
 def fmt_ids(ids: Sequence[str], limit: int = 5) -> str:
@@ -167,7 +213,7 @@ def id_array(ids) -> pa.Array:
     return out
 
 
-def frames_table(extraction_id: str, frame_index, timestamp, score, attention, *,
+def frames_table(extraction_id: str, frame_index, timestamp, score, attention=None, *,
                  video_id: str | None = None, model: str | None = None,
                  sampling: str | None = None) -> pa.Table:
     """The frames of one extraction as an Arrow table ready for ``write_extractions``.
@@ -182,9 +228,10 @@ def frames_table(extraction_id: str, frame_index, timestamp, score, attention, *
         Time of each frame in seconds.
     score : array-like of float, shape (n,)
         Memorability score of each frame.
-    attention : array-like of float, shape (n, K, h, w)
+    attention : array-like of float, shape (n, K, h, w), default=None
         Attention maps of each frame; stored flattened (C order) as
-        ``fixed_size_list<float32, K*h*w>``.
+        ``fixed_size_list<float32, K*h*w>``. None for a scores-only frame model
+        (``maps="none"``): the column is left out and stored null.
     video_id, model, sampling : str, default=None
         Optional; ``write_extractions`` fills them from the videos rows.
 
@@ -198,24 +245,72 @@ def frames_table(extraction_id: str, frame_index, timestamp, score, attention, *
     >>> t = frames_table("e1", [0, 5], [0.0, 0.2], [0.7, 0.8], np.full((2, 3, 14, 14), 1 / 196))
     >>> t.num_rows, t.schema.field("attention").type.list_size
     (2, 588)
+    >>> frames_table("e2", [0, 5], [0.0, 0.2], [0.7, 0.8]).column_names  # scores only
+    ['extraction_id', 'frame_index', 'timestamp', 'score']
     """
-    maps = np.ascontiguousarray(attention, dtype=np.float32)
-    n = len(maps)
-    if maps.ndim < 2:
-        raise StoreError(f"attention must have shape (n_frames, K, h, w); got shape {maps.shape}")
-    size = int(np.prod(maps.shape[1:]))
+    score = np.asarray(score, dtype=np.float32)
+    n = len(score)
     columns = {"extraction_id": pa.array([extraction_id] * n, pa.string())}
     for name, value in (("video_id", video_id), ("model", model), ("sampling", sampling)):
         if value is not None:
             columns[name] = pa.array([value] * n, pa.string())
     columns["frame_index"] = pa.array(np.asarray(frame_index, dtype=np.int64))
     columns["timestamp"] = pa.array(np.asarray(timestamp, dtype=np.float64))
-    columns["score"] = pa.array(np.asarray(score, dtype=np.float32))
-    columns["attention"] = pa.FixedSizeListArray.from_arrays(pa.array(maps.reshape(-1)), size)
+    columns["score"] = pa.array(score)
+    if attention is not None:
+        maps = np.ascontiguousarray(attention, dtype=np.float32)
+        if maps.ndim < 2:
+            raise StoreError(f"attention must have shape (n_frames, K, h, w); got shape {maps.shape}")
+        size = int(np.prod(maps.shape[1:]))
+        columns["attention"] = pa.FixedSizeListArray.from_arrays(pa.array(maps.reshape(-1)), size)
+    _check_lengths(columns, n, extraction_id, "frame_index, timestamp, score and attention")
+    return pa.table(columns)
+
+
+def _check_lengths(columns: dict, n: int, extraction_id: str, names: str) -> None:
     lengths = {len(c) for c in columns.values()}
     if lengths != {n}:
-        raise StoreError(
-            f"frame_index, timestamp, score and attention of extraction {extraction_id!r} must have the "
-            f"same length; got lengths {sorted(lengths)}"
-        )
+        raise StoreError(f"{names} of extraction {extraction_id!r} must have the same length; "
+                         f"got lengths {sorted(lengths)}")
+
+
+def embeddings_table(extraction_id: str, frame_index, embedding) -> pa.Table:
+    """The frame embeddings of one extraction as an Arrow table, stored as float16.
+
+    Ready for ``write_extractions(..., embeddings=...)`` (a new extraction) or
+    ``write_embeddings`` (an extraction already in the store).
+
+    Parameters
+    ----------
+    extraction_id : str
+        The extraction these embeddings belong to.
+    frame_index : array-like of int, shape (n,)
+        Index of each frame in the video (the same frames as the extraction's).
+    embedding : array-like of float, shape (n, D)
+        One embedding per frame, rounded to float16 (finite values up to 65504).
+
+    Returns
+    -------
+    pyarrow.Table
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = embeddings_table("e1", [0, 5], np.ones((2, 1024)))
+    >>> t.num_rows, t.schema.field("embedding").type
+    (2, FixedSizeListType(fixed_size_list<item: halffloat>[1024]))
+    """
+    values = np.asarray(embedding, dtype=np.float32)
+    if values.ndim != 2 or values.shape[1] < 1:
+        raise StoreError(f"embedding of extraction {extraction_id!r} must have shape (n_frames, D); "
+                         f"got shape {values.shape}")
+    half = values.astype(np.float16)
+    if not np.isfinite(half).all():
+        raise StoreError(f"embedding of extraction {extraction_id!r} holds values that are not finite in "
+                         "float16 (|x| > 65504, inf or nan); the store keeps embeddings as float16")
+    n = len(half)
+    columns = {"extraction_id": pa.array([extraction_id] * n, pa.string()),
+               "frame_index": pa.array(np.asarray(frame_index, dtype=np.int64)),
+               "embedding": pa.FixedSizeListArray.from_arrays(pa.array(half.reshape(-1)), half.shape[1])}
+    _check_lengths(columns, n, extraction_id, "frame_index and embedding")
     return pa.table(columns)

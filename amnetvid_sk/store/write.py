@@ -1,4 +1,4 @@
-"""Writing the store: atomic part files, and the five writers (extractions, models,
+"""Writing the store: atomic part files, and the writers (extractions, embeddings, models,
 failures, labels, results).
 
 A part file is written under a hidden temporary name (``.part-....parquet.tmp``)
@@ -6,18 +6,18 @@ in its table's folder, synced, then renamed: the rename is atomic, so a reader
 never sees half a file, and the read list (``part-*.parquet``) never matches a
 temporary file. Attention maps are LZ4 with byte-stream-split floats (they decode
 about 1.6 times as fast as under zstd for about 8% more bytes,
-``bench/bench_store_size.py``); every other column is zstd.
+``bench/bench_store_size.py``); every other column is zstd, float16 embeddings included
+(not byte-stream-split: DuckDB reads that encoding of float32, not of float16).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -28,9 +28,11 @@ from ..errors import StoreError
 from ..video_ids import video_id_from_name
 from .connection import Connection
 from .resolve import map_shapes
-from .schema import REQUIRED, SCHEMAS, attention_type, fmt_ids, frames_schema, now, unique_in_order
+from .rows import embeddings_parts, frames_of, frames_part, to_table, videos_rows
+from .schema import MAPS_MODES, SCHEMAS, fmt_ids, frames_schema, map_size, now, unique_in_order
 
-__all__ = ["write_part", "write_extractions", "write_model", "write_failure", "write_labels", "write_results"]
+__all__ = ["write_part", "write_extractions", "write_embeddings", "write_model", "write_failure", "write_labels",
+           "write_results"]
 
 _ROW_GROUP_BYTES = 32 << 20  # about 32 MB of raw data per Parquet row group
 _LIST_CODEC = "lz4"  # of the float lists (attention maps); see the module docstring
@@ -81,8 +83,9 @@ def write_part(path: Path, table: str, data: pa.Table | Iterable[pa.RecordBatch]
     n = 0
     try:
         with open(tmp, "wb") as fh:
+            # page checksums: `amnetvid verify` then finds any changed byte, not only broken structure
             with pq.ParquetWriter(fh, schema, compression=codecs, use_dictionary=strings,
-                                  use_byte_stream_split=floats or False) as writer:
+                                  use_byte_stream_split=floats or False, write_page_checksum=True) as writer:
                 for chunk in chunks:
                     if chunk.num_rows:
                         writer.write_table(chunk, row_group_size=rows)
@@ -99,149 +102,14 @@ def write_part(path: Path, table: str, data: pa.Table | Iterable[pa.RecordBatch]
     return final
 
 
-def _check_columns(table: str, given: set) -> None:
-    unknown = sorted(given - set(SCHEMAS[table].names))
-    if unknown:
-        raise StoreError(f"unknown column(s) {unknown} for table {table!r}; its columns are "
-                         f"{SCHEMAS[table].names}")
-
-
-def _rows_to_table(table: str, data: Sequence[Mapping], defaults: Mapping[str, Any]) -> pa.Table:
-    if not all(isinstance(r, Mapping) for r in data):
-        raise StoreError(f"rows for table {table!r} must be dicts")
-    given = set().union(*(r.keys() for r in data)) if data else set()
-    _check_columns(table, given)
-    columns = {}
-    for field in SCHEMAS[table]:
-        if field.name == "attention" or (field.name not in given and field.name not in defaults):
-            continue
-        values = [r.get(field.name, defaults.get(field.name)) for r in data]
-        try:
-            columns[field.name] = pa.array(values, type=field.type)
-        except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
-            raise StoreError(f"column {field.name!r} of table {table!r}: {e}") from None
-    return pa.table(columns) if columns else pa.table({})
-
-
-def to_table(table: str, data, defaults: Mapping[str, Any]) -> pa.Table:
-    """Rows (list of dicts) or a table-like object -> an Arrow table of ``table``'s schema."""
-    schema = SCHEMAS[table]
-    if isinstance(data, Mapping) and not isinstance(data, pa.Table):
-        data = pa.table(dict(data)) if all(np.ndim(v) == 1 for v in data.values()) else [data]
-    if isinstance(data, (list, tuple)):
-        tbl, n = _rows_to_table(table, data, defaults), len(data)
-    else:
-        if not isinstance(data, pa.Table):
-            try:
-                data = pa.table(data)  # pandas DataFrame, dict of arrays, ...
-            except Exception as e:
-                raise StoreError(f"cannot read the rows for table {table!r} as a table: {e}") from None
-        _check_columns(table, set(data.column_names))
-        tbl, n = data, data.num_rows
-    out = {}
-    for field in schema:
-        if field.name == "attention" and field.name in tbl.column_names:
-            out[field.name] = tbl[field.name]  # cast by write_extractions, which knows the map size
-            continue
-        if field.name in tbl.column_names:
-            col = tbl[field.name]
-        elif field.name in defaults:
-            col = pa.array([defaults[field.name]] * n, type=field.type)
-        else:
-            col = pa.nulls(n, type=field.type)
-        try:
-            out[field.name] = col.cast(field.type)
-        except (pa.ArrowException, TypeError, ValueError) as e:
-            raise StoreError(
-                f"column {field.name!r} of table {table!r} must hold {field.type}; got {col.type}: {e}"
-            ) from None
-    result = pa.table(out)
-    for name in REQUIRED[table]:
-        if name in result.column_names and result[name].null_count:
-            raise StoreError(f"column {name!r} of table {table!r} has {result[name].null_count} "
-                             f"missing value(s); it is required")
-    return result
-
-
-def _videos_rows(videos) -> pa.Table:
-    vids = to_table("videos", videos, {"extracted_at": now(), "short": False})
-    if vids.num_rows == 0:
-        return vids
-    vids = vids.set_column(vids.schema.get_field_index("path"), "path",
-                           pa.array([os.path.abspath(p) for p in vids["path"].to_pylist()], pa.string()))
-    if pc.count_distinct(vids["extraction_id"]).as_py() != vids.num_rows:
-        raise StoreError("extraction_id must be unique per videos row; got repeated ids")
-    if pc.min(vids["n_frames"]).as_py() < 1:
-        raise StoreError("n_frames must be >= 1 for every extraction")
-    return vids
-
-
-def _frames_of(vids: pa.Table, frames) -> pa.Table:
-    """``frames`` checked against the videos rows, video_id/model/sampling filled from them."""
-    if not isinstance(frames, pa.Table):
-        try:
-            frames = pa.table(frames)
-        except Exception as e:
-            raise StoreError(f"frames must be a pyarrow.Table: {e}") from None
-    missing = [c for c in ("extraction_id", "frame_index", "timestamp", "score", "attention")
-               if c not in frames.column_names]
-    if missing:
-        raise StoreError(f"frames table lacks column(s) {missing}")
-    _check_columns("frames", set(frames.column_names))
-    where = pc.index_in(frames["extraction_id"].cast(pa.string()), value_set=vids["extraction_id"])
-    if where.null_count:
-        orphan = pc.filter(frames["extraction_id"], pc.is_null(where)).unique().to_pylist()
-        raise StoreError(f"frames reference extraction ids with no videos row: {fmt_ids(orphan)}")
-    for name in ("video_id", "model", "sampling"):
-        filled = pc.take(vids[name], where)
-        if name in frames.column_names:
-            if not pc.all(pc.equal(frames[name].cast(pa.string()), filled)).as_py():
-                raise StoreError(f"frames column {name!r} disagrees with the videos row of its extraction_id")
-            frames = frames.drop_columns([name])
-        frames = frames.append_column(name, filled)
-    counts = frames.group_by("extraction_id").aggregate(
-        [("frame_index", "count"), ("frame_index", "count_distinct")])
-    check = vids.select(["extraction_id", "video_id", "n_frames"]).join(counts, "extraction_id")
-    check = check.sort_by("video_id")  # join order is not deterministic
-    got = check["frame_index_count"].to_numpy(zero_copy_only=False)
-    distinct = check["frame_index_count_distinct"].to_numpy(zero_copy_only=False)
-    want = check["n_frames"].to_numpy(zero_copy_only=False)
-    got = np.where(np.isnan(got.astype(float)), 0, got).astype(np.int64)
-    if check.num_rows != vids.num_rows or (got != want).any():
-        bad = check.filter(pa.array(got != want))["video_id"].to_pylist() if check.num_rows else []
-        raise StoreError(f"the frames of {len(bad) or 'some'} extraction(s) do not match their n_frames "
-                         f"(every extraction needs exactly n_frames frame rows): {fmt_ids(bad)}")
-    if (distinct.astype(np.int64) != got).any():
-        raise StoreError("an extraction has the same frame_index twice")
-    return frames
-
-
-def _frames_part(frames: pa.Table, model: str, shape: tuple[int, ...]) -> pa.Table:
-    """The frames of one model with the attention lists cast to their fixed size."""
-    size = math.prod(shape)
-    part = to_table("frames", frames, {})
-    try:
-        att = part["attention"].cast(attention_type(size))
-    except (pa.ArrowException, TypeError, ValueError):
-        lengths = pc.list_value_length(part["attention"])
-        raise StoreError(
-            f"attention lists of model {model!r} must hold prod(map_shape) = {size} floats "
-            f"(map_shape {shape}); got lengths between {pc.min(lengths).as_py()} and "
-            f"{pc.max(lengths).as_py()}") from None
-    # the cast to non-null floats does not check: a null float would be written as garbage
-    if att.null_count or pc.list_flatten(part["attention"]).null_count:
-        raise StoreError("column 'attention' of table 'frames' has missing values")
-    return part.set_column(part.schema.get_field_index("attention"), "attention", att)
-
-
 def write_extractions(con: Connection, shapes: dict, videos: Sequence[Mapping] | pa.Table,
-                      frames: pa.Table) -> int:
-    """Add extractions: one ``videos`` row and its frames per extracted video.
+                      frames: pa.Table, embeddings: pa.Table | None = None) -> int:
+    """Add extractions: one ``videos`` row and its frames (and embeddings) per extracted video.
 
-    The frames are written first and the videos rows second; the videos row
-    is the commit record, so frames without one stay invisible (a crash in
-    between leaves nothing visible). An extraction of a (video_id, model,
-    sampling) already in the store hides the older one.
+    The frames (and embeddings) are written first and the videos rows last;
+    the videos row is the commit record, so frames without one stay invisible
+    (a crash in between leaves nothing visible). An extraction of a (video_id,
+    model, sampling) already in the store hides the older one.
 
     Parameters
     ----------
@@ -258,9 +126,13 @@ def write_extractions(con: Connection, shapes: dict, videos: Sequence[Mapping] |
         short, and optionally extracted_at (default: now, UTC).
     frames : pyarrow.Table
         ``n_frames`` rows per extraction: extraction_id, frame_index,
-        timestamp, score and attention (list of ``prod(map_shape)`` floats);
-        video_id, model and sampling are filled from ``videos``. See
-        :func:`frames_table`.
+        timestamp, score and attention (list of ``prod(map_shape)`` floats;
+        left out, or null, for a scores-only model); video_id, model and
+        sampling are filled from ``videos``. See :func:`frames_table`.
+    embeddings : pyarrow.Table, default=None
+        One row per frame of the extractions: extraction_id, frame_index and
+        embedding (``embedding_dim`` values of the model, stored as float16).
+        See :func:`embeddings_table`. None: no embeddings.
 
     Returns
     -------
@@ -291,7 +163,7 @@ def write_extractions(con: Connection, shapes: dict, videos: Sequence[Mapping] |
     ...                                          np.full((2, 3, 14, 14), 1 / 196)))
     1
     """
-    vids = _videos_rows(videos)
+    vids = videos_rows(videos)
     if vids.num_rows == 0:
         return 0
     models = unique_in_order(vids["model"].to_pylist())
@@ -300,16 +172,18 @@ def write_extractions(con: Connection, shapes: dict, videos: Sequence[Mapping] |
     if unknown:
         raise StoreError(f"frame model(s) {fmt_ids(unknown)} are not registered in the store; "
                          "call write_model(fingerprint, name, config, map_shape) first")
-    frames = _frames_of(vids, frames)
-    parts = [(_frames_part(frames.filter(pc.equal(frames["model"], m)) if len(models) > 1 else frames,
-                           m, known[m]), frames_schema(math.prod(known[m]))) for m in models]
+    frames = frames_of(vids, frames)
+    parts = [("frames", frames_part(frames.filter(pc.equal(frames["model"], m)) if len(models) > 1 else frames,
+                                     m, known[m]), frames_schema(map_size(known[m]))) for m in models]
+    if embeddings is not None:
+        parts += [("embeddings", part, schema) for part, schema in embeddings_parts(con, vids, embeddings, frames)]
     written = []
     try:
-        for part, schema in parts:
-            written.append(write_part(con.path, "frames", part, schema))
+        for table, part, schema in parts:
+            written.append(write_part(con.path, table, part, schema))
         write_part(con.path, "videos", vids, SCHEMAS["videos"])  # the commit record, last
     except BaseException:
-        # Frames without their videos row are invisible; removing them keeps a failed
+        # Frames (and embeddings) without their videos row are invisible; removing them keeps a failed
         # write (a full disk, Ctrl-C) from leaving dead files behind.
         for path in written:
             if path is not None:
@@ -318,8 +192,62 @@ def write_extractions(con: Connection, shapes: dict, videos: Sequence[Mapping] |
     return vids.num_rows
 
 
+def write_embeddings(con: Connection, embeddings: pa.Table) -> int:
+    """Add the frame embeddings of extractions already in the store (extracted without them).
+
+    The extractions must be visible (their ``videos`` rows the latest of their
+    video, model and sampling); each needs one embedding per stored frame. One
+    part file is written, so the embeddings of an extraction appear all at once.
+
+    Parameters
+    ----------
+    con : Connection
+        The store's connections.
+    embeddings : pyarrow.Table
+        extraction_id, frame_index and embedding (see :func:`embeddings_table`).
+
+    Returns
+    -------
+    int
+        Number of extractions given embeddings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from amnetvid_sk.store import FeatureStore, embeddings_table, frames_table, new_extraction_id
+    >>> fs, eid = FeatureStore("store_embeddings"), new_extraction_id()
+    >>> fs.write_model("toy-ab12", "toy", {}, (3, 14, 14), embedding_dim=8)
+    True
+    >>> row = {"extraction_id": eid, "video_id": "video10", "path": "/data/video10.mp4", "size": 1000,
+    ...        "mtime": 0.0, "duration": 2.0, "fps": 1.0, "frame_count": 2, "width": 64, "height": 64,
+    ...        "model": "toy-ab12", "sampling": "frames=2", "n_frames": 2, "short": False}
+    >>> fs.write_extractions([row], frames_table(eid, [0, 1], [0.0, 1.0], [0.7, 0.8],
+    ...                                          np.full((2, 3, 14, 14), 1 / 196)))
+    1
+    >>> fs.write_embeddings(embeddings_table(eid, [0, 1], np.ones((2, 8))))
+    1
+    >>> fs.sql("SELECT frame_index, list_sum(embedding) AS s FROM embeddings ORDER BY 1").to_pylist()
+    [{'frame_index': 0, 's': 8.0}, {'frame_index': 1, 's': 8.0}]
+    """
+    eids = embeddings["extraction_id"].unique() if isinstance(embeddings, pa.Table) and \
+        "extraction_id" in embeddings.column_names else pa.array([], pa.string())
+    vids = con.query("SELECT v.* FROM videos AS v JOIN _eids AS e USING (extraction_id)",
+                     _eids=pa.table({"extraction_id": eids.cast(pa.string())}))
+    parts = embeddings_parts(con, vids, embeddings, None)
+    written = []
+    try:
+        for part, schema in parts:
+            written.append(write_part(con.path, "embeddings", part, schema))
+    except BaseException:
+        for path in written:  # all of them or none: an extraction's embeddings come in one go
+            if path is not None:
+                path.unlink(missing_ok=True)
+        raise
+    return vids.num_rows
+
+
 def write_model(con: Connection, fingerprint: str, name: str, config: Mapping | None,
-                map_shape: Sequence[int]) -> bool:
+                map_shape: Sequence[int], *, maps: str = "attention", embedding_dim: int = 0) -> bool:
     """Register a frame model (idempotent: a known fingerprint is not written again).
 
     Parameters
@@ -334,6 +262,11 @@ def write_model(con: Connection, fingerprint: str, name: str, config: Mapping | 
         Settings to rebuild the model; stored as JSON.
     map_shape : sequence of int
         Shape of one frame's attention maps, for example ``(3, 14, 14)``.
+        Not stored for a scores-only model (``maps="none"``): its row has ``[]``.
+    maps : {"attention", "none"}, default="attention"
+        Whether the model's frames carry attention maps.
+    embedding_dim : int, default=0
+        Values per frame embedding (ResMem 2048, AMNet 1024); 0: the model has none.
 
     Returns
     -------
@@ -351,15 +284,22 @@ def write_model(con: Connection, fingerprint: str, name: str, config: Mapping | 
     """
     if not isinstance(fingerprint, str) or not fingerprint:
         raise StoreError(f"fingerprint must be a non-empty str; got {fingerprint!r}")
-    shape = tuple(map_shape)
-    if not shape or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape):
+    if maps not in MAPS_MODES:
+        raise StoreError(f"The 'maps' parameter of write_model must be a str among {set(MAPS_MODES)}. "
+                         f"Got {maps!r} instead.")
+    if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, (int, np.integer)) or embedding_dim < 0:
+        raise StoreError(f"The 'embedding_dim' parameter of write_model must be an int >= 0. "
+                         f"Got {embedding_dim!r} instead.")
+    shape = tuple(map_shape) if maps == "attention" else ()
+    if maps == "attention" and (not shape or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape)):
         raise StoreError(f"map_shape must be a sequence of positive ints; got {map_shape!r}")
-    if con.query("SELECT 1 FROM models_all WHERE model = ? LIMIT 1", [fingerprint]).num_rows:
-        return False
+    known = con.query("SELECT embedding_dim FROM models WHERE model = ?", [fingerprint]).to_pylist()
+    if known and (known[0]["embedding_dim"] or 0) >= embedding_dim:
+        return False  # a known model; a row written before embeddings existed gets its size below
     row = {"model": fingerprint, "name": str(name),
            "config": config if isinstance(config, str) else json.dumps(config or {}, sort_keys=True,
                                                                          default=str),
-           "map_shape": [int(s) for s in shape]}
+           "map_shape": [int(s) for s in shape], "maps": maps, "embedding_dim": int(embedding_dim)}
     write_part(con.path, "models", to_table("models", [row], {"created_at": now()}), SCHEMAS["models"])
     return True
 

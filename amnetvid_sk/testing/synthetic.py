@@ -25,6 +25,7 @@ def make_moving_peak_dataset(
     max_speed: float = 2.5,
     sigmas: tuple = (1.0, 1.5, 2.5),
     noise: float = 0.02,
+    jitter: float = 0.0,
 ):
     """Attention maps with a Gaussian peak moving across the frames; label = its speed.
 
@@ -38,6 +39,10 @@ def make_moving_peak_dataset(
     in [0, 1] independently of ``v``, so the mean of the frame scores cannot predict
     the label, and a single frame (a peak at some position) cannot either.
 
+    With ``jitter`` the peak also shakes: each frame's position moves by Gaussian noise of that
+    standard deviation (pixels, both axes), so a few frames estimate the speed less well than
+    many, as with a long stored sequence (28 frames, as the note stores) seen 4 at a time.
+
     Parameters
     ----------
     n : int
@@ -50,11 +55,14 @@ def make_moving_peak_dataset(
         Side of the square maps (14 like AMNet's attention).
     max_speed : float, default=2.5
         Largest speed in pixels per frame. The whole path must fit in the map:
-        ``max_speed * (n_frames - 1) <= size - 4``.
+        ``max_speed * (n_frames - 1) <= size - 4`` (about 0.35 for 28 frames of 14x14).
     sigmas : tuple of 3 float, default=(1.0, 1.5, 2.5)
         Widths of the Gaussians of the three maps, in pixels.
     noise : float, default=0.02
         Standard deviation of the label noise.
+    jitter : float, default=0.0
+        Standard deviation of the peak's per-frame shake, in pixels (0: a straight path; the
+        arrays are then the same as without this parameter).
 
     Returns
     -------
@@ -71,6 +79,8 @@ def make_moving_peak_dataset(
     >>> maps, scores, y = make_moving_peak_dataset(8)
     >>> maps.shape, scores.shape, y.shape
     ((8, 4, 3, 14, 14), (8, 4), (8,))
+    >>> make_moving_peak_dataset(8, n_frames=28, max_speed=0.35, jitter=0.5)[0].shape
+    (8, 28, 3, 14, 14)
     """
     if len(sigmas) != 3:
         raise ValueError(f"sigmas must hold 3 widths (one per map); got {sigmas!r}.")
@@ -90,13 +100,18 @@ def make_moving_peak_dataset(
     x0 = rng.uniform(low, high)
     row = rng.uniform(margin, size - 1 - margin, size=n)
     x = x0[:, None] + speed[:, None] * t[None, :]  # [n, T]
+    rows = np.repeat(row[:, None], n_frames, axis=1)  # [n, T]
+    if jitter:
+        # its own generator, so that jitter=0 leaves every other draw (and array) as it was
+        shake = np.random.default_rng([seed, 1]).normal(0.0, jitter, size=(2, n, n_frames))
+        x, rows = x + shake[0], rows + shake[1]
 
     grid = np.arange(size, dtype=np.float64)
     dx2 = (grid[None, None, :] - x[:, :, None]) ** 2  # [n, T, W]
-    dy2 = (grid[None, :] - row[:, None]) ** 2  # [n, H]
+    dy2 = (grid[None, None, :] - rows[:, :, None]) ** 2  # [n, T, H]
     maps = np.empty((n, n_frames, 3, size, size), dtype=np.float32)
     for k, sigma in enumerate(sigmas):
-        g = np.exp(-dy2[:, None, :, None] / (2 * sigma**2)) * np.exp(-dx2[:, :, None, :] / (2 * sigma**2))
+        g = np.exp(-dy2[:, :, :, None] / (2 * sigma**2)) * np.exp(-dx2[:, :, None, :] / (2 * sigma**2))
         maps[:, :, k] = g / g.sum(axis=(-2, -1), keepdims=True)
 
     scores = rng.uniform(0.0, 1.0, size=(n, n_frames)).astype(np.float32)

@@ -28,17 +28,24 @@ Where things are:
 * :mod:`~amnetvid_sk.video.sampling`: which frames to take
   (:func:`sample_frames`, :class:`SampledFrames`) and the keys that name a
   sampling in the feature store (:func:`sampling_key`,
-  :func:`parse_sampling_key`, :data:`DEFAULT_N_FRAMES`).
+  :func:`parse_sampling_key`, :data:`DEFAULT_N_FRAMES`);
+* :mod:`~amnetvid_sk.video.images`: still images as one frame each
+  (:func:`read_image`, :data:`IMAGE_SUFFIXES`).
 """
 
+from .images import IMAGE_SUFFIXES, ImageReadError, is_image_path, read_image
 from .info import VideoInfo, video_info
 from .sampling import DEFAULT_N_FRAMES, SampledFrames, parse_sampling_key, sample_frames, sampling_key
 
 __all__ = [
     "DEFAULT_N_FRAMES",
+    "IMAGE_SUFFIXES",
+    "ImageReadError",
     "SampledFrames",
     "VideoInfo",
+    "is_image_path",
     "parse_sampling_key",
+    "read_image",
     "sample_frames",
     "sampling_key",
     "video_info",

@@ -112,8 +112,10 @@ def file_key(path: Path) -> tuple[str, int, float]:
 class _FileCheck:
     """Which inputs are already extracted, and which would replace another file's id in the store."""
 
-    def __init__(self, store, fingerprint: str, sampling: str, inputs):
+    def __init__(self, store, fingerprint: str, sampling: str, inputs, embeddings: bool = False):
         done = store.extracted_files(fingerprint, sampling)
+        if embeddings:  # done only with what was asked: an extraction without them gets them added
+            done = done.filter(done["embedded"])
         self.done = set(zip(done["path"].to_pylist(), done["size"].to_pylist(), done["mtime"].to_pylist()))
         # a folder moved elsewhere: same id, size and mtime, and the stored path is gone
         self.moved = {(vid, size, mtime) for vid, path, size, mtime in zip(
@@ -140,7 +142,8 @@ class InputPlan:
     missing : list of (Path, str)
         Inputs whose file does not exist (recorded as failures).
     skipped : list of str
-        Paths already in the store with the same file identity, model and sampling.
+        Paths already in the store with the same file identity, model and sampling
+        (and, when embeddings are asked for, with embeddings).
     """
 
     todo: list = field(default_factory=list)
@@ -149,8 +152,12 @@ class InputPlan:
 
 
 def plan_inputs(store, fingerprint: str, sampling: str, inputs: Sequence[tuple[Path, str]],
-                replace: bool = False) -> InputPlan:
+                replace: bool = False, embeddings: bool = False) -> InputPlan:
     """Sort inputs into to-do, missing and already extracted; refuse ids the store has from other files.
+
+    With ``embeddings=True`` a video counts as extracted only when its extraction has an
+    embedding for every stored frame; one extracted without them is to do (the
+    :class:`~.local.Extractor` then adds its embeddings to the same extraction).
 
     Raises
     ------
@@ -164,7 +171,7 @@ def plan_inputs(store, fingerprint: str, sampling: str, inputs: Sequence[tuple[P
 
     >>> plan = plan_inputs(FeatureStore("store"), model.fingerprint, "frames=28", inputs)  # doctest: +SKIP
     """
-    files = _FileCheck(store, fingerprint, sampling, inputs)
+    files = _FileCheck(store, fingerprint, sampling, inputs, embeddings)
     plan = InputPlan()
     clashes: list[str] = []
     for path, vid in inputs:

@@ -1,5 +1,10 @@
 """Extraction in this process: :class:`Extractor`, decode threads feeding one frame model.
 
+With ``embeddings`` the model's embeddings come from the same forward pass as its
+scores (``FrameModel.predict_outputs``). A video whose visible extraction (same
+file, same frames) lacks them gets only its embeddings written, keyed by that
+extraction, so its frame rows are never written twice.
+
 Decoding runs on a thread pool ahead of the frame model (PyAV and torch both
 release the GIL while they work), so the model is fed continuously; batches span
 videos. Completed videos are written to the store every ``flush_every`` videos as
@@ -21,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import VideoDecodeError
-from ..store import FeatureStore, frames_table, new_extraction_id
+from ..store import FeatureStore, embeddings_table, frames_table, new_extraction_id
 from ..video import sample_frames
 from .inputs import file_key
 from .summary import ExtractionSummary
@@ -45,6 +50,8 @@ class ExtractionJob:
         Decoding threads.
     flush_every : int, default=16
         Completed videos per written part file.
+    embeddings : bool, default=False
+        Also store each frame's embedding.
     """
 
     store: str
@@ -53,18 +60,20 @@ class ExtractionJob:
     fps: float | None = None
     workers: int = 2
     flush_every: int = 16
+    embeddings: bool = False
 
 
 class _PendingVideo:
     """A decoded video waiting for the frame model's outputs."""
 
-    __slots__ = ("path", "video_id", "key", "sampled", "scores", "maps", "done")
+    __slots__ = ("path", "video_id", "key", "sampled", "scores", "maps", "embeddings", "done")
 
-    def __init__(self, path, video_id, key, sampled, map_shape):
+    def __init__(self, path, video_id, key, sampled, map_shape, embedding_dim: int):
         n = len(sampled.indices)
         self.path, self.video_id, self.key, self.sampled = path, video_id, key, sampled
         self.scores = np.empty(n, dtype=np.float32)
-        self.maps = np.empty((n, *map_shape), dtype=np.float32)
+        self.maps = np.empty((n, *map_shape), dtype=np.float32) if map_shape is not None else None
+        self.embeddings = np.empty((n, embedding_dim), dtype=np.float32) if embedding_dim else None
         self.done = 0
 
 
@@ -91,7 +100,7 @@ class Extractor:
     --------
     Not run: it needs a built frame model and a video file.
 
-    >>> from amnetvid_sk.extract.local import ExtractionJob, Extractor
+    >>> from amnetvid_sk.extraction.local import ExtractionJob, Extractor
     >>> job = ExtractionJob(store="store", sampling="frames=4", n_frames=4)
     >>> Extractor(model, job).run([(Path("clip.mp4"), "clip")]).report()  # doctest: +SKIP
     """
@@ -161,7 +170,9 @@ class Extractor:
             return self._fail(path, vid, f"{type(exc).__name__}: {exc}")
         if len(sampled.indices) == 0:
             return self._fail(path, vid, "no frames could be decoded")
-        pending = _PendingVideo(path, vid, key, sampled, tuple(self.model.map_shape))
+        map_shape = None if self.model.maps == "none" else tuple(self.model.map_shape)
+        pending = _PendingVideo(path, vid, key, sampled, map_shape,
+                                int(self.model.embedding_dim) if self.job.embeddings else 0)
         self._queue.extend((pending, pos, frame) for pos, frame in enumerate(sampled.frames))
         # the queue holds the frames now; don't keep a second reference until flush
         pending.sampled = dataclasses.replace(sampled, frames=None)
@@ -176,11 +187,14 @@ class Extractor:
             batch = []
             while queue and len(batch) < batch_size and queue[0][2].shape == first_shape:
                 batch.append(queue.popleft())
-            scores, maps = self.model.predict(np.stack([b[2] for b in batch]))
+            out = self.model.predict_outputs(np.stack([b[2] for b in batch]), embeddings=self.job.embeddings)
             self._n_model_frames += len(batch)
-            for (pending, pos, _), s, m in zip(batch, scores, maps):
-                pending.scores[pos] = s
-                pending.maps[pos] = m
+            for i, (pending, pos, _) in enumerate(batch):
+                pending.scores[pos] = out.scores[i]
+                if pending.maps is not None:
+                    pending.maps[pos] = out.maps[i]
+                if pending.embeddings is not None:
+                    pending.embeddings[pos] = out.embeddings[i]
                 pending.done += 1
                 if pending.done == len(pending.scores):
                     self._complete(pending)
@@ -196,13 +210,35 @@ class Extractor:
 
     # -- writes -------------------------------------------------------------------------
 
+    def _stored_extractions(self) -> dict[str, str]:
+        """video id -> the extraction id of the completed videos whose visible extraction (same
+        file, same frames) lacks embeddings: those get only their embeddings written."""
+        if not self.job.embeddings:
+            return {}
+        done = self.store.extracted_files(self.fingerprint, self.job.sampling).to_pylist()
+        by_id = {r["video_id"]: r for r in done if not r["embedded"]}
+        found = {}
+        for pending in self._completed:
+            r = by_id.get(pending.video_id)
+            if r is not None and (r["size"], r["mtime"]) == pending.key[1:]:
+                found[pending.video_id] = r["extraction_id"]
+        indices = self.store.frame_indices(found.values()) if found else {}
+        # frames sampled now that differ from the stored ones (another decoder): a new extraction
+        return {p.video_id: found[p.video_id] for p in self._completed if p.video_id in found
+                and indices.get(found[p.video_id]) == [int(i) for i in p.sampled.indices]}
+
     def flush(self) -> None:
-        """Write the completed videos: their frames, then the ``videos`` rows that make them visible."""
+        """Write the completed videos: their frames (and embeddings), then the ``videos`` rows that
+        make them visible; only the embeddings of videos already extracted without them."""
         if not self._completed:
             return
-        video_rows, frame_tables = [], []
+        stored = self._stored_extractions()
+        video_rows, frame_tables, embedding_tables, added = [], [], [], []
         for pending in self._completed:
             sampled, info = pending.sampled, pending.sampled.info
+            if pending.video_id in stored:
+                added.append(embeddings_table(stored[pending.video_id], sampled.indices, pending.embeddings))
+                continue
             extraction_id = new_extraction_id()
             video_rows.append({
                 "extraction_id": extraction_id, "video_id": pending.video_id, "path": pending.key[0],
@@ -214,8 +250,14 @@ class Extractor:
             # video_id, model and sampling are filled in from the videos row by the store
             frame_tables.append(frames_table(extraction_id, sampled.indices, sampled.timestamps,
                                              pending.scores, pending.maps))
+            if pending.embeddings is not None:
+                embedding_tables.append(embeddings_table(extraction_id, sampled.indices, pending.embeddings))
         try:
-            self.store.write_extractions(video_rows, pa.concat_tables(frame_tables))
+            if added:
+                self.store.write_embeddings(pa.concat_tables(added))
+            if video_rows:
+                self.store.write_extractions(video_rows, pa.concat_tables(frame_tables),
+                                             pa.concat_tables(embedding_tables) if embedding_tables else None)
         except OSError:
             # a full disk: the final flush must not try the same write again
             self._completed.clear()

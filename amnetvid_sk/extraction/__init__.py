@@ -1,8 +1,8 @@
-"""Extraction: video files -> frame scores and attention maps in the feature store.
+"""Extraction: video files -> frame scores, attention maps and embeddings in the feature store.
 
 :func:`extract` is the one entry point (the CLI, the demo and ``predict`` call
 it); it checks its parameters and the inputs' ids, builds the frame model, then
-hands the work to an :class:`~amnetvid_sk.extract.local.Extractor` in this
+hands the work to an :class:`~amnetvid_sk.extraction.local.Extractor` in this
 process or to joblib/Dask workers. Where things are: :mod:`.inputs` (paths ->
 ids, what is already in the store), :mod:`.local` (the Extractor: decode
 threads, batches across videos, flushes), :mod:`.parallel` (chunks on joblib or
@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 BACKENDS = ("local", "joblib", "dask")
+MAPS_MODES = ("attention", "none")
 
 
 def keep_store_precision(store, model) -> None:
@@ -71,8 +72,10 @@ def extract(
     n_jobs: int = 2,
     flush_every: int = 16,
     progress: bool = True,
+    embeddings: bool = False,
+    maps: str | None = None,
 ) -> ExtractionSummary:
-    """Extract frame scores and attention maps of videos into the feature store.
+    """Extract frame scores and attention maps (and embeddings) of videos into the feature store.
 
     Parameters
     ----------
@@ -134,6 +137,17 @@ def extract(
     progress : bool, default=True
         Show a progress bar (videos done, frames/s, ETA), and say on stderr which
         frame model runs in which precision.
+    embeddings : bool, default=False
+        Also store one embedding per frame (the frame model's internal state:
+        2048 values for ResMem, 1024 for AMNet), from the same forward pass, in
+        the store's ``embeddings`` table (float16). Videos already extracted
+        without them get their embeddings added to the same extraction (their
+        frame rows are not written again); videos extracted with them are skipped.
+    maps : {"attention", "none"}, default=None
+        ``"none"``: scores only, a forward pass without attention maps (no
+        Grad-CAM backward), stored under the model's own scores-only fingerprint
+        so it never mixes with an extraction that has maps. None: ``"attention"``
+        for a model given by name, the built model's own mode otherwise.
 
     Returns
     -------
@@ -170,6 +184,11 @@ def extract(
     sampling = sampling_key(n_frames=n_frames, fps=fps)
     if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
         raise ValueError(f"The 'flush_every' parameter of extract must be an int >= 1. Got {flush_every!r} instead.")
+    if maps is not None and maps not in MAPS_MODES:
+        raise ValueError(f"The 'maps' parameter of extract must be a str among {set(MAPS_MODES)} or None. "
+                         f"Got {maps!r} instead.")
+    if not isinstance(embeddings, bool):
+        raise ValueError(f"The 'embeddings' parameter of extract must be a bool. Got {embeddings!r} instead.")
 
     started = time.perf_counter()
     summary = ExtractionSummary()
@@ -180,20 +199,28 @@ def extract(
         precision = "bfloat16" if bfloat16 else "float32"
     if isinstance(frame_model, str):
         model = make_frame_model(frame_model, weights=weights, device=device, batch_size=batch_size,
-                                 precision=precision, allow_unsafe_weights=allow_unsafe_weights)
+                                 precision=precision, allow_unsafe_weights=allow_unsafe_weights,
+                                 maps=maps or "attention")
         if precision == "auto":
             keep_store_precision(store_obj, model)
     else:
         model = frame_model
+        if maps is not None and maps != model.maps:
+            raise ValueError(f"The 'maps' parameter of extract is {maps!r} but the frame model given was built "
+                             f"with maps={model.maps!r}; build it with maps={maps!r}, or leave maps=None")
+    if embeddings and not model.embedding_dim:
+        raise ValueError(f"embeddings=True (--embeddings) needs a frame model that gives frame embeddings; "
+                         f"{model.name!r} ({type(model).__name__}) has embedding_dim=0. Use resmem or amnet")
     if progress:
         print(model.describe(), file=sys.stderr, flush=True)
     fingerprint = model.fingerprint
-    plan = plan_inputs(store_obj, fingerprint, sampling, inputs, replace=replace)
+    plan = plan_inputs(store_obj, fingerprint, sampling, inputs, replace=replace, embeddings=embeddings)
     summary.skipped += plan.skipped
     job = ExtractionJob(store=str(store), sampling=sampling, n_frames=n_frames, fps=fps, workers=workers,
-                        flush_every=flush_every)
+                        flush_every=flush_every, embeddings=embeddings)
     try:
-        store_obj.write_model(fingerprint, model.name, model.config, tuple(model.map_shape))
+        store_obj.write_model(fingerprint, model.name, model.config, tuple(model.map_shape), maps=model.maps,
+                              embedding_dim=int(model.embedding_dim))
         for path, vid in plan.missing:
             reason = VideoDecodeError(path, "file not found").reason
             store_obj.write_failure(str(path), reason, fingerprint, sampling, video_id=vid)

@@ -53,7 +53,7 @@ class ExtractionSummary:
 
         Examples
         --------
-        >>> from amnetvid_sk.extract import ExtractionSummary
+        >>> from amnetvid_sk.extraction import ExtractionSummary
         >>> print(ExtractionSummary(extracted=["a.mp4"], n_frames=28, seconds=2.0).report())
         extracted 1, skipped 0 (already in the store), failed 0; 28 frames in 2.0 s
         """
