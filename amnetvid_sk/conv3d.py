@@ -18,7 +18,7 @@ from torch import nn
 
 from .estimators import ConvLSTMRegressor
 from .layers import glorot_dense, pooled_size, same_max_pool
-from .networks import AMNetVidNet, _check_tuple, _Head, _ScoresBranch
+from .networks import AMNetVidNet, _check_tuple
 
 __all__ = ["Conv3DNet", "Conv3DRegressor"]
 
@@ -138,40 +138,14 @@ class Conv3DNet(AMNetVidNet):
                  pools=(2, 3, 2), frame_dense=(512, 64), maps_dense=128, score_units=(32, 32),
                  score_dense=128, fusion_dense=64, dropout=0.5, use_maps=True, use_scores=True,
                  map_scale=1.0):
-        # AMNetVidNet.__init__ would build the ConvLSTM branch that this class replaces; the
-        # attributes its forward() and input checks read are set here, with its checks' messages
-        nn.Module.__init__(self)
-        if not (use_maps or use_scores):
-            raise ValueError("Conv3DNet needs at least one branch: use_maps=True or use_scores=True.")
-        self.n_frames = int(n_frames)
-        self.map_channels = int(map_channels)
-        self.map_size = int(map_size)
-        self.use_maps = bool(use_maps)
-        self.use_scores = bool(use_scores)
-        self.map_scale = float(map_scale)
-        if not self.map_scale > 0:
-            raise ValueError(f"map_scale must be a positive number; got {map_scale!r}.")
-        filters = _check_tuple("filters", filters)
-        kernel_size = _kernel_size(kernel_size)
-        pools = _check_tuple("pools", pools, len(filters))
-        frame_dense = _check_tuple("frame_dense", frame_dense)
-        score_units = _check_tuple("score_units", score_units)
-        if use_maps and use_scores and maps_dense != score_dense:
-            raise ValueError(
-                f"The two branches are averaged, so maps_dense ({maps_dense}) must equal "
-                f"score_dense ({score_dense})."
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}.")
-        self.maps_branch = (
-            _Conv3DMapsBranch(self.n_frames, self.map_channels, self.map_size, filters, kernel_size, pools,
-                              frame_dense, int(maps_dense), float(dropout))
-            if use_maps else None
-        )
-        self.scores_branch = (
-            _ScoresBranch(self.n_frames, score_units, int(score_dense)) if use_scores else None
-        )
-        self.head = _Head(int(maps_dense) if use_maps else int(score_dense), int(fusion_dense))
+        super().__init__(n_frames=n_frames, map_channels=map_channels, map_size=map_size, filters=filters,
+                         kernel_size=kernel_size, pools=pools, frame_dense=frame_dense, maps_dense=maps_dense,
+                         score_units=score_units, score_dense=score_dense, fusion_dense=fusion_dense,
+                         dropout=dropout, use_maps=use_maps, use_scores=use_scores, map_scale=map_scale)
+
+    def _make_maps_branch(self, filters, kernel_size, pools, frame_dense, maps_dense, dropout) -> nn.Module:
+        return _Conv3DMapsBranch(self.n_frames, self.map_channels, self.map_size, filters, _kernel_size(kernel_size),
+                                 pools, frame_dense, maps_dense, dropout)
 
 
 class Conv3DRegressor(ConvLSTMRegressor):

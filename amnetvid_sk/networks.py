@@ -185,7 +185,7 @@ class AMNetVidNet(nn.Module):
                  map_scale=1.0):
         super().__init__()
         if not (use_maps or use_scores):
-            raise ValueError("AMNetVidNet needs at least one branch: use_maps=True or use_scores=True.")
+            raise ValueError(f"{type(self).__name__} needs at least one branch: use_maps=True or use_scores=True.")
         self.n_frames = int(n_frames)
         self.map_channels = int(map_channels)
         self.map_size = int(map_size)
@@ -206,14 +206,19 @@ class AMNetVidNet(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {dropout!r}.")
         self.maps_branch = (
-            _MapsBranch(self.n_frames, self.map_channels, self.map_size, filters, int(kernel_size),
-                        pools, frame_dense, int(maps_dense), float(dropout))
+            self._make_maps_branch(filters, kernel_size, pools, frame_dense, int(maps_dense), float(dropout))
             if use_maps else None
         )
         self.scores_branch = (
             _ScoresBranch(self.n_frames, score_units, int(score_dense)) if use_scores else None
         )
         self.head = _Head(int(maps_dense) if use_maps else int(score_dense), int(fusion_dense))
+
+    def _make_maps_branch(self, filters, kernel_size, pools, frame_dense, maps_dense, dropout) -> nn.Module:
+        """The maps branch: ConvLSTMs here; a subclass puts another network in their place
+        (:class:`~amnetvid_sk.conv3d.Conv3DNet`), keeping the scores branch, the head and the checks."""
+        return _MapsBranch(self.n_frames, self.map_channels, self.map_size, filters, int(kernel_size), pools,
+                           frame_dense, maps_dense, dropout)
 
     def _check_maps(self, maps: torch.Tensor) -> None:
         expected = (self.n_frames, self.map_channels, self.map_size, self.map_size)

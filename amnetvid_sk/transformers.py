@@ -72,7 +72,46 @@ class _StoreReader:
         return FeatureStore(self.store)
 
 
-class FrameScores(_StoreReader, TransformerMixin, BaseEstimator):
+class _StatelessReader(_StoreReader):
+    """A store reader that learns nothing (FrameScores, FrameEmbeddings): ``fit`` notes where the
+    ids are read from, and ``transform`` also works unfitted, reading what the parameters name."""
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Note the store, model and sampling the ids will be read from; nothing is learned.
+
+        Parameters
+        ----------
+        X : array-like of str, shape (n_videos,)
+            Video ids (not read).
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._fit_source()
+        return self
+
+    def _features(self) -> tuple[str | None, str | None]:
+        """``(model, sampling)`` to read: those fixed at ``fit``, else the parameters (checked here)."""
+        if hasattr(self, "model_"):
+            return self.model_, self.sampling_
+        self._validate_params()
+        return self.model, self.sampling
+
+    def __sklearn_is_fitted__(self):
+        return True
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
+
+
+class FrameScores(_StatelessReader, TransformerMixin, BaseEstimator):
     """Video ids -> frame memorability scores ``[n, n_frames]`` from the feature store.
 
     Stateless: ``fit`` only checks the parameters and notes where the ids were
@@ -127,47 +166,15 @@ class FrameScores(_StoreReader, TransformerMixin, BaseEstimator):
         self.model = model
         self.sampling = sampling
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Note the store, model and sampling the ids will be read from; nothing is learned.
-
-        Parameters
-        ----------
-        X : array-like of str, shape (n_videos,)
-            Video ids (not read).
-        y : ignored
-
-        Returns
-        -------
-        self : FrameScores
-        """
-        self._fit_source()
-        return self
-
     def transform(self, X):
         """Frame scores of the videos ``X``, float32 [n_videos, n_frames], in the order of ``X``."""
-        if hasattr(self, "model_"):
-            model, sampling = self.model_, self.sampling_
-        else:  # stateless: usable without fit, reading what the parameters name, checked here
-            self._validate_params()
-            model, sampling = self.model, self.sampling
-        ids = check_ids(X)
-        scores, _ = self._source().read_arrays(ids, model=model, n_frames=self.n_frames, maps=False,
+        model, sampling = self._features()
+        scores, _ = self._source().read_arrays(check_ids(X), model=model, n_frames=self.n_frames, maps=False,
                                                sampling=sampling)
         return scores
 
-    def __sklearn_is_fitted__(self):
-        return True
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
-        return tags
-
-
-class FrameEmbeddings(_StoreReader, TransformerMixin, BaseEstimator):
+class FrameEmbeddings(_StatelessReader, TransformerMixin, BaseEstimator):
     """Video ids -> frame embeddings (the frame model's internal state) from the feature store.
 
     ``[n, D]`` float32, the mean or max over each video's frames, or ``[n, T, D]``
@@ -233,42 +240,11 @@ class FrameEmbeddings(_StoreReader, TransformerMixin, BaseEstimator):
         self.model = model
         self.sampling = sampling
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Note the store, model and sampling the ids will be read from; nothing is learned.
-
-        Parameters
-        ----------
-        X : array-like of str, shape (n_videos,)
-            Video ids (not read).
-        y : ignored
-
-        Returns
-        -------
-        self : FrameEmbeddings
-        """
-        self._fit_source()
-        return self
-
     def transform(self, X):
         """Embeddings of the videos ``X``, float32 ``[n, D]`` (``[n, T, D]`` unpooled), in the order of ``X``."""
-        if hasattr(self, "model_"):
-            model, sampling = self.model_, self.sampling_
-        else:  # stateless, as FrameScores
-            self._validate_params()
-            model, sampling = self.model, self.sampling
+        model, sampling = self._features()
         return self._source().read_embeddings(check_ids(X), model=model, n_frames=self.n_frames,
                                               sampling=sampling, pooling=self.pooling)
-
-    def __sklearn_is_fitted__(self):
-        return True
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
-        return tags
 
 
 class FrameMinMaxScaler(TransformerMixin, BaseEstimator):
