@@ -115,6 +115,7 @@ def _predict(pipeline, paths, store, *, progress, workers, device, ids):
     from .pipelines import reader_step, store_steps
     from .frame_models.spec import FrameModelSpec
     from .store import FeatureStore
+    from .transformers import FrameEmbeddings
     from .video import parse_sampling_key
 
     if isinstance(pipeline, (str, os.PathLike)):
@@ -140,8 +141,11 @@ def _predict(pipeline, paths, store, *, progress, workers, device, ids):
     model.set_precision(spec.precision, note="the precision the pipeline was trained with")
     inputs = expand_inputs(paths, ids)
     n_frames, fps = parse_sampling_key(sampling)
+    # a pipeline that reads embeddings (the embedding ridge, the stacked ensemble) needs them
+    # for the new files too; they come from the same forward pass
+    embeddings = any(isinstance(step, FrameEmbeddings) for _, step in store_steps(pipeline))
     summary = extract(paths, store=fs.path, frame_model=model, n_frames=n_frames, fps=fps,
-                      workers=workers, ids=ids, progress=progress)
+                      workers=workers, ids=ids, progress=progress, embeddings=embeddings)
     failed = {str(p) for p, _ in summary.failed}
     kept = [(path, vid) for path, vid in inputs if str(path) not in failed]
     ids_kept = np.array([vid for _, vid in kept], dtype=object)
