@@ -181,6 +181,8 @@ ROWS = [
     ("predict-model-not-a-model", ["predict", "{text_model}", "{clip}"], ["text.safetensors", "not an amnetvid-sk model file"], {}),
     ("predict-pickle-not-a-pipeline", ["predict", "{dict_joblib}", "{clip}", "--allow-pickle"], ["dict.joblib", "dict"], {}),
     ("predict-store-is-file", ["predict", "{dict_joblib}", "{clip}", "--store", "{file}"], ["is a file"], {}),
+    ("verify-store-missing", ["verify", "--store", "{missing_store}"], ["no_such_store", "does not exist"], {}),
+    ("verify-store-is-file", ["verify", "--store", "{file}"], ["is a file"], {}),
     # the demo's own parser reports in the same way
     ("demo-cv-text", ["demo", "--cv", "three"], ["--cv", "three"], {}),
 ]
