@@ -16,6 +16,8 @@ _EXPORTS = {
     "WeightsError": "errors",
     "MissingDependencyError": "errors",
     "StoreError": "errors",
+    "StoreFullError": "errors",
+    "DiskFullError": "errors",
     "MissingVideosError": "errors",
     "ReadOnlyQueryError": "errors",
     "LabelFormatError": "errors",

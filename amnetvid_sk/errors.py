@@ -1,6 +1,11 @@
 """Exception types. One per failure a caller may want to catch; each message names
 the file, id or parameter at fault."""
 
+import errno as _errno
+
+#: The errno values of a write that found no room: a full disk, or a used-up quota.
+DISK_FULL_ERRNOS = frozenset({_errno.ENOSPC, _errno.EDQUOT})
+
 
 class AmnetvidError(Exception):
     """Base class of every error raised on purpose by amnetvid-sk."""
@@ -43,7 +48,32 @@ class VideoIdError(AmnetvidError, ValueError):
     """Two files would get the same video id (in one run, or against the store); nothing was extracted."""
 
 
-class StoreFullError(StoreError, OSError):
+class DiskFullError(AmnetvidError, OSError):
+    """A disk filled up (or a quota ran out) during a write; nothing of that write was kept.
+
+    An OSError with ``errno`` set (ENOSPC unless given), so that code catching a full disk
+    by its errno catches this too; ``str()`` is the message alone, without ``[Errno 28]``.
+
+    Examples
+    --------
+    >>> import errno
+    >>> err = DiskFullError("no space left on the disk writing 'model.safetensors'")
+    >>> err.errno == errno.ENOSPC, str(err)
+    (True, "no space left on the disk writing 'model.safetensors'")
+    """
+
+    def __init__(self, *args):
+        if len(args) == 1:  # a message alone: the disk is full
+            args = (_errno.ENOSPC, args[0])
+        # OSError's own __init__ by name: in StoreFullError, ValueError's comes first and would
+        # leave errno unset
+        OSError.__init__(self, *args)
+
+    def __str__(self) -> str:
+        return self.strerror if self.strerror is not None else super().__str__()
+
+
+class StoreFullError(StoreError, DiskFullError):
     """The disk holding the store filled up during a write; what was committed before is kept."""
 
 
@@ -57,3 +87,26 @@ class FrameModelLookupError(AmnetvidError, ValueError):
 
 class FrameModelRebuildError(AmnetvidError, ValueError):
     """A frame model cannot be rebuilt from its spec, or rebuilds to another fingerprint."""
+
+
+def disk_full_errno(exc: BaseException | None) -> int | None:
+    """The errno of a full disk (ENOSPC or EDQUOT) in ``exc`` or the exceptions it came from, else None.
+
+    A library may report a full disk by an error of its own raised while handling the OSError
+    (or a file's close may raise again while the first error unwinds): its chain is searched.
+
+    Examples
+    --------
+    >>> import errno
+    >>> disk_full_errno(OSError(errno.ENOSPC, "No space left on device")) == errno.ENOSPC
+    True
+    >>> disk_full_errno(ValueError("bad value")) is None
+    True
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return exc.errno
+        exc = exc.__cause__ if exc.__cause__ is not None else exc.__context__
+    return None

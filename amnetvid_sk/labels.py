@@ -475,6 +475,8 @@ def import_labels(path, store, format: str = "mediaeval") -> int:
     ------
     LabelFormatError
         As :func:`read_labels`; the store is left unchanged.
+    StoreFullError
+        The store's disk filled up: none of this file's rows was written; free space and import it again.
 
     Examples
     --------

@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .atomic_files import write_file_atomic
 from .errors import ModelFileError
 
 __all__ = ["ALLOWED_PREFIXES", "FORMAT_NAME", "FORMAT_VERSION", "load_model", "model_file_info",
@@ -311,22 +312,17 @@ def _digest(doc_text: str, arrays: dict) -> str:
 
 
 def _write(path: Path, doc_text: str, arrays: dict) -> None:
-    """A safetensors file (the library's own writer), under a temporary name renamed once synced:
-    never half a file."""
-    from safetensors.numpy import save_file
+    """A safetensors file (the library's own format), under a temporary name renamed once synced:
+    never half a file. Serialised in memory and written here: the library's own file writer
+    reports a full disk as a SafetensorError without errno; this one raises DiskFullError."""
+    from safetensors.numpy import save
 
     # numpy has no bfloat16: such tensors travel as their uint16 bits, their dtype kept here
     bf16 = sorted(name for name, (code, _) in arrays.items() if code == "BF16")
     meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "amnetvid_sk_version": __version__,
             "model": doc_text, "bfloat16": json.dumps(bf16), "sha256": _digest(doc_text, arrays)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file({name: arr for name, (_, arr) in arrays.items()}, str(tmp), metadata=meta)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    data = save({name: arr for name, (_, arr) in arrays.items()}, metadata=meta)
+    write_file_atomic(path, data, "model file")
 
 
 def save_model(pipeline, path, *, recipe=None) -> None:
@@ -345,6 +341,8 @@ def save_model(pipeline, path, *, recipe=None) -> None:
     ModelFileError
         The pipeline is not fitted, or holds something a model file cannot hold as data (a
         class from outside :data:`ALLOWED_PREFIXES`, for one); nothing is written.
+    DiskFullError
+        The disk filled up: no file (nor a temporary one) is left, a file there before is kept.
 
     Examples
     --------

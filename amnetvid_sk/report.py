@@ -8,7 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic_files import write_file_atomic
 from .video_ids import video_id_from_name
+
+
+def _save_figure(fig, path) -> Path:
+    """Save a figure as PNG atomically: a full disk leaves no half-written image."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return write_file_atomic(path, buffer.getvalue(), "report figure")
 
 EXAMPLE_QUERIES = (
     (
@@ -58,8 +68,7 @@ def density_figure(path, mean_scores, short, long) -> Path:
     ax.set_title("Distributions (the working note's Figure 4)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    return Path(path)
+    return _save_figure(fig, path)
 
 
 def spearman_bar_chart(path, table, beyond=None) -> Path:
@@ -94,8 +103,7 @@ def spearman_bar_chart(path, table, beyond=None) -> Path:
     # below the axes: inside, it would cover the bars
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(bars), 4))
     fig.tight_layout()
-    fig.savefig(path)
-    return Path(path)
+    return _save_figure(fig, path)
 
 
 def _html_table(table) -> str:
@@ -209,5 +217,4 @@ img {{ max-width: 100%; border: 1px solid #ddd; margin: 4px 0; }}
 </body></html>
 """
     index = folder / "index.html"
-    index.write_text(page)
-    return index
+    return write_file_atomic(index, page.encode(), "report page")

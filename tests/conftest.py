@@ -38,6 +38,16 @@ def moving_frames(n, height=48, width=64, seed=0):
     return frames
 
 
+@pytest.fixture
+def seed():
+    """Seed the global generators; tests that need data make it from this seed."""
+    import torch
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+    return 0
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Train with one intra-op thread: on 2 shared, busy cores, two threads per tiny convolution
@@ -91,3 +101,21 @@ def moving_peak_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("syn") / "store"
     ids = write_synthetic_store(path, maps, scores, y, long)
     return path, ids, maps, scores, y
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 128 KiB tmpfs to fill up (we run as root); unmounted afterwards. Resize it with
+    ``mount -o remount,size=...``; skipped, saying why, where no tmpfs can be mounted."""
+    mount = shutil.which("mount")
+    folder = tmp_path / "small_disk"
+    folder.mkdir()
+    if mount is None:
+        pytest.skip("no mount command here: cannot make a small disk to fill")
+    proc = subprocess.run([mount, "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {proc.stderr.strip()}")
+    yield folder
+    # lazily: a child process that has just exited may still hold it busy for a moment
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)

@@ -247,23 +247,6 @@ def test_traceback_env_shows_where(bad):
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "StoreError" in proc.stderr
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    """A 128 KiB tmpfs (we run as root); unmounted afterwards."""
-    mount = shutil.which("mount")
-    folder = tmp_path / "small_disk"
-    folder.mkdir()
-    if mount is None:
-        pytest.skip("no mount command here: cannot make a small disk to fill")
-    proc = subprocess.run([mount, "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(folder)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {proc.stderr.strip()}")
-    yield folder
-    # lazily: a child process that has just exited may still hold it busy for a moment
-    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-
-
 def test_full_disk_during_extraction_then_rerun_completes(tiny_tmpfs, amnet_weights, tmp_path):
     """A store on a disk that fills up: one line naming the kept videos, exit 2; with more space a rerun completes."""
     from amnetvid_sk.testing.clips import write_clip

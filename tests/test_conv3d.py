@@ -15,7 +15,7 @@ from amnetvid_sk.layers import count_params
 from amnetvid_sk.metrics import spearman, spearman_scorer
 from amnetvid_sk.networks import AMNetVidNet, ScoreLSTMNet
 from amnetvid_sk.pipelines import load_recipe, network_step, reader_step, role_params
-from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
+from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, moving_peak_inputs, write_synthetic_store
 
 AMNETVID_PARAMS = 230_937  # AMNetVidNet at the note's settings (tests/test_networks.py)
 # raw maps sum to 1; map_scale=14*14 makes a uniform map all ones (see AMNetVidNet)
@@ -27,17 +27,6 @@ TINY = dict(RAW, module__filters=(4, 2, 2), module__frame_dense=(16, 8), module_
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture
-def seed():
-    """Seed the global generators; tests that need data make it from this seed."""
-    torch.manual_seed(0)
-    np.random.seed(0)
-    return 0
-
-
-def _peak_dict(n, seed):
-    maps, scores, y = make_moving_peak_dataset(n, seed=seed)
-    return {"maps": maps, "scores": scores}, y
 
 
 # ----------------------------------------------------------------------------------
@@ -134,8 +123,8 @@ def test_shape_errors_are_amnetvids(seed):
 
 def test_learns_peak_motion():
     """The default architecture on raw maps reaches held-out Spearman >= 0.8 where the mean baseline is near 0."""
-    X_train, y_train = _peak_dict(300, seed=0)
-    X_test, y_test = _peak_dict(200, seed=1)
+    X_train, y_train = moving_peak_inputs(300, seed=0)
+    X_test, y_test = moving_peak_inputs(200, seed=1)
     reg = Conv3DRegressor(max_epochs=8, random_state=0, **RAW).fit(X_train, y_train)
     rho = spearman(y_test, reg.predict(X_test))
     baseline = spearman(y_test, MeanScoreRegressor().fit(X_test["scores"], y_test).predict(X_test["scores"]))
@@ -169,7 +158,7 @@ def test_clone_and_set_params_reach_the_network(seed):
     params = twin.get_params()
     assert params["module"] is Conv3DNet and params["random_state"] == 3
     assert params["module__kernel_size"] == (1, 3, 3) and params["callbacks__early_stopping__patience"] == 2
-    X, y = _peak_dict(30, seed=seed)
+    X, y = moving_peak_inputs(30, seed=seed)
     twin.set_params(max_epochs=1).fit(X, y)
     assert isinstance(twin.module_, Conv3DNet)
     assert [c.kernel_size for c in twin.module_.maps_branch.convs] == [(1, 3, 3)] * 3
@@ -181,7 +170,7 @@ def test_clone_and_set_params_reach_the_network(seed):
 def test_same_random_state_same_predictions_and_pickling(seed):
     """Two fits with the same random_state predict the same on this CPU and thread count; a pickled
     fitted net predicts what it did."""
-    X, y = _peak_dict(40, seed=seed)
+    X, y = moving_peak_inputs(40, seed=seed)
     first = Conv3DRegressor(max_epochs=2, random_state=5, **TINY).fit(X, y)
     b = Conv3DRegressor(max_epochs=2, random_state=5, **TINY).fit(X, y).predict(X)
     np.testing.assert_array_equal(first.predict(X), b)
@@ -192,7 +181,7 @@ def test_same_random_state_same_predictions_and_pickling(seed):
 
 def test_grid_search(seed):
     """GridSearchCV with spearman_scorer searches a module__ parameter of the network."""
-    X, y = _peak_dict(40, seed=seed)
+    X, y = moving_peak_inputs(40, seed=seed)
     est = Conv3DRegressor(max_epochs=2, random_state=0, **TINY)
     grid = {"module__kernel_size": [(3, 3, 3), (1, 3, 3)]}
     gs = GridSearchCV(est, grid, scoring=spearman_scorer, cv=2).fit(SliceDict(**X), y)
@@ -204,7 +193,7 @@ def test_grid_search(seed):
 
 def test_maps_only_needs_no_scores(seed):
     """With module__use_scores=False the dict may hold only 'maps', as for ConvLSTMRegressor."""
-    X, y = _peak_dict(20, seed=seed)
+    X, y = moving_peak_inputs(20, seed=seed)
     reg = Conv3DRegressor(max_epochs=1, module__use_scores=False, random_state=0, **TINY)
     assert reg.fit({"maps": X["maps"]}, y).predict({"maps": X["maps"]}).shape == (20,)
 
@@ -226,7 +215,7 @@ def test_frame_subsets_are_inherited(seed):
 @pytest.mark.parametrize("make", [ConvLSTMRegressor, Conv3DRegressor])
 def test_bad_inputs_fail_as_for_convlstm(make, seed):
     """Bad X gives both regressors the same messages, each naming itself, the keys or the module__ fix."""
-    X, y = _peak_dict(8, seed=seed)
+    X, y = moving_peak_inputs(8, seed=seed)
     reg = make(max_epochs=1, **TINY)
     with pytest.raises(TypeError, match=rf"{make.__name__} takes X as a dict \{{'maps'"):
         reg.fit(X["maps"], y)

@@ -21,7 +21,7 @@ from torch import nn
 from amnetvid_sk.estimators import DEFAULT_DEVICE, ConvLSTMRegressor, MeanScoreRegressor, ScoreLSTMRegressor
 from amnetvid_sk.metrics import spearman, spearman_scorer
 from amnetvid_sk.networks import LSTM, AMNetVidNet
-from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, make_score_order_dataset
+from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, make_score_order_dataset, moving_peak_inputs
 
 # raw maps sum to 1; map_scale=14*14 makes a uniform map all ones (see AMNetVidNet)
 RAW = dict(module__map_channels=3, module__map_size=14, module__map_scale=196)
@@ -34,17 +34,6 @@ TINY_LSTM = dict(module__units=(4,), module__dense=8, module__fusion_dense=4)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture
-def seed():
-    """Seed the global generators; tests that need data make it from this seed."""
-    torch.manual_seed(0)
-    np.random.seed(0)
-    return 0
-
-
-def _peak_dict(n, seed):
-    maps, scores, y = make_moving_peak_dataset(n, seed=seed)
-    return {"maps": maps, "scores": scores}, y
 
 
 # ----------------------------------------------------------------------------------
@@ -54,8 +43,8 @@ def _peak_dict(n, seed):
 @pytest.fixture(scope="module")
 def peak_fit():
     """The default AMNetVid architecture (raw 3x14x14 maps) fitted on the moving-peak set."""
-    X_train, y_train = _peak_dict(500, seed=0)
-    X_test, y_test = _peak_dict(200, seed=1)
+    X_train, y_train = moving_peak_inputs(500, seed=0)
+    X_test, y_test = moving_peak_inputs(200, seed=1)
     reg = ConvLSTMRegressor(max_epochs=8, random_state=0, **RAW).fit(X_train, y_train)
     return reg, X_test, y_test
 
@@ -77,7 +66,7 @@ def test_convlstm_learns_peak_motion(peak_fit):
 
 def test_mean_score_is_blind_to_peak_motion():
     """The mean of frame scores does not predict the moving-peak label (|rho| < 0.2)."""
-    X, y = _peak_dict(3000, seed=2)
+    X, y = moving_peak_inputs(3000, seed=2)
     pred = MeanScoreRegressor().fit(X["scores"], y).predict(X["scores"])
     assert abs(spearman(y, pred)) < 0.2
 
@@ -200,7 +189,7 @@ def test_train_split_none_trains_all_epochs(seed):
 def test_same_random_state_same_predictions(make, seed):
     """Two fits with the same random_state predict identically; another seed differs; global RNG untouched."""
     if make == "conv":
-        X, y = _peak_dict(60, seed=seed)
+        X, y = moving_peak_inputs(60, seed=seed)
         build = lambda rs: ConvLSTMRegressor(max_epochs=2, random_state=rs, **TINY_CONV)  # noqa: E731
     else:
         X, y = make_score_order_dataset(60, seed=seed)
@@ -296,7 +285,7 @@ def test_predict_before_fit_raises(seed):
 
 def test_convlstm_rejects_non_dict_and_bad_keys(seed):
     """ConvLSTMRegressor names the expected dict when X is an array, and the allowed/missing keys."""
-    X, y = _peak_dict(8, seed=seed)
+    X, y = moving_peak_inputs(8, seed=seed)
     reg = ConvLSTMRegressor(max_epochs=1, **TINY_CONV)
     with pytest.raises(TypeError, match=r"X as a dict \{'maps'"):
         reg.fit(X["maps"], y)
@@ -310,14 +299,14 @@ def test_convlstm_rejects_non_dict_and_bad_keys(seed):
 
 def test_convlstm_maps_only_needs_no_scores(seed):
     """With module__use_scores=False the dict may hold only 'maps'."""
-    X, y = _peak_dict(20, seed=seed)
+    X, y = moving_peak_inputs(20, seed=seed)
     reg = ConvLSTMRegressor(max_epochs=1, module__use_scores=False, random_state=0, **TINY_CONV)
     assert reg.fit({"maps": X["maps"]}, y).predict({"maps": X["maps"]}).shape == (20,)
 
 
 def test_convlstm_shape_error_names_module_params(seed):
     """Raw maps into the default (JET-sized) network fail with the module__ parameters to set."""
-    X, y = _peak_dict(8, seed=seed)
+    X, y = moving_peak_inputs(8, seed=seed)
     with pytest.raises(ValueError, match=r"module__map_size=14, module__map_channels=3"):
         ConvLSTMRegressor(max_epochs=1).fit(X, y)
 
@@ -334,7 +323,7 @@ def test_score_lstm_frame_count_mismatch(seed):
 
 
 def _tiny_estimators(seed):
-    X_peak, y_peak = _peak_dict(60, seed=seed)
+    X_peak, y_peak = moving_peak_inputs(60, seed=seed)
     X_order, y_order = make_score_order_dataset(60, seed=seed)
     return [
         (MeanScoreRegressor(), X_order, y_order),
@@ -352,7 +341,7 @@ def test_clone_and_params_round_trip(seed):
     twin = clone(reg)
     assert twin.get_params()["module__filters"] == (3, 2, 2)
     assert twin.get_params()["callbacks__early_stopping__patience"] == 2
-    X, y = _peak_dict(30, seed=seed)
+    X, y = moving_peak_inputs(30, seed=seed)
     twin.set_params(max_epochs=1).fit(X, y)
     convlstms = twin.module_.maps_branch.convlstms
     assert [layer.cell.filters for layer in convlstms] == [3, 2, 2]

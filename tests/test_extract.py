@@ -1,5 +1,6 @@
 """Extraction into the store: real clips, AMNet with random weights, real Parquet and DuckDB."""
 
+import hashlib
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import pytest
 
 from amnetvid_sk.testing.clips import write_clip
 from amnetvid_sk.extraction import expand_paths, extract
+from amnetvid_sk.frame_models.base import FrameModel
 from amnetvid_sk.store import FeatureStore
 
 from conftest import AMNETVID, ROOT, moving_frames, run_cli
@@ -107,6 +109,9 @@ def test_bad_parameters_name_themselves(tmp_path, amnet):
         extract([], store=tmp_path, frame_model=amnet, n_frames=4, flush_every=0)
     with pytest.raises(ValueError, match="scheduler"):
         extract([], store=tmp_path, frame_model=amnet, backend="dask")
+    for value in (0, -5, float("nan"), "30"):
+        with pytest.raises(ValueError, match="The 'video_time_limit' parameter of extract must be a number"):
+            extract([], store=tmp_path, frame_model=amnet, n_frames=4, video_time_limit=value)
 
 
 @pytest.fixture(scope="module")
@@ -333,3 +338,64 @@ def test_ts_files_in_a_folder_are_found(clips, tmp_path):
     (clips / "x.ts").write_bytes((clips / "clip0.mp4").read_bytes())
     assert ".ts" in VIDEO_EXTENSIONS and video_id_from_name("x.ts") == "x"
     assert "x.ts" in [p.name for p in expand_paths(clips)]
+
+
+# --------------------------------------------------------------------------- time limit per video
+
+
+class SlowFrameModel(FrameModel):
+    """Score 0.5 and uniform maps, after ``seconds`` of sleep per batch: a model slower than a time limit."""
+
+    name = "slow"
+    map_shape = (3, 14, 14)
+
+    def __init__(self, seconds=0.4, device=None, batch_size=1, precision="auto", bfloat16=None):
+        super().__init__(device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16)
+        self.seconds = seconds
+
+    def _fingerprint_parts(self) -> dict:
+        return {"weights_sha256": hashlib.sha256(f"slow={self.seconds!r}".encode()).hexdigest(),
+                "preprocessing": "none"}
+
+    def _predict_batch(self, frames):
+        import torch
+
+        time.sleep(self.seconds)
+        return torch.full((len(frames),), 0.5), torch.ones((len(frames), *self.map_shape))
+
+
+def test_video_time_limit_records_failures_and_a_rerun_extracts(clips, tmp_path, amnet):
+    """Clips past a limit too small to meet are failures naming it; a rerun with room extracts them."""
+    store = tmp_path / "store"
+    paths = [clips / "clip0.mp4", clips / "clip2.webm"]
+    summary = extract(paths, store=store, frame_model=amnet, n_frames=4, video_time_limit=1e-6, progress=False)
+    assert summary.extracted == [] and len(summary.failed) == 2
+    failures = FeatureStore(store).sql("SELECT video_id, reason FROM failures ORDER BY 1").to_pylist()
+    assert [f["video_id"] for f in failures] == ["clip0", "clip2"]
+    assert all(f["reason"].startswith("time limit of 1e-06 s reached while ") for f in failures), failures
+    again = extract(paths, store=store, frame_model=amnet, n_frames=4, video_time_limit=60, progress=False)
+    assert len(again.extracted) == 2 and again.ok
+    assert visible_counts(store) == {"clip0": (4, 4), "clip2": (4, 4)}
+    assert FeatureStore(store).sql("SELECT count(*) AS n FROM failures").column("n")[0].as_py() == 0
+
+
+def test_frame_model_time_is_not_counted_against_the_limit(clips, tmp_path):
+    """A model that takes longer per video than the limit: only decoding is timed, so the clips extract."""
+    model = SlowFrameModel(seconds=0.4, device="cpu", batch_size=1, precision="float32")  # 1.6 s a video
+    paths = [clips / "clip0.mp4", clips / "clip1.mp4"]
+    summary = extract(paths, store=tmp_path / "store", frame_model=model, n_frames=4, workers=1,
+                      video_time_limit=1.0, progress=False)
+    assert summary.ok and len(summary.extracted) == 2, summary.report()
+
+
+@pytest.mark.slow
+def test_cli_video_time_limit(clips, tmp_path, amnet_weights):
+    """--video-time-limit: a clip past it is a failure line naming the limit (exit 1); 0 is refused (exit 2)."""
+    store = tmp_path / "store"
+    proc = run_cli("extract", clips / "clip0.mp4", "--store", store, "--frame-model", "amnet", "--weights",
+                   amnet_weights, "--frames", 2, "--video-time-limit", "0.000001", "--no-progress", "--device",
+                   "cpu", "--precision", "float32", check=1)
+    assert "extracted 0, skipped 0 (already in the store), failed 1;" in proc.stdout
+    assert "clip0.mp4: time limit of 1e-06 s reached while " in proc.stdout
+    bad = run_cli("extract", clips, "--store", store, "--video-time-limit", "0", check=2)
+    assert bad.stderr.startswith("error: argument --video-time-limit: must be a number > 0; got '0'")

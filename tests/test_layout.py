@@ -14,7 +14,7 @@ MAX_CLASS_LINES = 300
 # Layers, lowest first: a module may import only from its own layer or a lower one. A name is a
 # module or a package (its modules included); the longest name that matches a module decides.
 LAYERS = [
-    ["amnetvid_sk", "amnetvid_sk._lazy", "amnetvid_sk.errors", "amnetvid_sk.precision", "amnetvid_sk.video_ids",
+    ["amnetvid_sk", "amnetvid_sk._lazy", "amnetvid_sk.errors", "amnetvid_sk.atomic_files", "amnetvid_sk.precision", "amnetvid_sk.video_ids",
      "amnetvid_sk.sampling_keys", "amnetvid_sk.metrics"],
     ["amnetvid_sk.video", "amnetvid_sk.testing.clips", "amnetvid_sk.testing"],
     ["amnetvid_sk.frame_models", "amnetvid_sk.render"],

@@ -174,3 +174,89 @@ def test_repair_quarantines_and_extract_redoes_the_videos(damaged, amnet_weights
     assert once == {"videos": 3, "ids": 3, "frames": 12, "distinct_frames": 12, "stored": 12, "models": 1}, once
     scores, maps = fs.read_arrays(["clip0", "clip1", "clip3"], n_frames=4)
     assert scores.shape == (3, 4) and maps.shape == (3, 4, 3, 14, 14)
+
+
+def test_repair_of_a_videos_part_listing_lost_and_intact_videos(extracted, amnet_weights, tmp_path):
+    """One videos part lists three videos and the frames part of one of them is cut: --repair writes the
+    videos part again without that video and quarantines the old one; the two others still count as
+    extracted with all their frames, the lost one as not extracted, and the next extract redoes it alone."""
+    from amnetvid_sk.store import FeatureStore
+
+    clips, good = extracted
+    store = tmp_path / "store"
+    shutil.copytree(good, store, ignore=shutil.ignore_patterns(".cache"))
+    # the videos rows into one part; the frames stay one part per video
+    assert FeatureStore(store).compact(["videos"]) == {"videos": (3, 1)}
+    (mixed,) = (store / "videos").glob("part-*.parquet")
+    assert sorted(pq.read_table(mixed, columns=["video_id"])["video_id"].to_pylist()) == ["clip0", "clip1", "clip3"]
+    kept = FeatureStore(store).sql("SELECT video_id, extraction_id FROM videos WHERE video_id <> 'clip1' "
+                                   "ORDER BY 1").to_pylist()
+    cut = _part_of(store, "frames", "clip1")
+    os.truncate(cut, cut.stat().st_size // 2)
+
+    proc = run_cli("verify", "--store", store, "--repair")
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "1 damaged" in proc.stdout and f"damaged: {os.path.join('frames', cut.name)}" in proc.stdout
+    assert "by the videos table, it held 1: 'clip1'" in proc.stdout, proc.stdout
+    assert (f"quarantined: {os.path.join('quarantine', 'videos', mixed.name)} (it held the videos rows of "
+            "lost frames)") in proc.stdout, proc.stdout
+    assert (store / "quarantine" / "frames" / cut.name).exists() and not cut.exists() and not mixed.exists()
+    (rewritten,) = (store / "videos").glob("part-*.parquet")
+    assert f"rewrote: {os.path.join('videos', rewritten.name)}" in proc.stdout, proc.stdout
+    assert sorted(pq.read_table(rewritten, columns=["video_id"])["video_id"].to_pylist()) == ["clip0", "clip3"]
+    run_cli("verify", "--store", store, check=0)
+
+    fs = FeatureStore(store)
+    assert fs.video_ids().tolist() == ["clip0", "clip3"]
+    assert fs.sql("SELECT video_id, extraction_id FROM videos ORDER BY 1").to_pylist() == kept
+    frames = fs.sql("SELECT video_id, count(DISTINCT frame_index) AS n FROM frames GROUP BY 1 ORDER BY 1")
+    assert frames.to_pylist() == [{"video_id": "clip0", "n": 4}, {"video_id": "clip3", "n": 4}]
+    scores, maps = fs.read_arrays(["clip0", "clip3"], n_frames=4)
+    assert scores.shape == (2, 4) and maps.shape == (2, 4, 3, 14, 14)
+
+    proc = run_cli(*_extract_args(clips, store, amnet_weights), check=0)
+    assert "extracted 1, skipped 2" in proc.stdout, proc.stdout
+    run_cli("verify", "--store", store, check=0)
+    fs = FeatureStore(store)
+    assert fs.video_ids().tolist() == ["clip0", "clip1", "clip3"]
+    # clip0 and clip3 were not redone: the same extractions as before the damage
+    assert fs.sql("SELECT video_id, extraction_id FROM videos WHERE video_id <> 'clip1' "
+                  "ORDER BY 1").to_pylist() == kept
+    once = fs.sql("SELECT count(*) AS n, count(DISTINCT (extraction_id, frame_index)) AS once, "
+                  "(SELECT sum(n_frames) FROM videos) AS stored FROM frames").to_pylist()[0]
+    assert once == {"n": 12, "once": 12, "stored": 12}, once
+
+
+def test_leftovers_of_killed_writes_are_reported_and_cleaned(extracted, tmp_path):
+    """A temporary part file (a write killed before its rename) and a frames part stored twice (a compact
+    killed before deleting the old parts): verify reports both and exits 0; compact keeps each row once
+    and leaves a young temporary file (it may be a running writer's); verify --repair deletes it."""
+    from amnetvid_sk.store import FeatureStore
+
+    _, good = extracted
+    store = tmp_path / "store"
+    shutil.copytree(good, store, ignore=shutil.ignore_patterns(".cache"))
+    part = _part_of(store, "frames", "clip1")
+    shutil.copy(part, part.with_name(part.name.replace("part-", "part-9", 1)))  # sorts after the others
+    tmp = store / "frames" / ".part-00000000000000000001-dead.parquet.tmp"
+    tmp.write_bytes(part.read_bytes()[:100])
+
+    proc = run_cli("verify", "--store", store, check=0)
+    assert "1 temporary part files of interrupted writes (never read)" in proc.stdout, proc.stdout
+    assert "rows stored twice (a compact was interrupted; queries see each once): frames 4;" in proc.stdout, \
+        proc.stdout
+    fs = FeatureStore(store)
+    assert fs.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 16}]
+    assert fs.sql("SELECT count(*) AS n, count(DISTINCT (extraction_id, frame_index)) AS once "
+                  "FROM frames").to_pylist() == [{"n": 12, "once": 12}]  # the view shows each once
+
+    run_cli("compact", "--store", store, check=0)
+    fs = FeatureStore(store)
+    assert fs.sql("SELECT count(*) AS n, count(DISTINCT (extraction_id, frame_index)) AS once "
+                  "FROM frames_all").to_pylist() == [{"n": 12, "once": 12}]
+    assert tmp.exists()  # written a moment ago: compact cannot tell it from a running writer's
+    proc = run_cli("verify", "--store", store, "--repair", check=0)
+    assert "deleted 1 temporary part files" in proc.stdout and "twice" not in proc.stdout, proc.stdout
+    assert not tmp.exists()
+    proc = run_cli("verify", "--store", store, check=0)
+    assert "temporary" not in proc.stdout and "0 damaged" in proc.stdout, proc.stdout

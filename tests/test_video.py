@@ -5,6 +5,7 @@ frame i shows the number i, so each test checks which frames came back.
 """
 
 import os
+import time
 
 import av
 import numpy as np
@@ -12,7 +13,8 @@ import pytest
 
 from amnetvid_sk.testing.clips import numbered_frame, numbered_frames, read_number, write_clip
 from amnetvid_sk.errors import VideoDecodeError
-from amnetvid_sk.video import SampledFrames, VideoInfo, sample_frames, sampling_key, video_info
+from amnetvid_sk.video import SampledFrames, VideoInfo, VideoTimeLimitError, sample_frames, sampling_key, video_info
+from amnetvid_sk.video.reader import Deadline, open_reader
 
 H, W = 48, 64
 
@@ -328,6 +330,13 @@ def test_truncated_webm_raises(tmp_path, clips):
     _assert_decode_error(_cut_in_half(clips["vp9", "cfr"], tmp_path / "cut.webm"), "truncated")
 
 
+def test_unknown_codec_raises(tmp_path, clips):
+    """An MP4 whose codec tag was damaged (no decoder has it) raises, saying so (found by the fuzz)."""
+    path = tmp_path / "nocodec.mp4"
+    path.write_bytes(clips["h264", "cfr"].read_bytes().replace(b"avc1", b"zzzz"))
+    _assert_decode_error(path, "names no codec FFmpeg has")
+
+
 def test_text_file_raises(tmp_path):
     """A text file raises VideoDecodeError saying it is not a video."""
     path = tmp_path / "notes.mp4"
@@ -384,3 +393,43 @@ def test_sampled_frames_type(clips):
     sample = sample_frames(clips["h264", "cfr"], n_frames=2)
     assert isinstance(sample, SampledFrames)
     assert sample.info == video_info(clips["h264", "cfr"])
+
+
+# --------------------------------------------------------------------------- time limit
+
+
+def test_time_limit_stops_with_its_own_error_naming_the_limit(clips):
+    """A limit no clip can meet raises VideoTimeLimitError (a VideoDecodeError) naming the file and the limit."""
+    path = clips["vp9", "cfr"]
+    with pytest.raises(VideoTimeLimitError) as caught:
+        sample_frames(path, n_frames=4, time_limit=1e-6)
+    err = caught.value
+    assert isinstance(err, VideoDecodeError) and err.path == str(path) and err.limit == 1e-6
+    assert err.reason.startswith("time limit of 1e-06 s reached while ")
+    assert str(path) in str(err)
+
+
+def test_time_limit_is_checked_between_decoded_frames(clips):
+    """Time that runs out once the packets are indexed stops the decoding at the next frame."""
+    path = str(clips["h264", "cfr"])
+    deadline = Deadline(path, 3600)
+    with open_reader(path, deadline) as reader:
+        assert len(reader.index.pts) == 48
+        deadline.end = time.monotonic() - 1  # the hour is up now
+        with pytest.raises(VideoTimeLimitError, match=r"while decoding its frames \(0 decoded\)"):
+            reader.read([0, 47], seek=True, convert=lambda f: f)
+
+
+def test_a_generous_time_limit_changes_nothing(clips):
+    """With a limit that is not reached, the frames are those sampled without one."""
+    path = clips["h264-bframes", "vfr"]
+    free, limited = sample_frames(path, n_frames=6), sample_frames(path, n_frames=6, time_limit=600)
+    assert limited.indices.tolist() == free.indices.tolist()
+    assert _numbers(limited.frames) == _numbers(free.frames)
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), "30", True])
+def test_bad_time_limits_are_refused(clips, value):
+    """time_limit must be a finite number of seconds > 0 (or None); the error names it."""
+    with pytest.raises(ValueError, match=r"The 'time_limit' parameter of sample_frames must be a number of seconds"):
+        sample_frames(clips["h264", "cfr"], n_frames=2, time_limit=value)

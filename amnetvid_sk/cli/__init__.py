@@ -12,13 +12,14 @@ module builds the parser, runs a command and tells user errors from bugs.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
 
 from .. import __version__
 from .. import pipelines
-from ..errors import AmnetvidError
+from ..errors import DISK_FULL_ERRNOS, AmnetvidError, disk_full_errno
 from ..precision import PRECISIONS  # noqa: F401  (the --precision choices, kept without torch)
 from .extract_commands import add_extract_commands
 from .model_commands import add_model_commands
@@ -97,14 +98,15 @@ def _check_reached_from_package(exc: BaseException) -> bool:
 def _is_user_error(exc: BaseException) -> bool:
     """Whether ``exc`` is a user error (one line, exit 2) rather than a bug (a traceback).
 
-    User errors: this package's own error types; a file the system refused (an OSError naming
-    it: missing, unreadable, a full disk); a ValueError or TypeError raised inside this package
-    by a parameter check; and scikit-learn's ``InvalidParameterError`` for a check that this
-    package called (its functions are checked by ``validate_params``). The same types raised
+    User errors: this package's own error types; a full disk or used-up quota (an OSError with
+    ENOSPC or EDQUOT, naming a file or not, or another error raised while handling one); a file
+    the system refused (an OSError naming it: missing, unreadable); a ValueError or TypeError
+    raised inside this package by a parameter check; and scikit-learn's ``InvalidParameterError``
+    for a check that this package called (its functions are checked by ``validate_params``). The same types raised
     deep inside a dependency, or by the CLI's own modules (whose checks raise the package's
     types), are bugs.
     """
-    if isinstance(exc, AmnetvidError):
+    if isinstance(exc, AmnetvidError) or disk_full_errno(exc) is not None:
         return True
     if isinstance(exc, OSError) and exc.filename is not None:
         return True
@@ -124,14 +126,33 @@ def _error_line(exc: BaseException) -> str:
 
     scikit-learn's ``validate_params`` renames an estimator's parameter error after the
     function that ran it ("The 'maps' parameter of cross_validate ..."); the original, which
-    names the estimator, is its cause and is the one reported.
+    names the estimator, is its cause and is the one reported. A full disk met outside the
+    package's own writers (which raise StoreFullError or DiskFullError) says so, and what to do.
     """
+    if not isinstance(exc, AmnetvidError) and disk_full_errno(exc) is not None:
+        return _disk_full_line(exc)
     if isinstance(exc, OSError) and exc.filename is not None and not isinstance(exc, AmnetvidError):
         names = " -> ".join(repr(str(f)) for f in (exc.filename, exc.filename2) if f is not None)
         return f"error: {exc.strerror or exc}: {names}"
     while _is_invalid_parameter(exc) and _is_invalid_parameter(exc.__cause__):
         exc = exc.__cause__
     return f"error: {one_line(exc)}"
+
+
+def _disk_full_line(exc: BaseException) -> str:
+    """The line of a raw ENOSPC or EDQUOT error, with the file it names when it names one.
+
+    Examples
+    --------
+    >>> import errno
+    >>> _disk_full_line(OSError(errno.ENOSPC, "No space left on device", "out/scores.tsv"))
+    "error: no space left on the disk writing 'out/scores.tsv'; free space and run the same command again"
+    """
+    while not (isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS):  # the one disk_full_errno found
+        exc = exc.__cause__ if exc.__cause__ is not None else exc.__context__
+    what = "no space left on the disk" if exc.errno == errno.ENOSPC else "the disk quota is used up"
+    names = " -> ".join(repr(str(f)) for f in (exc.filename, exc.filename2) if f is not None)
+    return f"error: {what}{' writing ' + names if names else ''}; free space and run the same command again"
 
 
 def main(argv=None) -> int:

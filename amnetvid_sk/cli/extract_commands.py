@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..errors import AmnetvidError
 from ..video_ids import ID_MODES
-from .parser import (EXIT_STATUS, _n_jobs, _positive_int, add_dask_args, add_frame_model_args, add_maps_arg,
-                     add_sampling_args, add_store_arg, one_line)
+from .parser import (EXIT_STATUS, _n_jobs, _positive_float, _positive_int, add_dask_args, add_frame_model_args,
+                     add_maps_arg, add_sampling_args, add_store_arg, one_line)
 
 EXTRACT_BACKENDS = ("local", "joblib", "dask")
 
@@ -19,6 +19,7 @@ def cmd_extract(args) -> int:
     summary = extract(
         args.paths, store=args.store, frame_model=args.frame_model, weights=args.weights,
         n_frames=args.frames, fps=args.fps, batch_size=args.batch_size, workers=args.workers,
+        video_time_limit=args.video_time_limit,
         device=args.device, precision=args.precision, allow_unsafe_weights=args.allow_unsafe_weights,
         backend=args.backend, scheduler=args.scheduler, n_jobs=args.n_jobs,
         flush_every=args.flush_every, progress=not args.no_progress, ids=args.ids, replace=args.replace,
@@ -55,6 +56,9 @@ def add_extract_commands(sub) -> None:
                         "(default: refused)")
     p.add_argument("--workers", type=_positive_int, default=2, metavar="N",
                    help="decoding threads, >= 1 (default %(default)s)")
+    p.add_argument("--video-time-limit", type=_positive_float, metavar="SECONDS",
+                   help="seconds one video's decoding may take (the frame model's work not counted); a video "
+                        "past it is recorded in the failures table and the run goes on (default: no limit)")
     add_dask_args(p, EXTRACT_BACKENDS,
                   "local (default): this process; joblib: parallel chunks; dask: a Dask cluster")
     p.add_argument("--n-jobs", type=_n_jobs, default=2, metavar="N",

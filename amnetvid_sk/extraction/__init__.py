@@ -21,6 +21,7 @@ from ..frame_models import make_frame_model
 from ..frame_models.spec import spec_of
 from ..store import FeatureStore
 from ..video import DEFAULT_N_FRAMES, sampling_key
+from ..video.reader import check_time_limit
 from ..video_ids import ID_MODES
 from .inputs import check_unique_ids, expand_inputs, expand_paths, plan_inputs
 from .local import ExtractionJob, Extractor
@@ -61,6 +62,7 @@ def extract(
     fps: float | None = None,
     batch_size: int | None = None,
     workers: int = 2,
+    video_time_limit: float | None = None,
     device=None,
     precision: str = "auto",
     bfloat16: bool | None = None,
@@ -96,6 +98,17 @@ def extract(
         Frames per forward pass (the frame model's default when None).
     workers : int, default=2
         Decoding threads per process.
+    video_time_limit : float, default=None
+        Seconds one video's opening, packet indexing and decoding may take,
+        wall-clock from when a decoding thread takes it up; the frame model's
+        work on it is not counted. A video past it goes to the ``failures`` table
+        with the reason "time limit of ... s reached while ..." and the run goes
+        on. Decoding threads cannot be killed, so the limit is checked between
+        packets and between frames (a single FFmpeg call that blocks is not cut
+        short). None (the default): no limit, because no fixed figure is generous
+        enough for every healthy video (an hour of 4K sampled at ``fps=4`` can
+        take longer to decode on a slow CPU than a corrupt clip should ever be
+        given); set one for files you do not trust, e.g. 60 for short clips.
     device : str, default=None
         ``"cpu"``, ``"cuda"``; None picks CUDA when present.
     precision : {"auto", "float32", "bfloat16"}, default="auto"
@@ -189,6 +202,7 @@ def extract(
                          f"Got {maps!r} instead.")
     if not isinstance(embeddings, bool):
         raise ValueError(f"The 'embeddings' parameter of extract must be a bool. Got {embeddings!r} instead.")
+    video_time_limit = check_time_limit(video_time_limit, "video_time_limit", "extract")
 
     started = time.perf_counter()
     summary = ExtractionSummary()
@@ -217,7 +231,7 @@ def extract(
     plan = plan_inputs(store_obj, fingerprint, sampling, inputs, replace=replace, embeddings=embeddings)
     summary.skipped += plan.skipped
     job = ExtractionJob(store=str(store), sampling=sampling, n_frames=n_frames, fps=fps, workers=workers,
-                        flush_every=flush_every, embeddings=embeddings)
+                        flush_every=flush_every, embeddings=embeddings, video_time_limit=video_time_limit)
     try:
         store_obj.write_model(fingerprint, model.name, model.config, tuple(model.map_shape), maps=model.maps,
                               embedding_dim=int(model.embedding_dim))

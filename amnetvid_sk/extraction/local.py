@@ -15,6 +15,7 @@ interrupted run loses at most the videos not yet flushed and a rerun continues.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -32,6 +33,8 @@ from .inputs import file_key
 from .summary import ExtractionSummary
 
 __all__ = ["ExtractionJob", "Extractor"]
+
+logger = logging.getLogger("amnetvid_sk.extraction")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ class ExtractionJob:
         Completed videos per written part file.
     embeddings : bool, default=False
         Also store each frame's embedding.
+    video_time_limit : float or None, default=None
+        Seconds one video's opening, indexing and decoding may take (the frame
+        model's work on it is not counted); None: no limit.
     """
 
     store: str
@@ -61,6 +67,7 @@ class ExtractionJob:
     workers: int = 2
     flush_every: int = 16
     embeddings: bool = False
+    video_time_limit: float | None = None
 
 
 class _PendingVideo:
@@ -152,7 +159,10 @@ class Extractor:
             while todo or running:
                 while todo and len(running) < ahead:
                     path, vid = todo.popleft()
-                    future = pool.submit(sample_frames, path, n_frames=self.job.n_frames, fps=self.job.fps)
+                    # the time limit starts when a thread takes the video, not while it waits in the
+                    # pool's queue, and ends with its decoding: the model's work is not counted
+                    future = pool.submit(sample_frames, path, n_frames=self.job.n_frames, fps=self.job.fps,
+                                         time_limit=self.job.video_time_limit)
                     running[future] = (path, vid)
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED, timeout=None)
                 for future in finished:
@@ -164,10 +174,16 @@ class Extractor:
         try:
             sampled = future.result()
             key = file_key(path)
-        except VideoDecodeError as exc:
+        except VideoDecodeError as exc:  # the time limit too (VideoTimeLimitError)
             return self._fail(path, vid, exc.reason)
         except OSError as exc:
             return self._fail(path, vid, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            # A file no check foresaw, hitting a bug: one video of a long run must not end the run
+            # (or kill a worker); the traceback goes to the log and the reason says to report it.
+            logger.error("%s: unexpected error while decoding", path, exc_info=exc)
+            return self._fail(path, vid, f"unexpected error while decoding ({type(exc).__name__}: {exc}); "
+                                         "please report it with the file")
         if len(sampled.indices) == 0:
             return self._fail(path, vid, "no frames could be decoded")
         map_shape = None if self.model.maps == "none" else tuple(self.model.map_shape)

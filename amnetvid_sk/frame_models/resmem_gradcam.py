@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import MissingDependencyError, WeightsError
 from .base import FrameModel, frames_to_tensor, resize_frames
@@ -131,13 +132,54 @@ def load_resmem(device=None) -> nn.Module:
                     f"cannot load ResMem weights file {str(path)!r}: {type(exc).__name__}: {exc}"
                 ) from exc
             cpu_net.optimizer = None  # ResMem builds an SGD optimizer we never use
-            cpu_net.eval().requires_grad_(False)
+            cpu_net.eval()
+            fold_batch_norms(cpu_net.features)
+            cpu_net.requires_grad_(False)
             _CACHE["cpu"] = cpu_net
         if device.type == "cpu":
             return cpu_net
         net = copy.deepcopy(cpu_net).to(device).eval().requires_grad_(False)
         _CACHE[key] = net
         return net
+
+
+def fold_batch_norms(module: nn.Module) -> int:
+    """Fold each eval-mode ``BatchNorm2d`` that follows a ``Conv2d`` into that convolution, in place.
+
+    In eval mode a batch norm is a fixed per-channel affine map, so the convolution before
+    it can absorb it exactly (up to float rounding, ~1e-7 on ResMem's scores). ResNet-152
+    has 155 of them, each a full pass over its activations: folding made the batched
+    forward pass 5-20% faster on an AVX2 CPU (``bench/bench_scores_only.py``). The
+    module keeps its structure (each folded norm becomes ``nn.Identity``), so hooks on
+    the ResNet stages (Grad-CAM) see the same outputs.
+
+    Returns the number of norms folded.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> block = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+    >>> x = torch.rand(1, 3, 8, 8)
+    >>> before = block(x)
+    >>> fold_batch_norms(block), type(block[1]).__name__
+    (1, 'Identity')
+    >>> bool(torch.allclose(block(x), before, atol=1e-5))
+    True
+    """
+    folded = 0
+    names = list(module._modules)
+    for before, name in zip([None] + names, names):
+        child = module._modules[name]
+        previous = module._modules.get(before) if before is not None else None
+        if isinstance(child, nn.BatchNorm2d) and isinstance(previous, nn.Conv2d) and not child.training:
+            # torchvision's modules list each norm right after its convolution (conv1, bn1, ...)
+            module._modules[before] = fuse_conv_bn_eval(previous, child)
+            module._modules[name] = nn.Identity()
+            folded += 1
+        elif child is not None:
+            folded += fold_batch_norms(child)
+    return folded
 
 
 def resmem_forward(net: nn.Module, x: torch.Tensor, keep=()) -> tuple:

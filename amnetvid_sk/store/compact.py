@@ -1,8 +1,15 @@
 """Compaction: each table's visible rows rewritten into one part file (per frame model for ``frames``
-and ``embeddings``)."""
+and ``embeddings``), and the temporary files of writes killed long ago removed.
+
+Every query of one compaction reads the same listing (the one taken when it starts): only
+the part files of that listing are deleted afterwards, so rows that a writer adds while it
+runs are neither copied nor lost.
+"""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -11,21 +18,57 @@ import pyarrow as pa
 from ..errors import StoreError
 from . import cache
 from .connection import VIEWS, Connection
-from .resolve import map_shapes
 from .schema import SCHEMAS, TABLES, embeddings_schema, frames_schema, map_size
 from .write import write_part
 
-__all__ = ["compact"]
+__all__ = ["compact", "temp_files", "TEMP_AGE_S"]
+
+# A temporary part file untouched this long belongs to a write that was killed: a live writer
+# touches its file at every row group (about 32 MB of rows) and renames it when done.
+TEMP_AGE_S = 3600.0
 
 # frames and embeddings before videos: those of visible extractions are found through videos
 _ORDER = ("frames", "embeddings", "videos", "models", "labels", "failures", "results")
 
 
-def _frame_jobs(con: Connection, shapes: dict, drop_orphans: bool,
+def temp_files(path: Path, older_than: float | None = None) -> list[str]:
+    """The hidden temporary part files (``.part-*.parquet.tmp``) in the table folders of the store
+    ``path``; with ``older_than``, only those not modified for that many seconds.
+
+    Readers never list them (the part list matches ``part-*.parquet`` only); one is left when a
+    write is killed between creating it and renaming it into place.
+
+    Examples
+    --------
+    >>> temp_files(Path("/no/such/store"))
+    []
+    """
+    found, now = [], time.time()
+    for table in TABLES:
+        try:
+            entries = list(os.scandir(path / table))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for e in entries:
+            if not (e.name.startswith(".part-") and e.name.endswith(".parquet.tmp")):
+                continue
+            try:
+                if older_than is None or now - e.stat().st_mtime > older_than:
+                    found.append(e.path)
+            except FileNotFoundError:
+                pass  # renamed into place (or removed) since the scan
+    return sorted(found)
+
+
+def _frame_jobs(duck, shapes: dict, drop_orphans: bool,
                 table: str = "frames") -> list[tuple[str, dict, pa.Schema]]:
-    """One query per frame model of ``frames`` or ``embeddings``: its rows to keep, with their schema."""
-    duck = con.refresh()
-    known = map_shapes(con, shapes)
+    """One query per frame model of ``frames`` or ``embeddings``: its rows to keep, with their schema.
+
+    ``duck`` is the connection whose views show compact()'s listing; nothing here lists the
+    store again (a listing taken later would copy parts written since, which are not deleted).
+    """
+    shapes.update({m: tuple(s) for m, s in duck.sql("SELECT model, map_shape FROM models").fetchall()})
+    known = dict(shapes)
     dims = dict(duck.sql("SELECT model, embedding_dim FROM models").fetchall())
     models = [r[0] for r in duck.sql(f"SELECT DISTINCT model FROM {table}_all ORDER BY 1").fetchall()]
     keep = "extraction_id IN (SELECT extraction_id FROM videos)"
@@ -56,11 +99,16 @@ def compact(con: Connection, shapes: dict, tables: Sequence[str] | None = None, 
 
     Superseded rows are dropped: older extractions of a video and their
     frames, older label imports, repeated model rows. ``failures`` and
-    ``results`` keep every row. New part files are written first and the old
-    ones deleted after, so a crash leaves the old files (plus perhaps new
-    ones: rows then appear twice in the raw tables, which the views and
-    ``read_arrays`` tolerate; run ``compact`` again). The array cache files
-    are deleted (they belong to the listing before).
+    ``results`` keep every row (a row stored twice is kept once). Table by
+    table, the new part files are written first and the old ones deleted
+    right after, so a crash leaves each table's old files, or its new ones,
+    or, killed between the two steps, both: rows then appear twice in the raw
+    tables and in the ``frames`` and ``results`` views, not in
+    ``read_arrays`` nor the other views; the next ``compact`` keeps each
+    once. The array cache files are deleted (they belong to the
+    listing before), and so are temporary part files untouched for
+    ``TEMP_AGE_S`` seconds (left by killed writes; a younger one may be a
+    running writer's).
 
     Run it when no other process reads the store: a reader that lists the
     files just before they are deleted can fail or, for the raw tables, see
@@ -101,39 +149,48 @@ def compact(con: Connection, shapes: dict, tables: Sequence[str] | None = None, 
     if bad:
         raise ValueError(f"The 'tables' parameter of FeatureStore.compact must list tables among "
                          f"{set(TABLES)}. Got {bad!r} instead.")
+    for tmp in temp_files(con.path, older_than=TEMP_AGE_S):
+        Path(tmp).unlink(missing_ok=True)
     duck = con.refresh()
-    snapshot = con.files
-    new, old, report = [], [], {}
+    snapshot = con.files  # the listing every query below reads, and the only files deleted
+    report = {}
     try:
         for table in _ORDER:
             files = snapshot[table]
             if table not in names or not files:
                 continue
             if table in ("frames", "embeddings"):
-                jobs = _frame_jobs(con, shapes, drop_orphans, table)
+                jobs = _frame_jobs(duck, shapes, drop_orphans, table)
             else:
+                # failures and results keep every row, but a row stored twice (by a compaction
+                # killed between writing its parts and deleting the old ones) is kept once
                 visible = VIEWS[table] if table in ("videos", "models", "labels") else \
-                    f"SELECT * EXCLUDE (filename) FROM {table}_all"
+                    f"SELECT DISTINCT * EXCLUDE (filename) FROM {table}_all"
                 jobs = [(visible, None, SCHEMAS[table])]
                 if len(files) == 1 and duck.sql(f"SELECT (SELECT count(*) FROM ({visible})) = "
                                                 f"(SELECT count(*) FROM {table}_all)").fetchall()[0][0]:
                     continue  # one part, nothing superseded
-            written = 0
-            for query, params, schema in jobs:
-                reader = duck.sql(query, params=params).to_arrow_reader(batch_size=8192)
-                part = write_part(con.path, table, (b.select(schema.names).cast(schema) for b in reader), schema)
-                if part is not None:
-                    new.append(part)
-                    written += 1
-            old.extend(files)
-            report[table] = (len(files), written)
-    except BaseException:
-        for part in new:  # the old files are untouched: undo
-            part.unlink(missing_ok=True)
-        raise
-    for path in old:
-        Path(path).unlink(missing_ok=True)
-    con.forget_listing()
-    if report:
-        cache.clear(con.path)
+            new = []
+            try:
+                for query, params, schema in jobs:
+                    reader = duck.sql(query, params=params).to_arrow_reader(batch_size=8192)
+                    part = write_part(con.path, table, (b.select(schema.names).cast(schema) for b in reader),
+                                      schema)
+                    if part is not None:
+                        new.append(part)
+            except BaseException:
+                for part in new:  # this table's old files are untouched: undo
+                    part.unlink(missing_ok=True)
+                raise
+            # Each table is replaced on its own and its old parts deleted at once, so its rows are
+            # stored twice only between its new part's rename and these deletes (a kill there leaves
+            # them twice until the next compact). No later query reads the deleted files: frames and
+            # embeddings go first and nothing after them reads them; they read videos, which follow.
+            for path in files:
+                Path(path).unlink(missing_ok=True)
+            report[table] = (len(files), len(new))
+    finally:
+        con.forget_listing()
+        if report:
+            cache.clear(con.path)
     return report

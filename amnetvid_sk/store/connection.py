@@ -33,12 +33,15 @@ VIEWS = {
         QUALIFY row_number() OVER (
             PARTITION BY video_id, model, sampling
             ORDER BY extracted_at DESC, filename DESC, extraction_id DESC) = 1""",
+    # One part file holds all the frames (and all the embeddings) of an extraction, so the first
+    # file that has an extraction's rows is taken whole; another holds them twice (an interrupted
+    # compact(), killed between writing its new part and deleting the old ones; for embeddings
+    # also two runs that added them at once).
     "frames": """
         SELECT * EXCLUDE (filename) FROM frames_all
-        WHERE extraction_id IN (SELECT extraction_id FROM videos)""",
-    # One part file holds all the embeddings of an extraction, so the first file that has an
-    # extraction's embeddings is taken whole (another holds them twice: an interrupted compact(),
-    # or two runs that added them at once).
+        SEMI JOIN (SELECT extraction_id, min(filename) AS filename FROM frames_all
+                   WHERE extraction_id IN (SELECT extraction_id FROM videos)
+                   GROUP BY extraction_id) AS first USING (extraction_id, filename)""",
     "embeddings": """
         SELECT * EXCLUDE (filename) FROM embeddings_all
         SEMI JOIN (SELECT extraction_id, min(filename) AS filename FROM embeddings_all
@@ -61,7 +64,8 @@ VIEWS = {
               AND v.extracted_at >= f.failed_at)
         QUALIFY row_number() OVER (
             PARTITION BY path, model, sampling ORDER BY failed_at DESC, filename DESC) = 1""",
-    "results": "SELECT * EXCLUDE (filename) FROM results_all",
+    # a row stored twice only by an interrupted compact(): each fold's row holds its own run id and time
+    "results": "SELECT DISTINCT * EXCLUDE (filename) FROM results_all",
 }
 
 PART_RE = re.compile(r"^part-.*\.parquet$")

@@ -15,6 +15,13 @@ all these rows count as not extracted, and the next ``extract`` of their files r
 The order of the steps (new ``videos`` parts, old ones moved, damaged parts moved last)
 leaves a store that a second ``verify --repair`` finishes if the first is interrupted.
 
+A write killed before its rename leaves a hidden temporary part file (``.part-*.parquet.tmp``)
+that no reader lists: it is reported, and ``repair=True`` deletes it (``compact`` deletes those
+untouched for an hour, as it may run beside writers). Rows stored twice in the ``frames`` or
+``results`` tables (a ``compact`` killed between writing its parts and deleting the old ones) are
+reported too: the views show each once, and the next ``compact`` stores each once. Neither is
+damage: ``ok`` stays True.
+
 The array cache (``.cache/``) is not checked: it is not part of the store of record, and a
 cache file that cannot be read is deleted and built again by the next read.
 """
@@ -30,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import StoreError
+from .compact import temp_files
 from .connection import Connection, list_parts, part_damage
 from .schema import SCHEMAS, fmt_ids
 from .write import write_part
@@ -85,6 +93,13 @@ class VerifyReport:
         The new ``videos`` parts written instead of those.
     lost_videos : tuple of str
         Videos whose ``videos`` row was kept from view because their frames were lost.
+    temp_files : list of str
+        Temporary part files of interrupted writes found (never read by the views).
+    temp_removed : bool
+        Whether ``temp_files`` were deleted (``repair=True``).
+    twice : dict
+        ``{table: rows}`` stored twice in ``frames_all`` or ``results_all`` (an
+        interrupted ``compact``; the views show each once); checked only when no part is damaged.
     ok : bool
         No damaged part was found (False after a repair too: that run found damage).
     """
@@ -95,6 +110,9 @@ class VerifyReport:
     quarantined: list[str] = field(default_factory=list)
     rewritten: list[str] = field(default_factory=list)
     lost_videos: tuple[str, ...] = ()
+    temp_files: list[str] = field(default_factory=list)
+    temp_removed: bool = False
+    twice: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -122,6 +140,15 @@ class VerifyReport:
             out.append(f"quarantined: {rel(path)}{why}")
         for path in self.rewritten:
             out.append(f"rewrote: {rel(path)} (the videos rows of the lost frames left out)")
+        if self.temp_files and self.temp_removed:
+            out.append(f"deleted {len(self.temp_files)} temporary part files of interrupted writes")
+        elif self.temp_files:
+            out.append(f"{len(self.temp_files)} temporary part files of interrupted writes (never read): "
+                       "--repair deletes them, `amnetvid compact` those untouched for an hour")
+        if self.twice:
+            counts = ", ".join(f"{table} {n}" for table, n in self.twice.items())
+            out.append(f"rows stored twice (a compact was interrupted; queries see each once): {counts}; "
+                       f"`amnetvid compact --store {self.store}` stores each once")
         if self.damaged and self.quarantined:
             again = " (and `amnetvid labels import` imports their labels again)" if any(
                 part.table == "labels" for part in self.damaged) else ""
@@ -185,6 +212,15 @@ def _held_ids(table: str, file: str, good: dict[str, list[str]], lost: pa.Table,
         orphan = frames.filter(pc.invert(pc.is_in(frames["extraction_id"], value_set=committed.combine_chunks())))
         return tuple(sorted(set(orphan["video_id"].to_pylist()))), "frames table"
     return None, ""
+
+
+def _twice(con: Connection) -> dict:
+    """Rows of visible extractions (and results) stored more than once in the raw tables; the views
+    show each once."""
+    row = con.query("SELECT (SELECT count(*) - count(DISTINCT (extraction_id, frame_index)) FROM frames_all "
+                    "WHERE extraction_id IN (SELECT extraction_id FROM videos)) AS frames, "
+                    "(SELECT count(*) FROM results_all) - (SELECT count(*) FROM results) AS results").to_pylist()[0]
+    return {table: n for table, n in row.items() if n}
 
 
 def _quarantine(store: Path, file: str) -> str:
@@ -254,6 +290,11 @@ def verify(con: Connection, repair: bool = False) -> VerifyReport:
     if not isinstance(repair, bool):
         raise ValueError(f"The 'repair' parameter of FeatureStore.verify must be a bool. Got {repair!r} instead.")
     report = VerifyReport(store=str(path))
+    report.temp_files = temp_files(path)
+    if repair:  # nothing else writes the store (see above): every temporary file is a dead write's
+        for tmp in report.temp_files:
+            Path(tmp).unlink(missing_ok=True)
+        report.temp_removed = True
     listing = list_parts(path)
     found = []
     for table, files in listing.items():
@@ -271,6 +312,7 @@ def verify(con: Connection, repair: bool = False) -> VerifyReport:
     report.damaged = [DamagedPart(table, f, why, *_held_ids(table, f, good, lost, sorted(bad)))
                       for table, f, why in found]
     if not found:
+        report.twice = _twice(con)
         return report
     report.lost_videos = tuple(sorted(set(lost["video_id"].to_pylist()))) if lost.num_rows else ()
     if repair:

@@ -4,7 +4,10 @@ failures, labels, results).
 A part file is written under a hidden temporary name (``.part-....parquet.tmp``)
 in its table's folder, synced, then renamed: the rename is atomic, so a reader
 never sees half a file, and the read list (``part-*.parquet``) never matches a
-temporary file. Attention maps are LZ4 with byte-stream-split floats (they decode
+temporary file. A write that fills the disk removes its temporary file and raises
+:class:`~amnetvid_sk.errors.StoreFullError`: the store is as it was before the write.
+
+Attention maps are LZ4 with byte-stream-split floats (they decode
 about 1.6 times as fast as under zstd for about 8% more bytes,
 ``bench/bench_store_size.py``); every other column is zstd, float16 embeddings included
 (not byte-stream-split: DuckDB reads that encoding of float32, not of float16).
@@ -12,6 +15,7 @@ about 1.6 times as fast as under zstd for about 8% more bytes,
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -24,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreFullError, disk_full_errno
 from ..video_ids import video_id_from_name
 from .connection import Connection
 from .resolve import map_shapes
@@ -55,6 +59,12 @@ def write_part(path: Path, table: str, data: pa.Table | Iterable[pa.RecordBatch]
                schema: pa.Schema) -> Path | None:
     """Write one part file of ``table`` under the store ``path`` atomically; None when there were no rows.
 
+    Raises
+    ------
+    StoreFullError
+        The disk filled up (ENOSPC) or a quota ran out (EDQUOT); nothing of this write is
+        left in the store. An OSError with that errno.
+
     Examples
     --------
     >>> import tempfile
@@ -63,7 +73,6 @@ def write_part(path: Path, table: str, data: pa.Table | Iterable[pa.RecordBatch]
     '.parquet'
     """
     folder = path / table
-    folder.mkdir(parents=True, exist_ok=True)
     # The name sorts by write time, so "the later part file" breaks timestamp ties.
     stem = f"part-{time.time_ns():020d}-{uuid.uuid4().hex}.parquet"
     tmp, final = folder / f".{stem}.tmp", folder / stem
@@ -82,6 +91,7 @@ def write_part(path: Path, table: str, data: pa.Table | Iterable[pa.RecordBatch]
     chunks = [data] if isinstance(data, pa.Table) else _gather(data, schema, rows)
     n = 0
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
             # page checksums: `amnetvid verify` then finds any changed byte, not only broken structure
             with pq.ParquetWriter(fh, schema, compression=codecs, use_dictionary=strings,
@@ -96,10 +106,31 @@ def write_part(path: Path, table: str, data: pa.Table | Iterable[pa.RecordBatch]
             tmp.unlink()
             return None
         os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    except BaseException as exc:
+        _remove(tmp)
+        code = disk_full_errno(exc)
+        if code is None or isinstance(exc, StoreFullError):
+            raise
+        # the file's close may fail again while the first error unwinds: the chain holds the ENOSPC
+        raise _store_full(code, path, table) from exc
     return final
+
+
+def _remove(part: Path) -> None:
+    """Delete a part file of a failed write if it is there; never raises, so that the write's own error is
+    the one seen."""
+    try:
+        part.unlink(missing_ok=True)
+    except OSError:
+        pass  # a folder we may no longer change: nothing better can be done, and the first error matters
+
+
+def _store_full(code: int, path: Path, table: str) -> StoreFullError:
+    """The one-line error of a write that found the store's disk full (or its quota used up)."""
+    what = "no space left on the disk" if code == errno.ENOSPC else "the disk quota is used up"
+    return StoreFullError(code, f"{what} of the store {str(path)!r} while writing to its {table!r} table: nothing "
+                                "of this write was kept and what was written before is intact; free space and "
+                                "run the same command again")
 
 
 def write_extractions(con: Connection, shapes: dict, videos: Sequence[Mapping] | pa.Table,
@@ -187,7 +218,7 @@ def write_extractions(con: Connection, shapes: dict, videos: Sequence[Mapping] |
         # write (a full disk, Ctrl-C) from leaving dead files behind.
         for path in written:
             if path is not None:
-                path.unlink(missing_ok=True)
+                _remove(path)
         raise
     return vids.num_rows
 
@@ -241,7 +272,7 @@ def write_embeddings(con: Connection, embeddings: pa.Table) -> int:
     except BaseException:
         for path in written:  # all of them or none: an extraction's embeddings come in one go
             if path is not None:
-                path.unlink(missing_ok=True)
+                _remove(path)
         raise
     return vids.num_rows
 

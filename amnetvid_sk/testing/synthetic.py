@@ -13,7 +13,7 @@ import pyarrow as pa
 from ..store import FeatureStore, frames_table, new_extraction_id
 from ..video import sampling_key
 
-__all__ = ["make_moving_peak_dataset", "make_score_order_dataset", "write_synthetic_store"]
+__all__ = ["make_moving_peak_dataset", "make_score_order_dataset", "moving_peak_inputs", "write_synthetic_store"]
 
 
 def make_moving_peak_dataset(
@@ -117,6 +117,20 @@ def make_moving_peak_dataset(
     scores = rng.uniform(0.0, 1.0, size=(n, n_frames)).astype(np.float32)
     y = 0.5 + 0.35 * speed / max_speed + rng.normal(0.0, noise, size=n)
     return maps, scores, np.clip(y, 0.0, 1.0).astype(np.float32)
+
+
+def moving_peak_inputs(n: int, seed: int = 0, **kwargs):
+    """The moving-peak set (:func:`make_moving_peak_dataset`) as the sequence regressors take it:
+    ``({"maps": maps, "scores": scores}, y)``.
+
+    Examples
+    --------
+    >>> X, y = moving_peak_inputs(5, seed=1)
+    >>> X["maps"].shape, X["scores"].shape, y.shape
+    ((5, 4, 3, 14, 14), (5, 4), (5,))
+    """
+    maps, scores, y = make_moving_peak_dataset(n, seed=seed, **kwargs)
+    return {"maps": maps, "scores": scores}, y
 
 
 def make_score_order_dataset(n: int, n_frames: int = 4, seed: int = 0, *, noise: float = 0.02):

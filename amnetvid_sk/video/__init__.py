@@ -23,7 +23,7 @@ Where things are:
 * :mod:`~amnetvid_sk.video.container`: opening a file (every failure a
   :class:`~amnetvid_sk.errors.VideoDecodeError`) and the packet index;
 * :mod:`~amnetvid_sk.video.reader`: decoding chosen frames, seeking or not;
-  rotation;
+  rotation; the time limit per video (:class:`VideoTimeLimitError`);
 * :mod:`~amnetvid_sk.video.info`: :class:`VideoInfo` and :func:`video_info`;
 * :mod:`~amnetvid_sk.video.sampling`: which frames to take
   (:func:`sample_frames`, :class:`SampledFrames`) and the keys that name a
@@ -35,6 +35,7 @@ Where things are:
 
 from .images import IMAGE_SUFFIXES, ImageReadError, is_image_path, read_image
 from .info import VideoInfo, video_info
+from .reader import VideoTimeLimitError
 from .sampling import DEFAULT_N_FRAMES, SampledFrames, parse_sampling_key, sample_frames, sampling_key
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "ImageReadError",
     "SampledFrames",
     "VideoInfo",
+    "VideoTimeLimitError",
     "is_image_path",
     "parse_sampling_key",
     "read_image",

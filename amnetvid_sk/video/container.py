@@ -51,6 +51,10 @@ def open_video(path):
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
             raise VideoDecodeError(name, f"it has no video stream (streams: {', '.join(kinds)})")
+        if container.streams.video[0].codec_context is None:
+            # a codec tag FFmpeg does not know, as a damaged header gives: nothing could decode it
+            raise VideoDecodeError(name, "its video stream names no codec FFmpeg has (a corrupt header, or "
+                                         "a codec this FFmpeg build lacks)")
     except BaseException:
         container.close()
         raise
@@ -112,12 +116,18 @@ def _declared_duration(container, stream):
     return None
 
 
-def index_packets(container, stream, name) -> PacketIndex:
-    """Demux every packet of the stream (no decoding) and index their pts."""
+def index_packets(container, stream, name, deadline=None) -> PacketIndex:
+    """Demux every packet of the stream (no decoding) and index their pts.
+
+    ``deadline``: an object whose ``check(stage)`` raises when the time for this video
+    is up (:class:`~amnetvid_sk.video.reader.Deadline`), called before each packet.
+    """
     pts, dts, durations, keys = [], [], [], []
     corrupt = 0
     try:
         for packet in container.demux(stream):
+            if deadline is not None:
+                deadline.check(f"indexing its packets ({len(pts)} read)")
             if packet.size == 0:  # the demuxer's end-of-stream packet
                 continue
             if packet.is_discard:  # edit-list leftovers: decoded but never shown

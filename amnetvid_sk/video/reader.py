@@ -11,12 +11,19 @@ than asked is noticed: landing early costs extra decoding, landing late is
 retried with other seek targets and earlier keyframes, and a file that cannot
 seek is decoded from the start. Files whose pts are decode-order stand-ins
 (AVI with B-frames) are decoded from the start and their frames counted.
+
+A time limit per video (:class:`Deadline`, ``sample_frames(..., time_limit=)``)
+is checked between packets and between frames: decoding runs on threads, which
+cannot be killed, so a file that takes too long stops itself with a
+:class:`VideoTimeLimitError` at the next packet or frame.
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
+import math
+import time
 from contextlib import contextmanager
 
 import av
@@ -25,11 +32,85 @@ import numpy as np
 from ..errors import VideoDecodeError
 from .container import index_packets, open_video
 
-__all__ = ["FrameReader", "open_reader", "rotation_of", "to_rgb"]
+__all__ = ["Deadline", "FrameReader", "VideoTimeLimitError", "check_time_limit", "open_reader", "rotation_of",
+           "to_rgb"]
 
 logger = logging.getLogger("amnetvid_sk.video")
 
 _OVERSHOOT = object()
+
+
+class VideoTimeLimitError(VideoDecodeError):
+    """Opening, indexing or decoding one video took longer than its time limit.
+
+    A :class:`~amnetvid_sk.errors.VideoDecodeError` (so also a ``ValueError``): an
+    extraction records the video in the store's ``failures`` table with this reason
+    and goes on with the others.
+
+    Examples
+    --------
+    >>> from amnetvid_sk.video.reader import VideoTimeLimitError
+    >>> VideoTimeLimitError("a.mp4", 30, "decoding its frames").reason
+    'time limit of 30 s reached while decoding its frames (a larger video_time_limit, ...)'
+    """
+
+    def __init__(self, path, limit: float, stage: str):
+        self.limit = limit
+        self.stage = stage
+        super().__init__(path, f"time limit of {limit:g} s reached while {stage} (a larger video_time_limit, "
+                               "--video-time-limit, gives it more time)")
+
+
+def check_time_limit(value, name: str, owner: str):
+    """``value`` if it is a time limit (a finite number of seconds > 0) or None; a ValueError naming
+    ``name`` of ``owner`` otherwise.
+
+    Examples
+    --------
+    >>> from amnetvid_sk.video.reader import check_time_limit
+    >>> check_time_limit(30, "video_time_limit", "extract"), check_time_limit(None, "video_time_limit", "extract")
+    (30.0, None)
+    """
+    if value is None:
+        return None
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    if not ok or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"The {name!r} parameter of {owner} must be a number of seconds > 0 (finite) or None "
+                         f"for no limit. Got {value!r} instead.")
+    return float(value)
+
+
+class Deadline:
+    """When the work on one video must stop, checked between packets and frames.
+
+    ``limit`` None never stops. Cooperative: a single FFmpeg call that blocks is
+    not interrupted, the next check after it raises.
+
+    Examples
+    --------
+    >>> from amnetvid_sk.video.reader import Deadline, VideoTimeLimitError
+    >>> Deadline("a.mp4", None).check("decoding its frames")   # no limit: never raises
+    >>> try:
+    ...     Deadline("a.mp4", 1e-9).check("decoding its frames")
+    ... except VideoTimeLimitError as exc:
+    ...     print(exc.stage)
+    decoding its frames
+    """
+
+    __slots__ = ("name", "limit", "end")
+
+    def __init__(self, name, limit: float | None):
+        self.name, self.limit = name, limit
+        # monotonic: a clock set back or forward during a run neither stops nor extends a video
+        self.end = None if limit is None else time.monotonic() + limit
+
+    def check(self, stage: str) -> None:
+        """Raise :class:`VideoTimeLimitError` naming ``stage`` if the time is up."""
+        if self.end is not None and time.monotonic() > self.end:
+            raise VideoTimeLimitError(self.name, self.limit, stage)
+
+
+_NO_DEADLINE = Deadline("", None)
 
 
 class _PtsUnreliable(Exception):
@@ -45,8 +126,9 @@ class FrameReader:
     start of the file instead, which rules out seeking.
     """
 
-    def __init__(self, name, container, index):
+    def __init__(self, name, container, index, deadline: Deadline = _NO_DEADLINE):
         self.name = name
+        self.deadline = deadline
         self.container = container
         self.stream = container.streams.video[0]
         self.index = index
@@ -64,14 +146,15 @@ class FrameReader:
     def _next(self):
         """Next decoded frame and its index (-1: not in the index); (None, None)
         at the end of the stream."""
+        self.deadline.check(f"decoding its frames ({self.n_decoded} decoded)")
         try:
             frame = next(self.frames)
         except StopIteration:
             return None, None
         except av.error.FFmpegError as exc:
-            raise VideoDecodeError(
-                self.name, f"decoding failed after frame {self.last}: corrupt data ({exc})"
-            ) from exc
+            # last is -1 right after opening or seeking: no frame of this run decoded yet
+            where = f"after frame {self.last}" if self.last >= 0 else "at the first frame after opening or seeking"
+            raise VideoDecodeError(self.name, f"decoding failed {where}: corrupt data ({exc})") from exc
         self.n_decoded += 1
         if self.first_frame is None:
             self.first_frame = frame
@@ -93,6 +176,7 @@ class FrameReader:
         """Decode from the very start of the file (reopened: no seek needed)."""
         self.container.close()
         self.container = open_video(self.name)
+        self.deadline.check("opening it again to decode from the start")
         self.stream = self.container.streams.video[0]
         self.frames = self.container.decode(self.stream)
         self.last = -1
@@ -228,13 +312,20 @@ def rotation_of(frame, stream) -> int:
 
 
 @contextmanager
-def open_reader(name):
+def open_reader(name, deadline: Deadline = _NO_DEADLINE):
     """A :class:`FrameReader` over the video stream of file ``name``, its packets indexed
-    (``reader.index``); the file is closed on leaving the block, whatever happens."""
+    (``reader.index``); the file is closed on leaving the block, whatever happens. ``deadline``
+    is checked after opening, between packets while indexing and between decoded frames."""
     container = open_video(name)
     reader = None
     try:
-        reader = FrameReader(name, container, index_packets(container, container.streams.video[0], name))
+        deadline.check("opening it")
+        index = index_packets(container, container.streams.video[0], name, deadline=deadline)
+        reader = FrameReader(name, container, index, deadline)
         yield reader
+    except av.error.FFmpegError as exc:
+        # a corrupt file can make FFmpeg fail outside the decode loop (a frame's conversion to
+        # RGB, a seek): it is still that file's fault, named like the other decoding failures
+        raise VideoDecodeError(name, f"FFmpeg failed on its data, corrupt ({exc})") from exc
     finally:
         (reader if reader is not None else container).close()

@@ -31,7 +31,7 @@ from sklearn.utils._param_validation import validate_params
 
 from ..sampling_keys import DEFAULT_N_FRAMES, check_sampling, parse_sampling_key, sampling_key
 from .info import VideoInfo, make_info
-from .reader import open_reader, rotation_of, to_rgb
+from .reader import Deadline, check_time_limit, open_reader, rotation_of, to_rgb
 
 __all__ = ["DEFAULT_N_FRAMES", "SampledFrames", "parse_sampling_key", "sample_frames", "sampling_key"]
 
@@ -109,6 +109,7 @@ def sample_frames(
     fps: float | None = None,
     *,
     seek: bool = True,
+    time_limit: float | None = None,
 ) -> SampledFrames:
     """Decode a sample of a video's frames, frame-accurately.
 
@@ -127,6 +128,12 @@ def sample_frames(
         Seek to the keyframe before each wanted frame and decode only from
         there. ``False`` decodes every frame from the start (the baseline).
         Both return the same frames.
+    time_limit : float, optional
+        Seconds this call may spend opening, indexing and decoding the file
+        (wall-clock, from the call on); None: no limit. Checked between packets
+        and between frames, since a decoding thread cannot be stopped from
+        outside; past it a :class:`~amnetvid_sk.video.reader.VideoTimeLimitError`
+        is raised.
 
     Returns
     -------
@@ -142,6 +149,8 @@ def sample_frames(
     VideoDecodeError
         The file is missing, empty, truncated, corrupt, a still image, or not a
         video; the message names the file and the cause.
+        :class:`~amnetvid_sk.video.reader.VideoTimeLimitError`, a subclass, when
+        ``time_limit`` ran out.
 
     Examples
     --------
@@ -157,7 +166,8 @@ def sample_frames(
     """
     n_frames, rate = check_sampling(n_frames, fps)
     name = os.fspath(path)
-    with open_reader(name) as reader:
+    deadline = Deadline(name, check_time_limit(time_limit, "time_limit", "sample_frames"))
+    with open_reader(name, deadline) as reader:
         index = reader.index
         indices, n_requested = plan_indices(index, n_frames, rate)
         layout = {}  # rotation and size, fixed by the first frame returned
