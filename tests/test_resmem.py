@@ -75,6 +75,25 @@ def test_scores_are_resmems_own(clip_frames, clip_outputs):
 
 
 @pytest.mark.slow
+def test_batches_split_over_threads_give_the_whole_batchs_outputs(model, clip_frames):
+    """Two threads running ResMem side by side (each its half of the batch, with Grad-CAM): each gets its own
+    stages and scores from the shared network's hooks, as the whole batch run at once gives them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        split = model.predict_outputs(clip_frames, embeddings=True)
+        whole_model = ResMemGradCAM(device="cpu", precision="float32")
+        whole_model.thread_safe_forward = False
+        whole = whole_model.predict_outputs(clip_frames, embeddings=True)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_allclose(split.scores, whole.scores, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(split.maps, whole.maps, rtol=0, atol=1e-3)  # Grad-CAM: float rounding, not a mix-up
+    np.testing.assert_allclose(split.embeddings, whole.embeddings, rtol=1e-4, atol=1e-4)
+    assert np.abs(split.maps[0] - split.maps[3]).max() > 1e-2  # frames far apart in the pan: a mix-up would show
+
+
+@pytest.mark.slow
 def test_bfloat16_ranks_like_float32(model):
     """bfloat16 autocast scores rank photographs like float32 (Spearman >= 0.99); maps stay close."""
     from amnetvid_sk.precision import native_bfloat16

@@ -226,6 +226,8 @@ class AMNet(FrameModel):
     map_shape = (STEPS, 14, 14)
     embedding_dim = _ResNet50Trunk.D
     input_size = (INPUT_SIZE, INPUT_SIZE)
+    #: no state is kept between forward passes: batches split over the CPU's threads
+    thread_safe_forward = True
     #: resize to 224x224 without crop (aspect not kept), ImageNet mean/std
     preprocessing = "224sq-imagenet"
 

@@ -25,6 +25,7 @@ import torch
 
 from ..precision import EMULATED, PRECISIONS, native_bfloat16, resolve_precision
 from .fingerprint import MAPS_MODES
+from .cpu_parts import run_parts
 from .frames import check_frames, frame_groups, frames_to_tensor, normalise_maps, resize_frames
 from .identity import RUNTIME_PARAMS, FrameModelIdentity
 
@@ -124,6 +125,10 @@ class FrameModel(FrameModelIdentity):
     does the input checks (image paths too), the batching, ``torch.inference_mode``
     (a subclass whose maps need gradients, such as Grad-CAM, sets ``_needs_grad = True``),
     the precision (bfloat16 autocast or float32) and the final map normalisation.
+    On the CPU, a subclass whose :meth:`_forward_batch` may run in several threads at
+    once (no state shared between calls) sets ``thread_safe_forward = True``: each
+    batch is then split over torch's threads, one part per thread, run side by side
+    (see :mod:`~amnetvid_sk.frame_models.cpu_parts`; AMNet and ResMem do this).
 
     **Writing your own frame model.** Subclass this class in a module that can be
     imported (``mypackage.module``); ``make_frame_model("mypackage.module:MyModel")``,
@@ -186,6 +191,8 @@ class FrameModel(FrameModelIdentity):
         ``(3, 14, 14)``.
     embedding_dim : int
         Size of the per-frame embedding of the internal state (class attribute; 0: none).
+    thread_safe_forward : bool
+        Class attribute: on the CPU, split each batch over torch's threads (see above).
     input_size : tuple of int or None
         ``(height, width)`` the model's preprocessing first resizes every frame to
         with :func:`resize_frames` (class attribute); lets images of different sizes
@@ -207,6 +214,7 @@ class FrameModel(FrameModelIdentity):
     map_shape: tuple = (3, 14, 14)
     embedding_dim: int = 0
     input_size: tuple | None = None
+    thread_safe_forward: bool = False
     _needs_grad: bool = False
 
     def __init__(self, device=None, batch_size: int = 16, precision: str = "auto", bfloat16=None,
@@ -355,17 +363,27 @@ class FrameModel(FrameModelIdentity):
         scores = np.empty(n, dtype=np.float32)
         maps = np.empty((n, *self.map_shape), dtype=np.float32) if want_maps else None
         embs = np.empty((n, self.embedding_dim), dtype=np.float32) if want_embeddings else None
+        split = self.thread_safe_forward and self.device.type == "cpu"
         for indices, group in groups:
             for start in range(0, len(indices), self.batch_size):
                 where = indices[start:start + self.batch_size]
-                with self._grad_mode():
-                    s, m, e = self._forward_batch(group[start:start + self.batch_size], maps=want_maps,
-                                                  embeddings=want_embeddings)
-                    scores[where] = s.detach().float().cpu().numpy()
-                    if want_maps:
-                        maps[where] = normalise_maps(m.detach()).cpu().numpy()
-                    if want_embeddings:
-                        embs[where] = e.detach().float().cpu().numpy()
+                batch = group[start:start + self.batch_size]
+
+                def run(lo: int, hi: int) -> None:
+                    # grad/inference mode and autocast are per thread: entered in the thread that runs
+                    with self._grad_mode():
+                        s, m, e = self._forward_batch(batch[lo:hi], maps=want_maps, embeddings=want_embeddings)
+                        rows = where[lo:hi]
+                        scores[rows] = s.detach().float().cpu().numpy()
+                        if want_maps:
+                            maps[rows] = normalise_maps(m.detach()).cpu().numpy()
+                        if want_embeddings:
+                            embs[rows] = e.detach().float().cpu().numpy()
+
+                if split:
+                    run_parts(run, len(where))
+                else:
+                    run(0, len(where))
         return FrameOutputs(scores, maps, embs)
 
     def predict(self, frames) -> tuple[np.ndarray, np.ndarray | None]:

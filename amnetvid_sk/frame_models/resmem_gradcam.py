@@ -29,6 +29,7 @@ With ``maps="none"`` only the forward pass runs, batched, under ``inference_mode
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 import warnings
 from pathlib import Path
@@ -136,8 +137,9 @@ def load_resmem(device=None) -> nn.Module:
             fold_batch_norms(cpu_net.features)
             # NHWC: oneDNN then runs the ResNet's convolutions without reordering the activations
             # at each layer. With the folded norms, scores only went from ~1.2x to 1.4-1.55x the
-            # resmem package's per-image loop on an AVX2 CPU (bench/bench_scores_only.py). The
-            # AlexNet-like branch stays NCHW: ResMem's forward views its output flat.
+            # resmem package's per-image loop on an AVX2 CPU (bench/bench_scores_only.py; the
+            # batch split over the threads, cpu_parts.py, adds 1.1-1.15x). The AlexNet-like
+            # branch stays NCHW: ResMem's forward views its output flat.
             cpu_net.features.to(memory_format=torch.channels_last)
             cpu_net.features.register_forward_pre_hook(_channels_last_input)
             cpu_net.requires_grad_(False)
@@ -193,41 +195,63 @@ def fold_batch_norms(module: nn.Module) -> int:
     return folded
 
 
+# What the running resmem_forward of this thread keeps: the hooks below are installed once on
+# the shared network and write here, so that several threads can run it at once (one batch
+# split over the CPU's cores: see cpu_parts.py). None outside a resmem_forward call.
+_KEPT = threading.local()
+_HOOKS_LOCK = threading.Lock()
+
+
+def _keep_stage(name, module, inputs, output):
+    kept = getattr(_KEPT, "outputs", None)
+    if kept is not None and name in _KEPT.stages:
+        if not output.requires_grad and torch.is_grad_enabled():
+            output.requires_grad_(True)  # the graph for Grad-CAM starts here (no parameter requires grad)
+        kept[name] = output
+
+
+def _keep_pooled(module, inputs, output):
+    kept = getattr(_KEPT, "outputs", None)
+    if kept is not None:
+        kept["pooled"] = inputs[0]
+
+
+def _score_in_float32(module, inputs, output):
+    with torch.autocast(device_type=inputs[0].device.type, enabled=False):
+        return F.linear(inputs[0].float(), module.weight.float(), module.bias.float())
+
+
+def _install_hooks(net: nn.Module) -> None:
+    """The forward hooks resmem_forward reads, once per network (a deep copy keeps them)."""
+    with _HOOKS_LOCK:
+        if getattr(net, "_amnetvid_hooks", False):
+            return
+        for name in RESMEM_LAYERS:
+            getattr(net.features, name).register_forward_hook(functools.partial(_keep_stage, name))
+        net.features.fc.register_forward_hook(_keep_pooled)
+        net.fc12.register_forward_hook(_score_in_float32)
+        net._amnetvid_hooks = True
+
+
 def resmem_forward(net: nn.Module, x: torch.Tensor, keep=()) -> tuple:
     """ResMem's own forward pass (``net(x)``): scores ``[B]``, pooled ResNet-152 features
     ``[B, 2048]`` and the outputs of the ResNet stages named in ``keep`` (for Grad-CAM).
 
     Forward hooks take the pooled features (the input of the ResNet's ``fc``) and the stages
     from the one pass, so the network runs exactly as the resmem package runs it (measured:
-    writing the steps out was 20-30% slower on an AVX2 CPU). The last linear layer runs in
-    float32 outside autocast, so that bfloat16 does not round the scores to a few hundred
-    levels. The first kept stage is made to require grad (no parameter does: the graph for
-    Grad-CAM starts there).
+    writing the steps out was 20-30% slower on an AVX2 CPU). The hooks stay on the network
+    and keep what each thread's own call asks for, so threads may call this at once on
+    one network. The last linear layer runs in float32 outside autocast, so that bfloat16
+    does not round the scores to a few hundred levels. The first kept stage is made to
+    require grad (no parameter does: the graph for Grad-CAM starts there).
     """
-    kept: dict[str, torch.Tensor] = {}
-
-    def keep_output(name):
-        def hook(module, inputs, output):
-            if not output.requires_grad and torch.is_grad_enabled():
-                output.requires_grad_(True)
-            kept[name] = output
-        return hook
-
-    def keep_pooled(module, inputs, output):
-        kept["pooled"] = inputs[0]
-
-    def score_in_float32(module, inputs, output):
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return F.linear(inputs[0].float(), module.weight.float(), module.bias.float())
-
-    handles = [getattr(net.features, name).register_forward_hook(keep_output(name)) for name in set(keep)]
-    handles.append(net.features.fc.register_forward_hook(keep_pooled))
-    handles.append(net.fc12.register_forward_hook(score_in_float32))
+    _install_hooks(net)
+    _KEPT.outputs, _KEPT.stages = {}, frozenset(keep)
     try:
         scores = net(x).reshape(-1)
+        kept = _KEPT.outputs
     finally:
-        for h in handles:
-            h.remove()
+        _KEPT.outputs = None
     pooled = kept.pop("pooled")
     return scores, pooled, kept
 
@@ -290,11 +314,13 @@ class ResMemGradCAM(FrameModel):
 
     Notes
     -----
-    On the CPU the outputs are identical from run to run. Not thread-safe:
-    the network is shared by every instance on the same device in the process.
-    About 1.5 to 5 frames/s on a 2-core CPU (Grad-CAM needs a backward pass);
-    scores only (``maps="none"``) 1.5 to 1.8 times as many. The cached network has its batch
-    norms folded into the convolutions and runs its ResNet in channels-last memory format.
+    On the CPU the outputs are identical from run to run (with the same number of torch
+    threads). The network is shared by every instance on the same device in the process; on
+    the CPU each batch is split over torch's threads, the parts run side by side
+    (:mod:`~amnetvid_sk.frame_models.cpu_parts`), so call ``predict`` from one thread of
+    yours at a time. About 1.5 to 5 frames/s on a 2-core CPU (Grad-CAM needs a backward
+    pass); scores only (``maps="none"``) 1.5 to 1.8 times as many. The cached network has its
+    batch norms folded into the convolutions and runs its ResNet in channels-last memory format.
 
     Examples
     --------
@@ -315,6 +341,8 @@ class ResMemGradCAM(FrameModel):
     #: resize 256 x 256, centre crop 227, 0..1 values (the resmem package's transformer)
     preprocessing = f"{RESIZE}sq-crop{CROP}"
     _needs_grad = True
+    #: resmem_forward's hooks keep each thread's outputs apart: batches split over the CPU's threads
+    thread_safe_forward = True
     #: why make_frame_model refuses a weights file for this model
     no_weights_reason = "ResMem's weights ship inside the resmem package"
 
