@@ -37,6 +37,11 @@ share). Goals: cold (file present) within 2x of ``.npy``, the store at least 20x
 faster than PNG, and the grid search's data memory with ``n_jobs=2`` under 1.5x
 that of ``n_jobs=1``.
 
+SQL: two queries through ``FeatureStore.sql`` on the 28-frame store, on the ``frames``
+view (each extraction's frames from one part file: a GROUP BY per query, see
+``store/connection.py``) and on the raw ``frames_all`` (no dedup; the same rows in a
+store without duplicates): what the view's dedup costs a query.
+
 Each figure is the best of a few runs (``render_jet``: one run), all measured in
 this one run; the load average of the machine is printed before and after.
 
@@ -222,6 +227,27 @@ def cold_reads(store: Path, ids_file: Path, n_frames: int, repeat: int) -> dict[
     return best
 
 
+SQL_QUERIES = {
+    "count, mean score": "SELECT count(*), avg(score) FROM {frames}",
+    "mean score per video": "SELECT v.video_id, avg(f.score) FROM {frames} AS f JOIN videos AS v "
+                            "USING (extraction_id) GROUP BY v.video_id",
+}
+
+
+def sql_times(path: Path, repeat: int) -> dict[tuple[str, str], float]:
+    """Best seconds of each SQL query on the ``frames`` view and on ``frames_all``, alternated."""
+    fs = FeatureStore(path)
+    best = {}
+    for _ in range(repeat):
+        for name, query in SQL_QUERIES.items():
+            results = {}
+            for frames in ("frames", "frames_all"):
+                t, results[frames] = best_of(1, lambda: fs.sql(query.format(frames=frames)))
+                best[name, frames] = min(best.get((name, frames), float("inf")), t)
+            assert results["frames"].num_rows == results["frames_all"].num_rows
+    return best
+
+
 def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
 
@@ -328,6 +354,13 @@ def main(argv=None) -> int:
                       f"store / .npy {f[kind] / npy:6.1f}x{goal}")
         print(f"  PNG / (store first-ever, 28 stored, + render) : "
               f"{t_png / (store[28]['first'] + t_render):6.1f}x   (same 9x70x70 JET input as the PNGs)")
+
+        sql = sql_times(tmp / "store28", args.repeat)
+        print(f"SQL on the 28-frame store ({28 * n} frames), FeatureStore.sql, warm:")
+        for name in SQL_QUERIES:
+            view, raw = sql[name, "frames"], sql[name, "frames_all"]
+            print(f"  {name:22s}: frames view {view * 1e3:7.1f} ms, frames_all {raw * 1e3:7.1f} ms, "
+                  f"view / raw {view / raw:5.2f}x")
 
         print(f"GridSearchCV (4 x 3 fits) over the 28-frame store of {n} videos, Pss summed over processes:")
         grid = {}

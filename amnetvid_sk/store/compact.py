@@ -18,6 +18,7 @@ import pyarrow as pa
 from ..errors import StoreError
 from . import cache
 from .connection import VIEWS, Connection
+from .resolve import map_shapes
 from .schema import SCHEMAS, TABLES, embeddings_schema, frames_schema, map_size
 from .write import write_part
 
@@ -60,15 +61,14 @@ def temp_files(path: Path, older_than: float | None = None) -> list[str]:
     return sorted(found)
 
 
-def _frame_jobs(duck, shapes: dict, drop_orphans: bool,
+def _frame_jobs(con: Connection, duck, shapes: dict, drop_orphans: bool,
                 table: str = "frames") -> list[tuple[str, dict, pa.Schema]]:
     """One query per frame model of ``frames`` or ``embeddings``: its rows to keep, with their schema.
 
     ``duck`` is the connection whose views show compact()'s listing; nothing here lists the
     store again (a listing taken later would copy parts written since, which are not deleted).
     """
-    shapes.update({m: tuple(s) for m, s in duck.sql("SELECT model, map_shape FROM models").fetchall()})
-    known = dict(shapes)
+    known = map_shapes(con, shapes, duck=duck)
     dims = dict(duck.sql("SELECT model, embedding_dim FROM models").fetchall())
     models = [r[0] for r in duck.sql(f"SELECT DISTINCT model FROM {table}_all ORDER BY 1").fetchall()]
     keep = "extraction_id IN (SELECT extraction_id FROM videos)"
@@ -103,9 +103,10 @@ def compact(con: Connection, shapes: dict, tables: Sequence[str] | None = None, 
     table, the new part files are written first and the old ones deleted
     right after, so a crash leaves each table's old files, or its new ones,
     or, killed between the two steps, both: rows then appear twice in the raw
-    tables and in the ``frames`` and ``results`` views, not in
-    ``read_arrays`` nor the other views; the next ``compact`` keeps each
-    once. The array cache files are deleted (they belong to the
+    tables (``frames_all``, ``results_all``, ...), not in the views nor in
+    ``read_arrays`` (the ``frames`` view takes each extraction's frames from one
+    part file, ``results`` shows each distinct row once); the next ``compact``
+    keeps each once. The array cache files are deleted (they belong to the
     listing before), and so are temporary part files untouched for
     ``TEMP_AGE_S`` seconds (left by killed writes; a younger one may be a
     running writer's).
@@ -160,7 +161,7 @@ def compact(con: Connection, shapes: dict, tables: Sequence[str] | None = None, 
             if table not in names or not files:
                 continue
             if table in ("frames", "embeddings"):
-                jobs = _frame_jobs(duck, shapes, drop_orphans, table)
+                jobs = _frame_jobs(con, duck, shapes, drop_orphans, table)
             else:
                 # failures and results keep every row, but a row stored twice (by a compaction
                 # killed between writing its parts and deleting the old ones) is kept once
