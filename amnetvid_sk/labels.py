@@ -53,7 +53,6 @@ import re
 from pathlib import Path
 
 import pyarrow as pa
-from sklearn.utils._param_validation import StrOptions, validate_params
 
 from .errors import LabelFormatError
 from .video_ids import video_id_from_name
@@ -331,8 +330,6 @@ def _rows_from_json(path: Path, text: str, fmt: str, problems: _Problems):
         yield number, row, names
 
 
-@validate_params({"path": [str, os.PathLike], "format": [StrOptions(set(FORMATS))]},
-                 prefer_skip_nested_validation=True)
 def read_labels(path, format: str = "mediaeval") -> pa.Table:
     """Read and validate a memorability label file.
 
@@ -397,6 +394,13 @@ def read_labels(path, format: str = "mediaeval") -> pa.Table:
     >>> read_labels(path).select(["video_id", "short_term", "long_term"]).to_pylist()
     [{'video_id': 'video10', 'short_term': None, 'long_term': 0.81}]
     """
+    # scikit-learn's wording, without importing scikit-learn (``amnetvid labels import`` starts quickly)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"The 'path' parameter of read_labels must be an instance of 'str' or "
+                        f"'os.PathLike'. Got {path!r} instead.")
+    if format not in FORMATS:
+        raise ValueError(f"The 'format' parameter of read_labels must be a str among {set(FORMATS)}. "
+                         f"Got {format!r} instead.")
     path = Path(path)
     if not path.exists():
         raise LabelFormatError(f"label file '{path}' does not exist")

@@ -73,12 +73,18 @@ def test_every_command_and_option_is_documented():
 
 
 def test_light_commands_do_not_import_torch(tmp_path):
-    """``sql``, ``info``, ``--help``, ``--version`` and commands' help import neither torch nor scikit-learn."""
+    """``sql``, ``info``, ``labels import``, ``--help``, ``--version`` and commands' help import neither torch
+    nor scikit-learn."""
     import subprocess
     import sys
 
+    from amnetvid_sk.labels import MEDIAEVAL_HEADER
+
     store = str(tmp_path / "store")
+    labels = tmp_path / "ground-truth_dev-set.csv"
+    labels.write_text(",".join(MEDIAEVAL_HEADER) + "\nvideo10.webm,0.9,34,0.8,12\n")
     for argv in (["sql", "SELECT 1", "--store", store], ["info", "--store", store], ["--help"], ["--version"],
+                 ["labels", "import", str(labels), "--store", store],
                  ["evaluate", "--help"], ["extract", "--help"], ["score", "--help"]):
         code = ("import sys\nfrom amnetvid_sk.cli import main\ntry:\n    status = main(sys.argv[1:])\n"
                 "except SystemExit as exc:\n    status = exc.code\n"
