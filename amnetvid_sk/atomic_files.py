@@ -8,11 +8,10 @@ folder). On any failure the temporary file is removed.
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 
-from .errors import DiskFullError, disk_full_errno
+from .errors import DiskFullError, disk_full_errno, disk_full_message
 
 __all__ = ["write_file_atomic"]
 
@@ -60,7 +59,7 @@ def write_file_atomic(path, data: bytes, what: str = "file") -> Path:
         code = disk_full_errno(exc)
         if code is None or isinstance(exc, DiskFullError):
             raise
-        lack = "no space left on the disk" if code == errno.ENOSPC else "the disk quota is used up"
-        raise DiskFullError(code, f"{lack} writing the {what} {str(path)!r}: nothing was written (no partial "
-                                  "file is left); free space and try again") from exc
+        raise DiskFullError(code, disk_full_message(code, f"writing the {what} {str(path)!r}",
+                                                    "nothing was written (no partial file is left)",
+                                                    then="try again")) from exc
     return path

@@ -89,6 +89,23 @@ class FrameModelRebuildError(AmnetvidError, ValueError):
     """A frame model cannot be rebuilt from its spec, or rebuilds to another fingerprint."""
 
 
+def disk_full_message(code: int, where: str = "", kept: str = "",
+                      then: str = "run the same command again") -> str:
+    """The one line of a write that found no room, for ``code`` (ENOSPC: the disk is full, else the
+    quota is used up): ``where`` it happened, what was ``kept`` (or lost), then what to do.
+
+    Examples
+    --------
+    >>> import errno
+    >>> disk_full_message(errno.ENOSPC, "writing 'out/scores.tsv'")
+    "no space left on the disk writing 'out/scores.tsv'; free space and run the same command again"
+    >>> disk_full_message(errno.EDQUOT, "writing the file 'a.bin'", "nothing was written", then="try again")
+    "the disk quota is used up writing the file 'a.bin': nothing was written; free space and try again"
+    """
+    lack = "no space left on the disk" if code == _errno.ENOSPC else "the disk quota is used up"
+    return f"{lack}{' ' + where if where else ''}{': ' + kept if kept else ''}; free space and {then}"
+
+
 def disk_full_errno(exc: BaseException | None) -> int | None:
     """The errno of a full disk (ENOSPC or EDQUOT) in ``exc`` or the exceptions it came from, else None.
 

@@ -102,6 +102,20 @@ def _report(name, delays, codes, temps):
           f"running, {len(delays) - killed} came after it ended; {temps} left temporary files")
 
 
+def _kill_loop(name, args, base, tmp_path, seconds, check):
+    """Kill ``[*args, store]`` at each of the ``KILLS[name]`` delays drawn in ``seconds``, each time on a fresh
+    copy of ``base``; after each kill the store passes :func:`_check_store`, then ``check(store, left, where)``
+    runs (``left``: the temporary files the kill left; ``where``: which kill, for assertion messages)."""
+    delays, codes, temps = _delays(seconds, KILLS[name]), [], 0
+    for k, delay in enumerate(delays):
+        store = _copy(base, tmp_path / f"kill{k}")
+        codes.append(_kill_after([*args, store], delay))
+        left = _check_store(store)
+        temps += bool(left)
+        check(store, left, f"kill {k} at {delay:.2f} s")
+    _report(name, delays, codes, temps)
+
+
 def _synthetic(path, n, seed, prefix):
     from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
 
@@ -125,12 +139,7 @@ def test_kill_labels_import(tmp_path):
     args = ["labels", "import", new, "--format", "csv", "--store"]
     _, seconds = _timed(*args, _copy(base, tmp_path / "timed"))
 
-    delays, codes, temps = _delays(seconds, KILLS["labels import"]), [], 0
-    for k, delay in enumerate(delays):
-        store = _copy(base, tmp_path / f"kill{k}")
-        codes.append(_kill_after([*args, store], delay))
-        left = _check_store(store)
-        temps += bool(left)
+    def check(store, left, where):
         fs = FeatureStore(store)
         # one import is one part file: the raw table holds all its rows or none
         by_source = {r["source"]: r["n"] for r in fs.sql(
@@ -142,7 +151,8 @@ def test_kill_labels_import(tmp_path):
         assert len(rows) == 500
         assert all(rows[v]["short_term"] == s and rows[v]["source"] == "csv:new.csv" for v, s in values.items())
         assert all(rows[f"v{i:04d}"]["short_term"] == 0.25 for i in range(200))
-    _report("labels import", delays, codes, temps)
+
+    _kill_loop("labels import", args, base, tmp_path, seconds, check)
 
 
 def _visible(store):
@@ -176,15 +186,11 @@ def test_kill_compact(tmp_path):
     fs.write_failure("clips/broken.mp4", "truncated file", "m", "frames=4")
     expected = _visible(base)
     assert len(expected["videos"]) == 240 and len(expected["frames"]) == 960
-    _, seconds = _timed("compact", "--store", _copy(base, tmp_path / "timed"))
+    args = ["compact", "--store"]
+    _, seconds = _timed(*args, _copy(base, tmp_path / "timed"))
 
-    delays, codes, temps = _delays(seconds, KILLS["compact"]), [], 0
-    for k, delay in enumerate(delays):
-        store = _copy(base, tmp_path / f"kill{k}")
-        codes.append(_kill_after(["compact", "--store", store], delay))
-        left = _check_store(store)
-        temps += bool(left)
-        assert _visible(store) == expected, f"kill {k} at {delay:.2f} s"
+    def check(store, left, where):
+        assert _visible(store) == expected, where
         if left:  # a temporary file untouched for longer than TEMP_AGE_S is a dead write's: compact removes it
             os.utime(left[0], (time.time() - 7200, time.time() - 7200))
         run_cli("compact", "--store", store, check=0)
@@ -195,7 +201,8 @@ def test_kill_compact(tmp_path):
         assert parts == {"videos": 1, "frames": 1, "embeddings": 0, "labels": 1, "models": 1, "failures": 1,
                          "results": 1}, parts
         assert FeatureStore(store).verify().ok
-    _report("compact", delays, codes, temps)
+
+    _kill_loop("compact", args, base, tmp_path, seconds, check)
 
 
 def test_kill_evaluate(tmp_path):
@@ -210,12 +217,7 @@ def test_kill_evaluate(tmp_path):
         "SELECT fold, spearman FROM results").to_pylist())
     assert [f for f, _ in reference] == [0, 1, 2]
 
-    delays, codes, temps = _delays(seconds, KILLS["evaluate"]), [], 0
-    for k, delay in enumerate(delays):
-        store = _copy(base, tmp_path / f"kill{k}")
-        codes.append(_kill_after([*args, store], delay))
-        left = _check_store(store)
-        temps += bool(left)
+    def check(store, left, where):
         runs = FeatureStore(store).sql("SELECT run_id, count(*) AS n FROM results GROUP BY 1").to_pylist()
         assert all(r["n"] == 3 for r in runs) and len(runs) <= 1, runs
         run_cli(*args, store, check=0)
@@ -226,7 +228,8 @@ def test_kill_evaluate(tmp_path):
         got = sorted((r["fold"], r["spearman"]) for r in last)
         assert [f for f, _ in got] == [0, 1, 2]
         assert [s for _, s in got] == pytest.approx([s for _, s in reference], abs=1e-9)
-    _report("evaluate", delays, codes, temps)
+
+    _kill_loop("evaluate", args, base, tmp_path, seconds, check)
 
 
 @pytest.fixture(scope="module")
@@ -267,12 +270,7 @@ def test_kill_predict(fitted, tmp_path):
     reference = _predictions(proc.stdout)
     assert sorted(reference) == ["new0", "new1"]
 
-    delays, codes, temps = _delays(seconds, KILLS["predict"]), [], 0
-    for k, delay in enumerate(delays):
-        store = _copy(base, tmp_path / f"kill{k}")
-        codes.append(_kill_after([*args, store], delay))
-        left = _check_store(store)
-        temps += bool(left)
+    def check(store, left, where):
         proc = run_cli(*args, store, check=0)
         _clean_temp_files(store, left)
         got = _predictions(proc.stdout)
@@ -283,7 +281,8 @@ def test_kill_predict(fitted, tmp_path):
                                       "ORDER BY 1").to_pylist()
         assert raw == [{"video_id": v, "n": 1} for v in ["clip0", "clip1", "clip3", "new0", "new1"]], raw
         assert FeatureStore(store).verify().ok
-    _report("predict", delays, codes, temps)
+
+    _kill_loop("predict", args, base, tmp_path, seconds, check)
 
 
 def test_compact_while_extraction_writes(tmp_path, amnet_weights):

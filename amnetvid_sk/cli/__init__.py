@@ -12,14 +12,13 @@ module builds the parser, runs a command and tells user errors from bugs.
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 from pathlib import Path
 
 from .. import __version__
 from .. import pipelines
-from ..errors import DISK_FULL_ERRNOS, AmnetvidError, disk_full_errno
+from ..errors import DISK_FULL_ERRNOS, AmnetvidError, disk_full_errno, disk_full_message
 from ..precision import PRECISIONS  # noqa: F401  (the --precision choices, kept without torch)
 from .extract_commands import add_extract_commands
 from .model_commands import add_model_commands
@@ -150,9 +149,8 @@ def _disk_full_line(exc: BaseException) -> str:
     """
     while not (isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS):  # the one disk_full_errno found
         exc = exc.__cause__ if exc.__cause__ is not None else exc.__context__
-    what = "no space left on the disk" if exc.errno == errno.ENOSPC else "the disk quota is used up"
     names = " -> ".join(repr(str(f)) for f in (exc.filename, exc.filename2) if f is not None)
-    return f"error: {what}{' writing ' + names if names else ''}; free space and run the same command again"
+    return f"error: {disk_full_message(exc.errno, 'writing ' + names if names else '')}"
 
 
 def main(argv=None) -> int:

@@ -15,7 +15,6 @@ about 1.6 times as fast as under zstd for about 8% more bytes,
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import time
@@ -28,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..errors import StoreError, StoreFullError, disk_full_errno
+from ..errors import StoreError, StoreFullError, disk_full_errno, disk_full_message
 from ..video_ids import video_id_from_name
 from .connection import Connection
 from .resolve import map_shapes
@@ -127,10 +126,9 @@ def _remove(part: Path) -> None:
 
 def _store_full(code: int, path: Path, table: str) -> StoreFullError:
     """The one-line error of a write that found the store's disk full (or its quota used up)."""
-    what = "no space left on the disk" if code == errno.ENOSPC else "the disk quota is used up"
-    return StoreFullError(code, f"{what} of the store {str(path)!r} while writing to its {table!r} table: nothing "
-                                "of this write was kept and what was written before is intact; free space and "
-                                "run the same command again")
+    return StoreFullError(code, disk_full_message(
+        code, f"of the store {str(path)!r} while writing to its {table!r} table",
+        "nothing of this write was kept and what was written before is intact"))
 
 
 def write_extractions(con: Connection, shapes: dict, videos: Sequence[Mapping] | pa.Table,
