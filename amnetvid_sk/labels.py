@@ -394,13 +394,10 @@ def read_labels(path, format: str = "mediaeval") -> pa.Table:
     >>> read_labels(path).select(["video_id", "short_term", "long_term"]).to_pylist()
     [{'video_id': 'video10', 'short_term': None, 'long_term': 0.81}]
     """
-    # scikit-learn's wording, without importing scikit-learn (``amnetvid labels import`` starts quickly)
+    if format not in FORMATS:  # scikit-learn's wording, without importing it (the CLI starts quickly)
+        raise ValueError(f"The 'format' parameter of read_labels must be a str among {set(FORMATS)}. Got {format!r} instead.")
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"The 'path' parameter of read_labels must be an instance of 'str' or "
-                        f"'os.PathLike'. Got {path!r} instead.")
-    if format not in FORMATS:
-        raise ValueError(f"The 'format' parameter of read_labels must be a str among {set(FORMATS)}. "
-                         f"Got {format!r} instead.")
+        raise TypeError(f"The 'path' parameter of read_labels must be a str or os.PathLike. Got {path!r} instead.")
     path = Path(path)
     if not path.exists():
         raise LabelFormatError(f"label file '{path}' does not exist")

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from ..precision import EMULATED, PRECISIONS, native_bfloat16, resolve_precision
-from .fingerprint import MAPS_MODES
 from .cpu_parts import run_parts
+from .fingerprint import MAPS_MODES
 from .frames import check_frames, frame_groups, frames_to_tensor, normalise_maps, resize_frames
 from .identity import RUNTIME_PARAMS, FrameModelIdentity
 

@@ -4,10 +4,11 @@ A batched forward pass on the CPU spends ~90% of its time in oneDNN convolutions
 which split each layer over torch's threads and wait for all of them at the end of
 it (ResNet-152 has over 150 layers, many of them 15 x 15 or 8 x 8, too small to
 divide evenly). Running parts of the batch side by side, each with a share of the
-threads, keeps every core busy without those waits: on a 2-core AVX2 CPU, two
-single-threaded halves of a batch of 8 ran ResMem ~18% faster than the batch on
-two threads (``bench/bench_scores_only.py``). The results are the same up to float
-rounding (each frame's outputs depend only on that frame).
+threads, keeps every core busy without those waits: on 2 cores with torch's kernels
+limited to AVX2, two single-threaded halves of each batch of 8 gave ResMem's scores
+1.09-1.15x as fast as the batches on two threads, and its scores with Grad-CAM maps
+1.19x (``bench/bench_scores_only.py``, its ``scores whole`` row). The results are the
+same up to float rounding (each frame's outputs depend only on that frame).
 
 Torch's grad mode, inference mode and autocast are per thread, so each part enters
 them itself; ``torch.set_num_threads`` in a worker sets that thread's OpenMP team
