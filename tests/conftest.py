@@ -1,5 +1,6 @@
 """Shared fixtures: small real clips and an AMNet checkpoint with random weights."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -48,16 +49,25 @@ def seed():
     return 0
 
 
+@contextlib.contextmanager
+def torch_threads(n):
+    """``n`` torch intra-op threads inside the block, whatever the machine has; the count before restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Train with one intra-op thread: on 2 shared, busy cores, two threads per tiny convolution
     wait on each other (about 4x slower here). Restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -10,14 +10,14 @@ from amnetvid_sk.demo import photo_frames
 from amnetvid_sk.frame_models.amnet import AMNet
 from amnetvid_sk.frame_models.cpu_parts import part_bounds, run_parts
 
+from conftest import torch_threads
+
 
 @pytest.fixture
 def two_torch_threads():
     """Two intra-op threads whatever the machine has, so that batches are split; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(2):
+        yield
 
 
 @pytest.mark.parametrize("n_frames, n_threads", [(8, 2), (7, 2), (3, 4), (1, 2), (16, 5), (2, 1)])

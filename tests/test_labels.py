@@ -155,6 +155,13 @@ def test_unknown_format_lists_allowed_values(tmp_path):
     assert sorted(listed) == ["'csv'", "'mediaeval'", "'memento10k'"]
 
 
+def test_path_that_is_not_a_path_is_a_type_error():
+    """A path of another type is a TypeError naming the parameter (not a label error)."""
+    for bad in (42, None, ["labels.csv"]):
+        with pytest.raises(TypeError, match=r"^The 'path' parameter of read_labels must be a str or os.PathLike. Got "):
+            read_labels(bad)
+
+
 def test_generic_csv_any_order_optional_columns(tmp_path):
     """The 'csv' format takes video_id and short_term, the other columns optional, in any order."""
     path = _write(tmp_path / "mine.csv", ["short_term,video_id,n_long", "0.5,a.mp4,3", "0.75,b,", "1,c.d,0"])

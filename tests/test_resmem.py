@@ -13,6 +13,8 @@ from amnetvid_sk.demo import photo_frames
 from amnetvid_sk.frame_models import make_frame_model
 from amnetvid_sk.frame_models.resmem_gradcam import ResMemGradCAM, load_resmem
 
+from conftest import torch_threads
+
 
 @pytest.fixture(scope="module")
 def model():
@@ -78,15 +80,11 @@ def test_scores_are_resmems_own(clip_frames, clip_outputs):
 def test_batches_split_over_threads_give_the_whole_batchs_outputs(model, clip_frames):
     """Two threads running ResMem side by side (each its half of the batch, with Grad-CAM): each gets its own
     stages and scores from the shared network's hooks, as the whole batch run at once gives them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         split = model.predict_outputs(clip_frames, embeddings=True)
         whole_model = ResMemGradCAM(device="cpu", precision="float32")
         whole_model.thread_safe_forward = False
         whole = whole_model.predict_outputs(clip_frames, embeddings=True)
-    finally:
-        torch.set_num_threads(before)
     np.testing.assert_allclose(split.scores, whole.scores, rtol=0, atol=1e-5)
     np.testing.assert_allclose(split.maps, whole.maps, rtol=0, atol=1e-3)  # Grad-CAM: float rounding, not a mix-up
     np.testing.assert_allclose(split.embeddings, whole.embeddings, rtol=1e-4, atol=1e-4)

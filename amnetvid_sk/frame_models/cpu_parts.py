@@ -6,7 +6,7 @@ it (ResNet-152 has over 150 layers, many of them 15 x 15 or 8 x 8, too small to
 divide evenly). Running parts of the batch side by side, each with a share of the
 threads, keeps every core busy without those waits: on 2 cores with torch's kernels
 limited to AVX2, two single-threaded halves of each batch of 8 gave ResMem's scores
-1.09-1.15x as fast as the batches on two threads, and its scores with Grad-CAM maps
+1.09-1.23x as fast as the batches on two threads, and its scores with Grad-CAM maps
 1.19x (``bench/bench_scores_only.py``, its ``scores whole`` row). The results are the
 same up to float rounding (each frame's outputs depend only on that frame).
 

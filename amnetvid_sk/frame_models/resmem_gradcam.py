@@ -138,7 +138,7 @@ def load_resmem(device=None) -> nn.Module:
             # NHWC: oneDNN then runs the ResNet's convolutions without reordering the activations
             # at each layer. With the folded norms, scores only went from ~1.2x to 1.4-1.55x the
             # resmem package's per-image loop on an AVX2 CPU (bench/bench_scores_only.py; the
-            # batch split over the threads, cpu_parts.py, adds 1.1-1.15x). The AlexNet-like
+            # batch split over the threads, cpu_parts.py, adds 1.1-1.2x). The AlexNet-like
             # branch stays NCHW: ResMem's forward views its output flat.
             cpu_net.features.to(memory_format=torch.channels_last)
             cpu_net.features.register_forward_pre_hook(_channels_last_input)

@@ -65,10 +65,11 @@ def _frame_jobs(con: Connection, duck, shapes: dict, drop_orphans: bool,
                 table: str = "frames") -> list[tuple[str, dict, pa.Schema]]:
     """One query per frame model of ``frames`` or ``embeddings``: its rows to keep, with their schema.
 
-    ``duck`` is the connection whose views show compact()'s listing; nothing here lists the
-    store again (a listing taken later would copy parts written since, which are not deleted).
+    ``duck`` is the connection whose views show compact()'s listing (``con``'s, for this thread);
+    nothing here lists the store again (a listing taken later would copy parts written since,
+    which are not deleted).
     """
-    known = map_shapes(con, shapes, duck=duck)
+    known = map_shapes(con, shapes, refresh=False)
     dims = dict(duck.sql("SELECT model, embedding_dim FROM models").fetchall())
     models = [r[0] for r in duck.sql(f"SELECT DISTINCT model FROM {table}_all ORDER BY 1").fetchall()]
     keep = "extraction_id IN (SELECT extraction_id FROM videos)"

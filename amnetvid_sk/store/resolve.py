@@ -170,22 +170,17 @@ def pick_sampling(path: Path, model: str, samplings: list[str], sampling: str | 
 
 
 def map_shapes(con: Connection, known: dict, models: Iterable[str] = (), *,
-               duck=None) -> dict[str, tuple[int, ...]]:
+               refresh: bool = True) -> dict[str, tuple[int, ...]]:
     """Map shape per fingerprint (``()`` for a scores-only model), ``known`` updated in place.
 
     A fingerprint's map shape never changes (the fingerprint covers the map size),
-    so a writer that asks only for known models does not touch DuckDB. ``duck``: read
-    the ``models`` view of that open DuckDB connection as it is (compact reads the one
-    listing it took), instead of the store's current listing.
+    so a writer that asks only for known models does not touch DuckDB. ``refresh=False``
+    reads the views of the previous query (compact reads the one listing it took).
     """
     wanted = list(models)
     if not wanted or any(m not in known for m in wanted):
-        query = "SELECT model, map_shape FROM models"
-        if duck is not None:
-            rows = duck.sql(query).fetchall()
-        else:
-            rows = [(r["model"], r["map_shape"]) for r in con.query(query).to_pylist()]
-        known.update({model: tuple(shape) for model, shape in rows})
+        rows = con.query("SELECT model, map_shape FROM models", refresh=refresh).to_pylist()
+        known.update({r["model"]: tuple(r["map_shape"]) for r in rows})
     return dict(known)
 
 
