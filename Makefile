@@ -5,7 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FLOORS := .venv-floors
 
-.PHONY: install demo test test-floors bench clean
+# pytest-xdist workers: one per core, at most 4 (each holds torch, scikit-learn and its fixtures:
+# about 1.5 GB); tests/conftest.py gives each worker its share of the cores for torch.
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, os.cpu_count() or 1))")
+
+.PHONY: install demo test test-fast test-floors bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +25,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/amnetvid demo
 
+# The whole suite: what CI runs.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+
+# The edit-test loop: the tests not marked slow (README.md says what that leaves out).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow"
 
 # Checks that the dependency floors are true: a scratch venv with every `>=` of pyproject.toml's
 # dependencies pinned exactly (a constraints file made from them, so the floors are written once),

@@ -1,11 +1,15 @@
 """Shared fixtures: small real clips and an AMNet checkpoint with random weights."""
 
 import contextlib
+import io
 import os
 import shutil
 import subprocess
 import sys
+import traceback
+import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -14,17 +18,76 @@ ROOT = Path(__file__).resolve().parent.parent
 AMNETVID = [sys.executable, "-m", "amnetvid_sk.cli"]
 
 
-def run_cli(*args, cwd=None, timeout=600, check=None):
-    """Run the real ``amnetvid`` command line in a subprocess."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.run([*AMNETVID, *map(str, args)], cwd=cwd or ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=env)
-    if check is not None and proc.returncode != check:
+class CliResult(NamedTuple):
+    """What one ``amnetvid`` run gave: exit status, stdout and stderr (as subprocess.CompletedProcess names them)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _expect(result, args, check):
+    if check is not None and result.returncode != check:
         raise AssertionError(
-            f"amnetvid {' '.join(map(str, args))} exited {proc.returncode} (expected {check})\n"
-            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            f"amnetvid {' '.join(map(str, args))} exited {result.returncode} (expected {check})\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
         )
-    return proc
+    return result
+
+
+@contextlib.contextmanager
+def _environment(cwd, env):
+    """Run in ``cwd`` with ``env`` added to the environment; both put back afterwards."""
+    before_cwd, before_env = os.getcwd(), dict(os.environ)
+    os.chdir(cwd)
+    os.environ.update(env or {})
+    try:
+        yield
+    finally:
+        os.chdir(before_cwd)
+        os.environ.clear()
+        os.environ.update(before_env)
+
+
+def run_cli(*args, cwd=None, env=None, check=None):
+    """Run ``amnetvid ARGS`` in this process: ``main(argv)`` with stdout and stderr captured.
+
+    What a subprocess would give, without paying torch's and scikit-learn's imports again: the
+    exit status (argparse's ``SystemExit`` included), stdout, and stderr with the Python warnings
+    the command raised and, for a bug, the traceback (exit status 1, as the interpreter gives).
+    ``env`` adds environment variables for the call. Use :func:`run_cli_process` where the process
+    itself is what is tested (signals, imports a command must not pay, the installed script).
+    """
+    from amnetvid_sk.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with _environment(cwd or ROOT, env), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            warnings.catch_warnings():
+        # pytest records warnings; a command run by a user prints them on stderr
+        warnings.simplefilter("default")
+        warnings.showwarning = _print_warning
+        try:
+            status = main([str(a) for a in args])
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if isinstance(exc.code, str):
+                print(exc.code, file=err)
+        except Exception:  # a bug: the interpreter would print the traceback and exit 1
+            traceback.print_exc(file=err)
+            status = 1
+    return _expect(CliResult(status, out.getvalue(), err.getvalue()), args, check)
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None):
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def run_cli_process(*args, cwd=None, env=None, timeout=600, check=None):
+    """Run the real ``amnetvid`` command line in a subprocess (``env`` added to the environment)."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    proc = subprocess.run([*AMNETVID, *map(str, args)], cwd=cwd or ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+    return _expect(proc, args, check)
 
 
 def moving_frames(n, height=48, width=64, seed=0):
@@ -37,6 +100,22 @@ def moving_frames(n, height=48, width=64, seed=0):
         x = int((width - 16) * i / max(n - 1, 1))
         frames[i, 16:32, x:x + 16] = 255
     return frames
+
+
+@contextlib.contextmanager
+def fresh_loky_workers():
+    """joblib's worker processes inside the block are new ones, and are gone after it.
+
+    loky keeps its workers between calls, in this process for the whole session: workers started
+    before a test put a plug-in's folder on PYTHONPATH cannot import the plug-in.
+    """
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
+    try:
+        yield
+    finally:
+        get_reusable_executor().shutdown(wait=True)
 
 
 @pytest.fixture
@@ -129,3 +208,18 @@ def tiny_tmpfs(tmp_path):
     yield folder
     # lazily: a child process that has just exited may still hold it busy for a moment
     subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker gets its share of the cores for torch (and for the processes
+    it starts): two workers of two torch threads each on two cores wait on each other's threads,
+    several times slower than one thread each."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not workers:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, cores // int(workers))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)

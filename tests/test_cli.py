@@ -1,11 +1,12 @@
-"""The ``amnetvid`` command line, run as a real subprocess."""
+"""The ``amnetvid`` command line: ``main(argv)`` run in process (a subprocess where the process is the
+point: the imports a light command must not pay)."""
 
 import json
 
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_process
 
 
 @pytest.fixture(scope="module")
@@ -16,6 +17,23 @@ def cli_store(clip_dir, amnet_weights, tmp_path_factory):
                    "--frames", "4", "--no-progress", "--device", "cpu", check=0)
     assert "extracted 6" in proc.stdout
     return store
+
+
+@pytest.mark.parametrize("argv", [
+    ["--version"],
+    ["sql", "SELECT 42 AS answer", "--store", "{store}", "--format", "csv"],
+    ["sql", "SELEC 1", "--store", "{store}"],  # a user error: one line, exit 2
+    ["frobnicate"],  # argparse's own error: usage and a line, exit 2 by SystemExit
+    ["labels", "import", "{store}/missing.csv", "--store", "{store}"],
+], ids=["version", "sql", "sql-error", "parser-error", "missing-file"])
+def test_in_process_runner_gives_what_the_process_gives(argv, tmp_path):
+    """``run_cli`` (``main`` in this process) returns the exit status, stdout and stderr of the real
+    command line in a subprocess: the in-process tests see what a user sees."""
+    args = [a.format(store=tmp_path / "store") for a in argv]
+    in_process, process = run_cli(*args), run_cli_process(*args)
+    # the subprocess is read in text mode, which turns the CSV writer's \r\n into \n
+    got = (in_process.returncode, in_process.stdout.replace("\r\n", "\n"), in_process.stderr)
+    assert got == (process.returncode, process.stdout, process.stderr)
 
 
 def test_help_documents_exit_status():

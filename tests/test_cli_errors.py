@@ -1,27 +1,21 @@
-"""Every bad ``amnetvid`` command gets one clear line on stderr and exit status 2 (real subprocesses)."""
+"""Every bad ``amnetvid`` command gets one clear line on stderr and exit status 2 (run in process:
+what is tested is what ``main`` prints and returns)."""
 
-import os
 import shutil
 import subprocess
+import sys
 
 import joblib
 import numpy as np
 import pytest
 
-from conftest import AMNETVID, ROOT, moving_frames, run_cli
+from conftest import moving_frames, run_cli
 
 
 def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def _run(args, env_extra=None, cwd=None):
-    """``amnetvid ARGS`` as a subprocess, with extra environment variables."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
-    return subprocess.run([*AMNETVID, *map(str, args)], cwd=cwd or ROOT, capture_output=True, text=True,
-                          timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -60,20 +54,13 @@ def bad(tmp_path_factory, amnet_weights, clip_dir):
     bad_labels = root / "bad_labels.csv"
     bad_labels.write_text("video_id,short_term\nv1,1.5\nv2,abc\n")
 
-    # a folder that shadows Dask distributed with one that cannot be imported, as when the
-    # dask extra is not installed
-    fake = root / "no_dask"
-    (fake / "distributed").mkdir(parents=True)
-    (fake / "distributed" / "__init__.py").write_text(
-        "raise ImportError(\"No module named 'distributed' (the dask extra is not installed)\")\n")
-
     return {
         "good": good, "nolabels": nolabels, "labels_only": labels_only, "damaged": damaged,
         "damaged_part": part.name, "empty": root / "empty", "missing_store": root / "no_such_store",
         "file": not_a_folder, "dict_joblib": root / "dict.joblib", "text_joblib": root / "text.joblib",
         "text_model": root / "text.safetensors",
         "missing_joblib": root / "missing.joblib", "clip": clip_dir / "clip0.mp4", "weights": amnet_weights,
-        "bad_labels": bad_labels, "missing_labels": root / "missing.csv", "no_dask": fake,
+        "bad_labels": bad_labels, "missing_labels": root / "missing.csv",
         "no_folder": root / "no_such_folder" / "model.joblib",
     }
 
@@ -199,14 +186,15 @@ def test_there_are_enough_rows():
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r[0] for r in ROWS])
-def test_bad_invocation_gets_one_line(row, bad):
+def test_bad_invocation_gets_one_line(row, bad, monkeypatch):
     """A bad invocation exits 2 with exactly one non-empty stderr line, no traceback, naming what is wrong."""
     name, args, words, opts = row
     if opts.get("no_cuda") and _cuda_available():
         pytest.skip(NO_CUDA)
-    env = {"PYTHONPATH": os.pathsep.join([str(bad["no_dask"]), os.environ.get("PYTHONPATH", "")])} \
-        if opts.get("no_dask") else None
-    proc = _run([a.format(**bad) for a in args], env_extra=env)
+    if opts.get("no_dask"):
+        # as when the dask extra is not installed: `import distributed` raises ImportError
+        monkeypatch.setitem(sys.modules, "distributed", None)
+    proc = run_cli(*[a.format(**bad) for a in args])
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -226,7 +214,8 @@ def test_sklearn_parameter_errors_called_by_the_cli_are_user_errors(bad):
     from amnetvid_sk.cli import _error_line, _is_user_error
     from amnetvid_sk.cli.model_commands import cmd_evaluate
 
-    args = argparse.Namespace(recipe="mean_score", store=str(bad["good"]), target="medium", cv=2, n_jobs=1, seed=0)
+    args = argparse.Namespace(recipe="mean_score", store=str(bad["good"]), target="medium", cv=2, n_jobs=1, seed=0,
+                              max_epochs=None)
     with pytest.raises(ValueError) as err:
         cmd_evaluate(args)  # past argparse's own check, as a value no option checks would be
     assert _is_user_error(err.value)
@@ -242,8 +231,8 @@ def test_sklearn_parameter_errors_called_by_the_cli_are_user_errors(bad):
 
 def test_traceback_env_shows_where(bad):
     """AMNETVID_TRACEBACK=1 shows the traceback of a user error (for bug reports); exit status stays."""
-    proc = _run(["evaluate", "mean_score", "--store", bad["empty"], "--target", "short"],
-                env_extra={"AMNETVID_TRACEBACK": "1"})
+    proc = run_cli("evaluate", "mean_score", "--store", bad["empty"], "--target", "short",
+                   env={"AMNETVID_TRACEBACK": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "StoreError" in proc.stderr
 
 

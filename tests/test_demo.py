@@ -1,4 +1,4 @@
-"""``amnetvid demo`` end to end on a tiny setting, as a real subprocess with the real ResMem weights."""
+"""``amnetvid demo`` end to end on a tiny setting, in process, with the real ResMem weights."""
 
 import json
 
@@ -13,7 +13,7 @@ def test_demo_tiny_writes_report_and_table(tmp_path):
     """The demo makes clips, extracts, prints Table 1 rows, predicts two clips and writes the report."""
     out = tmp_path / "demo"
     proc = run_cli("demo", "--out", out, "--images", "2", "--frames", "4", "--cv", "2", "--epochs", "1",
-                   "--no-progress", timeout=900, check=0)
+                   "--no-progress", check=0)
     text = proc.stdout
     assert "short-term |" in text and "long-term  |" in text
     for label in ("mean frame score", "LSTM on scores", "AMNetVid ConvLSTM"):
@@ -42,5 +42,5 @@ def test_demo_tiny_writes_report_and_table(tmp_path):
 
     # a second run reuses the store: nothing is extracted again
     again = run_cli("demo", "--out", out, "--images", "2", "--frames", "4", "--cv", "2", "--epochs", "1",
-                    "--no-progress", timeout=900, check=0)
+                    "--no-progress", check=0)
     assert "extracted 0, skipped 8" in again.stdout

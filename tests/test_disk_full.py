@@ -1,6 +1,6 @@
 """A disk that fills up while the store (or a model file) is written: one clear line and exit 2,
 no temporary or half-written file, what was committed before intact, and a rerun after freeing
-space completes. Real CLI subprocesses on a small tmpfs (skipped, saying why, where none mounts);
+space completes. The real CLI, run in process, on a small tmpfs (skipped, saying why, where none mounts);
 the extraction case is ``test_cli_errors.py::test_full_disk_during_extraction_then_rerun_completes``.
 
 The disk is filled with a filler file up to its last byte; removing the filler frees the space.

@@ -273,7 +273,7 @@ def test_scores_only_extraction_never_mixes_with_maps(clips, tmp_path, amnet32):
 
 
 def test_cli_extract_embeddings_round_trip(clips, tmp_path, amnet_weights):
-    """`amnetvid extract --embeddings --maps none` in a real subprocess; the embeddings read back."""
+    """`amnetvid extract --embeddings --maps none` (the CLI in process); the embeddings read back."""
     store = tmp_path / "store"
     proc = run_cli("extract", clips / "clip3.mp4", "--store", store, "--frame-model", "amnet", "--weights",
                    amnet_weights, "--precision", "float32", "--frames", "2", "--embeddings", "--maps", "none",

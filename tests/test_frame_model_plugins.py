@@ -20,7 +20,7 @@ from amnetvid_sk.frame_models import (
 from amnetvid_sk.frame_models.amnet import AMNet, build_amnet_network
 from amnetvid_sk.store import FeatureStore
 
-from conftest import ROOT
+from conftest import ROOT, fresh_loky_workers
 
 PLUGIN_DIR = Path(__file__).resolve().parent / "plugin_pkg"
 TINY = "tiny_frame_model:TinyFrameModel"
@@ -162,14 +162,6 @@ def test_predict_rebuilds_a_custom_model(clips, tmp_path, plugin_path):
     np.testing.assert_allclose(pred, expected, rtol=1e-6)
 
 
-def _fresh_loky_workers():
-    # loky keeps its worker processes between calls; workers started before PYTHONPATH named the
-    # plug-in's folder could not import it, so start new ones
-    from joblib.externals.loky import get_reusable_executor
-
-    get_reusable_executor().shutdown(wait=True)
-
-
 @pytest.mark.slow
 def test_custom_model_on_joblib_and_dask_gives_local_rows(clips, tmp_path, plugin_path):
     """A custom model with a non-default parameter, extracted on joblib and Dask workers: local rows, its fingerprint."""
@@ -181,12 +173,9 @@ def test_custom_model_on_joblib_and_dask_gives_local_rows(clips, tmp_path, plugi
     ids = [p.stem for p in paths]
     s0, m0 = FeatureStore(local).read_arrays(ids)
 
-    _fresh_loky_workers()
-    try:
+    with fresh_loky_workers():
         summary = extract(paths, store=tmp_path / "joblib", frame_model=tiny, n_frames=3, backend="joblib",
                           n_jobs=2, progress=False)
-    finally:
-        _fresh_loky_workers()
     assert len(summary.extracted) == 4 and summary.ok
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
@@ -209,9 +198,9 @@ def test_bfloat16_seeded_amnet_instance_keeps_its_fingerprint_on_joblib(clips, t
     model = AMNet.from_random(seed=3, device="cpu", batch_size=2, precision="bfloat16")
     paths = sorted(clips.glob("clip[01].*"))
     store = tmp_path / "store"
-    _fresh_loky_workers()
-    summary = extract(paths, store=store, frame_model=model, n_frames=1, backend="joblib", n_jobs=2,
-                      progress=False)
+    with fresh_loky_workers():
+        summary = extract(paths, store=store, frame_model=model, n_frames=1, backend="joblib", n_jobs=2,
+                          progress=False)
     assert len(summary.extracted) == 2 and summary.ok
     assert _models(store) == [model.fingerprint] and model.fingerprint.endswith(".bf16")
     assert [r["video_id"] for r in _rows(store)] == ["clip0", "clip1"]
@@ -231,8 +220,9 @@ def test_cli_extracts_with_module_class_on_joblib_and_dask(clips, tmp_path, plug
     extract(paths, store=local, frame_model=make_frame_model(TINY, device="cpu", precision="float32"),
             n_frames=3, progress=False)
     common = ["--frame-model", TINY, "--device", "cpu", "--precision", "float32", "--frames", "3", "--no-progress"]
-    run_cli("extract", *paths, "--store", tmp_path / "joblib", *common, "--backend", "joblib", "--n-jobs", "2",
-            check=0)
+    with fresh_loky_workers():  # the CLI runs in this process: its workers must see PYTHONPATH
+        run_cli("extract", *paths, "--store", tmp_path / "joblib", *common, "--backend", "joblib", "--n-jobs", "2",
+                check=0)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
         run_cli("extract", *paths, "--store", tmp_path / "dask", *common, "--backend", "dask",

@@ -1,7 +1,8 @@
 """SIGKILL at chosen moments of ``labels import``, ``compact``, ``evaluate`` (results rows) and ``predict``
 (which extracts into the store), and ``compact`` run again and again while an extraction writes: after
 each kill ``verify`` is clean and every table holds each row once, and running the command again
-completes the work (real stores, real clips, real subprocesses; no mocks).
+completes the work (real stores, real clips; the killed commands are real subprocesses, the
+checks run the CLI in process; no mocks).
 
 The kill delays are drawn from a fixed seed, one in each equal slice of the command's measured
 duration (its first tenth left out: the interpreter is still starting). A kill often lands before the
@@ -18,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import AMNETVID, ROOT, moving_frames, run_cli
+from conftest import AMNETVID, ROOT, moving_frames, run_cli, run_cli_process
 
 pytestmark = pytest.mark.slow
 
@@ -39,9 +40,9 @@ def _delays(duration, n, seed=SEED):
 
 
 def _timed(*args):
-    """Run the command to completion; (process, seconds)."""
+    """Run the command to completion in a subprocess, as the kills will run it: (process, seconds)."""
     start = time.perf_counter()
-    proc = run_cli(*args, check=0)
+    proc = run_cli_process(*args, check=0)
     return proc, time.perf_counter() - start
 
 

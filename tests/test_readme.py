@@ -31,6 +31,16 @@ SKIPPED = {
     r"^pip install\b": "installs packages (network, minutes): tests/test_install.py installs the wheel",
     r"^amnetvid demo\b": "the demo: tests/test_demo.py runs it",
 }
+# Lines that train networks run with these options added: every line still runs as written, on one
+# epoch instead of each recipe's 20 (what is tested is that the commands work; the numbers mean
+# nothing on a few tiny clips). line pattern -> options added
+ADDED_OPTIONS = {
+    r"^amnetvid (table1|evaluate|fit|grid)\b": "--max-epochs 1",
+}
+# The same for the Python blocks: text replaced -> its replacement
+PYTHON_REPLACED = {
+    "ConvLSTMRegressor(random_state=0)": "ConvLSTMRegressor(random_state=0, max_epochs=1)",
+}
 # README section -> the folder its blocks run in (see the fixtures)
 FOLDERS = {
     "MediaEval 2018/2019 (VideoMem) dev-set": "mediaeval",
@@ -79,9 +89,22 @@ def _env():
                 OMP_NUM_THREADS="1")
 
 
+def as_run(line):
+    """The README line with the options of ``ADDED_OPTIONS`` that apply to it."""
+    added = [options for pattern, options in ADDED_OPTIONS.items() if re.search(pattern, line)]
+    return " ".join([line, *added])
+
+
+def as_run_python(text):
+    """The README Python block with the replacements of ``PYTHON_REPLACED``."""
+    for old, new in PYTHON_REPLACED.items():
+        text = text.replace(old, new)
+    return text
+
+
 def run_line(line, cwd):
-    """Run one README shell line with bash, as a user would type it."""
-    return subprocess.run(["bash", "-c", line], cwd=cwd, capture_output=True, text=True, timeout=1800,
+    """Run one README shell line with bash, as a user would type it (with ``ADDED_OPTIONS``)."""
+    return subprocess.run(["bash", "-c", as_run(line)], cwd=cwd, capture_output=True, text=True, timeout=1800,
                           env=_env())
 
 
@@ -93,7 +116,7 @@ def run_section(section, cwd):
     for lang, text in blocks:
         if lang == "python":
             script = cwd / f"readme_{len(done)}.py"
-            script.write_text(text)
+            script.write_text(as_run_python(text))
             proc = subprocess.run([sys.executable, script.name], cwd=cwd, capture_output=True, text=True,
                                   timeout=1800, env=_env())
             assert proc.returncode == 0, f"README Python block failed:\n{text}\n{proc.stdout}\n{proc.stderr}"
@@ -146,6 +169,19 @@ def test_every_block_is_run_or_skipped_with_a_reason():
         for line in shell_lines(text):
             assert skip_reason(line), f"{line!r} under '## {section}' is neither run nor skipped"
     assert set(FOLDERS) <= {s for s, _, _ in readme_blocks()}
+
+
+def test_added_options_and_replacements_apply():
+    """Each pattern of ADDED_OPTIONS matches a README line that runs, each PYTHON_REPLACED text is in a
+    Python block that runs: neither list can silently stop doing anything."""
+    run = [(lang, text) for section, lang, text in readme_blocks() if section in FOLDERS]
+    lines = [line for lang, text in run if lang == "sh" for line in shell_lines(text) if not skip_reason(line)]
+    for pattern in ADDED_OPTIONS:
+        assert any(re.search(pattern, line) for line in lines), pattern
+    python = "\n".join(text for lang, text in run if lang == "python")
+    assert all(old in python for old in PYTHON_REPLACED)
+    assert as_run("amnetvid table1 --protocol paper") == "amnetvid table1 --protocol paper --max-epochs 1"
+    assert as_run("amnetvid sql \"SELECT 1\"") == "amnetvid sql \"SELECT 1\""
 
 
 def test_mediaeval_block(mediaeval):

@@ -1,5 +1,5 @@
 """``amnetvid verify``: damaged part files found by name with their videos, quarantined by --repair,
-redone by the next extract; every other command stops with one line (real stores, real subprocesses)."""
+redone by the next extract; every other command stops with one line (real stores, the CLI run in process)."""
 
 import os
 import shutil

@@ -20,7 +20,7 @@ from amnetvid_sk.extraction import extract
 from amnetvid_sk.store import FeatureStore
 from amnetvid_sk.testing.clips import write_clip
 
-from conftest import moving_frames, run_cli
+from conftest import fresh_loky_workers, moving_frames, run_cli
 
 PLUGIN_DIR = Path(__file__).resolve().parent / "plugin_pkg"
 TINY = "tiny_frame_model:TinyFrameModel"  # a cheap real frame model: the decoding is under test here
@@ -155,9 +155,10 @@ def test_cli_with_two_workers_counts_every_variant(variants, tiny, tmp_path):
     """The CLI, 2 decoding threads in each of 2 joblib worker processes: exit 1, summary counts match the store."""
     folder, kinds = variants
     store = tmp_path / "store"
-    proc = run_cli("extract", folder, "--store", store, "--frame-model", TINY, "--device", "cpu",
-                   "--precision", "float32", "--frames", N_FRAMES, "--workers", 2, "--backend", "joblib",
-                   "--n-jobs", 2, "--video-time-limit", TIME_LIMIT, "--no-progress", timeout=480)
+    with fresh_loky_workers():  # the CLI runs in this process: its workers must see PYTHONPATH
+        proc = run_cli("extract", folder, "--store", store, "--frame-model", TINY, "--device", "cpu",
+                       "--precision", "float32", "--frames", N_FRAMES, "--workers", 2, "--backend", "joblib",
+                       "--n-jobs", 2, "--video-time-limit", TIME_LIMIT, "--no-progress")
     # exit 1: some variants failed; a dead worker or a crash would end the run with a traceback instead
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     match = re.search(r"^extracted (\d+), skipped 0 \(already in the store\), failed (\d+);", proc.stdout, re.M)

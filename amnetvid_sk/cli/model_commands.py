@@ -44,7 +44,8 @@ def cmd_evaluate(args) -> int:
     from ..evaluate import cross_validate
 
     res = cross_validate(args.recipe, args.store, args.target, cv=args.cv, n_jobs=args.n_jobs,
-                         random_state=args.seed)
+                         random_state=args.seed,
+                         set_params=_epochs_params(args.recipe, args.max_epochs, args.store))
     _report_videos(args.target, res.n_videos, res.left_out)
     for i, s in enumerate(res.scores):
         print(f"fold {i + 1}: spearman {s:.4f}")
@@ -53,14 +54,21 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _max_epochs_params(max_epochs, store) -> dict | None:
-    """``table1``'s ``set_params``: ``max_epochs`` for each Table 1 recipe that trains a network."""
+def _epochs_params(recipe, max_epochs, store) -> dict | None:
+    """``--max-epochs`` as a recipe's ``set_params``: ``max_epochs`` of each network it trains (none
+    for a recipe without one); None without the option."""
     if max_epochs is None:
         return None
     from ..evaluate import load_recipe, role_params
 
-    return {name: role_params(load_recipe(name).pipeline(store), network={"max_epochs": max_epochs})
-            for name, _ in TABLE1_RECIPES}
+    return role_params(load_recipe(recipe).pipeline(store), network={"max_epochs": max_epochs})
+
+
+def _max_epochs_params(max_epochs, store) -> dict | None:
+    """``table1``'s ``set_params``: ``max_epochs`` for each Table 1 recipe that trains a network."""
+    if max_epochs is None:
+        return None
+    return {name: _epochs_params(name, max_epochs, store) for name, _ in TABLE1_RECIPES}
 
 
 def cmd_table1(args) -> int:
@@ -79,7 +87,8 @@ def cmd_grid(args) -> int:
 
     search, rows = grid_search(args.recipe, args.store, args.target, cv=args.cv, n_jobs=args.n_jobs,
                                backend=args.backend if args.backend != "local" else None,
-                               scheduler=args.scheduler)
+                               scheduler=args.scheduler,
+                               set_params=_epochs_params(args.recipe, args.max_epochs, args.store))
     print(f"{'rank':<5} {'mean':>8} {'std':>8}  params")
     for r in rows:
         print(f"{r['rank']:<5} {r['mean_spearman']:8.4f} {r['std_spearman']:8.4f}  {r['params']}")
@@ -102,6 +111,7 @@ def cmd_fit(args) -> int:
         args.parser.error(f"argument --out: the folder {str(folder)!r} does not exist")
     recipe = load_recipe(args.recipe)
     pipe = recipe.pipeline(args.store)
+    pipe.set_params(**(_epochs_params(args.recipe, args.max_epochs, args.store) or {}))
     ids, y, left_out = labelled_data(args.store, args.target, pipeline=pipe, return_left_out=True)
     _report_videos(args.target, len(ids), left_out)
     pipe.fit(ids, y)
@@ -179,6 +189,11 @@ def _cv_args(p, seed: bool = True) -> None:
                        help="random seed of the fold split, >= 0 (default %(default)s)")
 
 
+def _max_epochs_arg(p) -> None:
+    p.add_argument("--max-epochs", type=_positive_int, metavar="N",
+                   help="override the networks' epochs, >= 1, for quick runs (default: each recipe's)")
+
+
 def _recipe_arg(p) -> None:
     p.add_argument("recipe", metavar="RECIPE",
                    help=f"a recipe name (shipped: {', '.join(shipped_recipes())}; ./pipelines/NAME.py "
@@ -196,6 +211,7 @@ def add_model_commands(sub) -> None:
     add_store_arg(p)
     _target_arg(p)
     _cv_args(p)
+    _max_epochs_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
     models = ", ".join(label for _, label in TABLE1_RECIPES)
@@ -209,8 +225,7 @@ def add_model_commands(sub) -> None:
                    help="cv: honest K-fold (default); paper: the note's optimistic protocol (one 85/15 "
                         "split, best epoch chosen on the test part)")
     _cv_args(p)
-    p.add_argument("--max-epochs", type=_positive_int, metavar="N",
-                   help="override the networks' epochs, >= 1, for quick runs (default: each recipe's)")
+    _max_epochs_arg(p)
     p.set_defaults(func=cmd_table1)
 
     p = sub.add_parser("grid", help="grid search over a recipe's param_grid",
@@ -222,6 +237,7 @@ def add_model_commands(sub) -> None:
     _target_arg(p)
     _cv_args(p, seed=False)
     add_dask_args(p, GRID_BACKENDS, "local (default): joblib on this machine; dask: a Dask cluster")
+    _max_epochs_arg(p)
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("fit", help="fit a recipe on all labelled videos and save it",
@@ -234,6 +250,7 @@ def add_model_commands(sub) -> None:
     p.add_argument("--out", required=True, metavar="FILE",
                    help="output model file, in an existing folder (required): data only (the recipe, parameters, "
                         "fitted state and network weights in safetensors), no pickled code")
+    _max_epochs_arg(p)
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("predict", help="predict memorability of video files with saved pipelines",
