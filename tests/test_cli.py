@@ -2,6 +2,7 @@
 point: the imports a light command must not pay)."""
 
 import json
+import shutil
 
 import pytest
 from PIL import Image
@@ -243,12 +244,15 @@ def test_fit_then_predict_new_video_files(cli_store, clip_dir, amnet_weights, tm
 
     from conftest import moving_frames
 
+    # its own copy: labels and predict write into the store, which the module's other tests read
+    store = tmp_path / "store"
+    shutil.copytree(cli_store, store)
     labels = tmp_path / "labels.csv"
     labels.write_text("video_id,short_term,long_term\n" + "".join(
         f"clip{i},{0.5 + 0.05 * i:.2f},{0.3 + 0.02 * i:.2f}\n" for i in range(6)))
-    run_cli("labels", "import", labels, "--store", cli_store, "--format", "csv", check=0)
+    run_cli("labels", "import", labels, "--store", store, "--format", "csv", check=0)
     model = tmp_path / "model.joblib"
-    run_cli("fit", "mean_score", "--store", cli_store, "--target", "short", "--out", model, check=0)
+    run_cli("fit", "mean_score", "--store", store, "--target", "short", "--out", model, check=0)
     assert model.exists()
 
     new = tmp_path / "new_clip.mp4"
@@ -257,15 +261,13 @@ def test_fit_then_predict_new_video_files(cli_store, clip_dir, amnet_weights, tm
     rows = dict(line.split("\t") for line in proc.stdout.strip().splitlines()[1:])
     assert set(rows) == {"new_clip", "clip0"}
     # the mean-score pipeline predicts the mean of the stored frame scores
-    scores, _ = FeatureStore(cli_store).read_arrays(["new_clip", "clip0"], maps=False)  # every stored frame
+    scores, _ = FeatureStore(store).read_arrays(["new_clip", "clip0"], maps=False)  # every stored frame
     assert float(rows["new_clip"]) == pytest.approx(scores[0].mean(), abs=1e-4)
     assert float(rows["clip0"]) == pytest.approx(scores[1].mean(), abs=1e-4)
 
     # --store: the same predictions from a copy of the store in another place
-    import shutil
-
     moved = tmp_path / "elsewhere" / "store"
-    shutil.copytree(cli_store, moved)
+    shutil.copytree(store, moved)
     proc = run_cli("predict", model, new, "--store", moved, "--no-progress", check=0)
     again = dict(line.split("\t") for line in proc.stdout.strip().splitlines()[1:])
     assert again == {"new_clip": rows["new_clip"]}

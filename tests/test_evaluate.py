@@ -36,13 +36,13 @@ def test_unknown_recipe_lists_known_ones():
 def test_cross_validate_writes_results(moving_peak_store, tmp_path):
     """Mean-score CV on the moving-peak set is near 0; fold scores land in the results table."""
     path, *_ = moving_peak_store
+    query = "SELECT run_id, fold, spearman FROM results WHERE recipe = 'mean_score' AND target = 'short' ORDER BY fold"
+    before = {r["run_id"] for r in FeatureStore(path).sql(query).to_pylist()}  # other tests' runs share the store
     res = cross_validate("mean_score", path, "short", cv=4, set_params={"frames__n_frames": 4})
     assert len(res.scores) == 4 and abs(res.mean) < 0.25
-    rows = FeatureStore(path).sql(
-        "SELECT fold, spearman FROM results WHERE recipe = 'mean_score' AND target = 'short' ORDER BY fold"
-    ).to_pylist()
-    assert [r["fold"] for r in rows[-4:]] == [0, 1, 2, 3]
-    np.testing.assert_allclose([r["spearman"] for r in rows[-4:]], res.scores)
+    rows = [r for r in FeatureStore(path).sql(query).to_pylist() if r["run_id"] not in before]
+    assert [r["fold"] for r in rows] == [0, 1, 2, 3]
+    np.testing.assert_allclose([r["spearman"] for r in rows], res.scores)
 
 
 def test_convlstm_recipe_beats_mean_in_cv(moving_peak_store):
@@ -182,6 +182,27 @@ def test_evaluate_and_grid_commands(moving_peak_store):
     n_grid = len(ParameterGrid(load_recipe("mean_score").param_grid))
     assert lines[0].split()[:3] == ["rank", "mean", "std"] and len(lines) == n_grid + 2
     assert lines[-1].startswith("best: {'frames__n_frames'")
+
+
+def test_max_epochs_option_sets_the_recipes_networks(store_with_ghosts, tmp_path):
+    """``--max-epochs N`` of evaluate, grid and fit sets ``max_epochs`` of each network of the recipe:
+    recorded with the fold scores, trained by the saved model; a recipe without a network runs as is."""
+    import json
+
+    from amnetvid_sk import load_model
+
+    path, _ = store_with_ghosts
+    common = ["--store", path, "--target", "short", "--max-epochs", "2"]
+    run_cli("evaluate", "score_lstm", *common, "--cv", "2", check=0)
+    params = FeatureStore(path).sql("SELECT DISTINCT params FROM results WHERE recipe = 'score_lstm'").to_pylist()
+    assert [json.loads(r["params"]) for r in params] == [{"lstm__max_epochs": 2}]
+    model = tmp_path / "model.safetensors"
+    run_cli("fit", "score_lstm", *common, "--out", model, check=0)
+    net = load_model(model).named_steps["lstm"]
+    assert net.max_epochs == 2 and len(net.history_) == 2
+    out = run_cli("grid", "mean_score", *common, "--cv", "2", check=0).stdout
+    assert out.strip().splitlines()[-1].startswith("best: {'frames__n_frames'")
+    assert "--max-epochs" in run_cli("fit", "--help", check=0).stdout
 
 
 @pytest.mark.slow
