@@ -3,11 +3,12 @@ point: the imports a light command must not pay)."""
 
 import json
 import shutil
+import subprocess
 
 import pytest
 from PIL import Image
 
-from conftest import run_cli, run_cli_process
+from conftest import AMNETVID, ROOT, run_cli, run_cli_process
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,34 @@ def test_in_process_runner_gives_what_the_process_gives(argv, tmp_path):
     # the subprocess is read in text mode, which turns the CSV writer's \r\n into \n
     got = (in_process.returncode, in_process.stdout.replace("\r\n", "\n"), in_process.stderr)
     assert got == (process.returncode, process.stdout, process.stderr)
+
+
+def test_closed_pipe_stops_quietly(tmp_path):
+    """``amnetvid sql ... | head -1``: when the reader closes the pipe the command stops without a
+    traceback, exit 141 (a real process and pipe: what a shell pipeline does)."""
+    store = tmp_path / "store"
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video_id,short_term\nv1,0.5\n")
+    run_cli("labels", "import", labels, "--store", store, "--format", "csv", check=0)
+    # far more than a pipe's buffer, so the command is still writing when the pipe closes
+    proc = subprocess.Popen([*AMNETVID, "sql", "SELECT * FROM range(200000)", "--store", str(store), "--format",
+                             "csv"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141, err
+    assert first.strip() == b"range" and err == b""
+
+
+def test_sql_help_lists_every_table():
+    """``amnetvid sql --help`` names every table of the store, in the store's order."""
+    import re
+
+    from amnetvid_sk.store.schema import TABLES
+
+    text = " ".join(run_cli("sql", "--help", check=0).stdout.split())
+    listed = re.search(r"Tables: ([a-z_, ]+) \(", text)
+    assert listed and listed[1].split(", ") == list(TABLES), text
 
 
 def test_help_documents_exit_status():
@@ -94,7 +123,6 @@ def test_every_command_and_option_is_documented():
 def test_light_commands_do_not_import_torch(tmp_path):
     """``sql``, ``info``, ``labels import``, ``--help``, ``--version`` and commands' help import neither torch
     nor scikit-learn."""
-    import subprocess
     import sys
 
     from amnetvid_sk.labels import MEDIAEVAL_HEADER

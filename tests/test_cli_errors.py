@@ -116,6 +116,9 @@ ROWS = [
     ("labels-bad-rows", ["labels", "import", "{bad_labels}", "--store", "{empty}", "--format", "csv"],
      ["line 2", "line 3"], {}),
     # SQL and the store
+    ("sql-unknown-option", ["sql", "SELECT 1", "--bogus"], ["--bogus", "(see amnetvid sql --help)"], {}),
+    ("labels-import-unknown-option", ["labels", "import", "{bad_labels}", "--bogus"],
+     ["--bogus", "(see amnetvid labels import --help)"], {}),
     ("sql-param-bad-int", ["sql", "SELECT ?", "--param", "int:abc"], ["--param", "int:abc", "int"], {}),
     ("sql-store-is-file", ["sql", "SELECT 1", "--store", "{file}"], ["is a file"], {}),
     ("sql-syntax-error", ["sql", "SELEC 1", "--store", "{good}"], ["SELEC"], {}),

@@ -22,7 +22,9 @@ from ..errors import DISK_FULL_ERRNOS, AmnetvidError, disk_full_errno, disk_full
 from ..precision import PRECISIONS  # noqa: F401  (the --precision choices, kept without torch)
 from .extract_commands import add_extract_commands
 from .model_commands import add_model_commands
-from .parser import DEFAULT_STORE, EXIT_STATUS, TRACEBACK_ENV, Parser, check_dask, one_line  # noqa: F401
+from .parser import (  # noqa: F401
+    DEFAULT_STORE, EXIT_CLOSED_PIPE, EXIT_STATUS, TRACEBACK_ENV, Parser, check_dask, one_line,
+)
 from .score_commands import add_score_commands
 from .store_commands import add_store_commands
 
@@ -153,6 +155,18 @@ def _disk_full_line(exc: BaseException) -> str:
     return f"error: {disk_full_message(exc.errno, 'writing ' + names if names else '')}"
 
 
+def _drop_stdout() -> None:
+    """Point stdout at the null device: its reader is gone (``| head``), and the interpreter's
+    last flush of what is still buffered would print a BrokenPipeError at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (captured, as in tests): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 def main(argv=None) -> int:
     """Run the ``amnetvid`` command line; returns the exit status.
 
@@ -166,7 +180,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         check_dask(args)
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return status
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_CLOSED_PIPE
     except KeyboardInterrupt:
         print("interrupted: what was complete is kept; run the same command again to continue",
               file=sys.stderr)

@@ -19,10 +19,14 @@ DEFAULT_STORE = "store"
 # Environment variable that shows the traceback of a user error too (for bug reports).
 TRACEBACK_ENV = "AMNETVID_TRACEBACK"
 
+#: the exit status when the reader of stdout closed it (``| head``): 128 + SIGPIPE, as a shell
+#: reports a command that the signal ended
+EXIT_CLOSED_PIPE = 141
 EXIT_STATUS = f"""exit status:
   0  everything succeeded
   1  some videos failed (listed in the summary and in the store's failures table)
-  2  bad arguments or input: one line on stderr says which ({TRACEBACK_ENV}=1 also shows where)"""
+  2  bad arguments or input: one line on stderr says which ({TRACEBACK_ENV}=1 also shows where)
+  {EXIT_CLOSED_PIPE}  the output's reader stopped reading (| head): the command stopped quietly"""
 
 
 class Parser(argparse.ArgumentParser):
@@ -45,6 +49,14 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {one_line(message)} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown option is reported by the command it was given to, whose
+        help lists the options it takes (argparse reports it at the top: ``amnetvid --help``)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            getattr(parsed, "parser", self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
 
 def one_line(text) -> str:

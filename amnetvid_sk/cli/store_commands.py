@@ -146,11 +146,13 @@ def add_store_commands(sub) -> None:
     q.add_argument("--format", choices=LABEL_FORMATS, default="mediaeval",
                    help="mediaeval (default): ground-truth_dev-set.csv; memento10k; "
                         "csv: video_id,short_term[,long_term]")
-    q.set_defaults(func=cmd_labels_import)
+    q.set_defaults(func=cmd_labels_import, parser=q)  # its errors point at its own help
 
     p = sub.add_parser("sql", help="run a read-only SQL query on the store",
-                       description="Run one read-only query. Tables: videos, frames, models, labels, "
-                                   "failures, results.",
+                       description="Run one read-only query. Tables: videos, frames, embeddings, models, "
+                                   "labels, failures, results (each row once, as the store's dedup rules "
+                                   "say); TABLE_all (videos_all, frames_all, ...) hold every row written, "
+                                   "with the part file it is in.",
                        epilog=SQL_PARAMS + "\n\n" + EXIT_STATUS)
     p.add_argument("query", metavar="QUERY", help="one SELECT (or WITH, DESCRIBE, ...) statement")
     add_store_arg(p)
