@@ -31,6 +31,7 @@ def cli_store(clip_dir, amnet_weights, tmp_path_factory):
 def test_in_process_runner_gives_what_the_process_gives(argv, tmp_path):
     """``run_cli`` (``main`` in this process) returns the exit status, stdout and stderr of the real
     command line in a subprocess: the in-process tests see what a user sees."""
+    (tmp_path / "store").mkdir()
     args = [a.format(store=tmp_path / "store") for a in argv]
     in_process, process = run_cli(*args), run_cli_process(*args)
     # the subprocess is read in text mode, which turns the CSV writer's \r\n into \n
@@ -53,6 +54,26 @@ def test_closed_pipe_stops_quietly(tmp_path):
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 141, err
     assert first.strip() == b"range" and err == b""
+
+
+def test_missing_paths_stop_before_any_work(clip_dir, tmp_path):
+    """A named video or folder that does not exist is a bad command (exit 2, one line naming it) found
+    before the frame model loads: no store, no failures row, no output file; a store that does not
+    exist is refused by the commands that read one and made by those that write."""
+    store = tmp_path / "store"
+    for argv in (["extract", tmp_path / "no_such_dir", clip_dir / "clip0.mp4", "--store", store],
+                 ["score", clip_dir / "clip0.mp4", tmp_path / "nosuch.mp4", "--out", tmp_path / "scores.tsv"]):
+        proc = run_cli(*argv)
+        assert proc.returncode == 2 and proc.stdout == "", proc
+        assert proc.stderr.count("\n") == 1 and ("no_such_dir" in proc.stderr or "nosuch.mp4" in proc.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    for command in (["info"], ["sql", "SELECT 1"], ["compact"], ["verify"]):
+        proc = run_cli(*command, "--store", store)
+        assert proc.returncode == 2 and "'" + str(store) + "' does not exist" in proc.stderr, proc
+    labels = tmp_path.parent / f"{tmp_path.name}_labels.csv"
+    labels.write_text("video_id,short_term\nv1,0.5\n")
+    run_cli("labels", "import", labels, "--store", store, "--format", "csv", check=0)
+    assert "labels" in run_cli("info", "--store", store, check=0).stdout
 
 
 def test_sql_help_lists_every_table():
@@ -130,8 +151,9 @@ def test_light_commands_do_not_import_torch(tmp_path):
     store = str(tmp_path / "store")
     labels = tmp_path / "ground-truth_dev-set.csv"
     labels.write_text(",".join(MEDIAEVAL_HEADER) + "\nvideo10.webm,0.9,34,0.8,12\n")
-    for argv in (["sql", "SELECT 1", "--store", store], ["info", "--store", store], ["--help"], ["--version"],
-                 ["labels", "import", str(labels), "--store", store],
+    # labels import first: it makes the store that sql and info read
+    for argv in (["labels", "import", str(labels), "--store", store],
+                 ["sql", "SELECT 1", "--store", store], ["info", "--store", store], ["--help"], ["--version"],
                  ["evaluate", "--help"], ["extract", "--help"], ["score", "--help"]):
         code = ("import sys\nfrom amnetvid_sk.cli import main\ntry:\n    status = main(sys.argv[1:])\n"
                 "except SystemExit as exc:\n    status = exc.code\n"
@@ -167,6 +189,7 @@ def test_cli_precisions_are_the_library_ones():
 def test_sql_params_bind_text_unless_typed(tmp_path):
     """``--param 00042`` binds the text '00042'; ``int:``, ``float:`` and ``text:`` prefixes choose the type."""
     q = "SELECT ? AS a, typeof(?) AS ta, ? AS b, typeof(?) AS tb, ? AS c, ? AS d"
+    (tmp_path / "store").mkdir()
     proc = run_cli("sql", q, "--store", tmp_path / "store", "--format", "json",
                    "--param", "00042", "--param", "00042", "--param", "int:42", "--param", "int:42",
                    "--param", "float:0.5", "--param", "text:int:7", check=0)

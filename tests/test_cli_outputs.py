@@ -165,16 +165,18 @@ def test_score_json_out_one_object_per_file(clip_dir, photo, amnet_weights, tmp_
     """``score --format json --out FILE``: a JSON list with one object per video or image (frames, mean
     score), a failed file named on stderr and exit 1; stdout holds no rows."""
     out = tmp_path / "scores.json"
-    proc = run_cli("score", clip_dir / "clip2.webm", tmp_path / "missing.jpg", photo, *AMNET,
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image\n")
+    proc = run_cli("score", clip_dir / "clip2.webm", broken, photo, *AMNET,
                    "--weights", amnet_weights, "--frames", "2", "--format", "json", "--out", out)
-    assert proc.returncode == 1 and "missing.jpg" in proc.stderr and proc.stdout == ""
+    assert proc.returncode == 1 and "broken.jpg" in proc.stderr and proc.stdout == ""
     got = json.loads(out.read_text())
     assert [(r["video_id"], r["frames"]) for r in got] == [("clip2", 2), ("photo", 1)]
     from amnetvid_sk.video import read_image
 
     assert got[1]["mean_score"] == pytest.approx(float(_amnet(amnet_weights).predict(read_image(photo)[None])[0][0]),
                                                  abs=1e-4)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.jpg", "scores.json"]
 
 
 # ------------------------------------------------------------------ predict

@@ -303,6 +303,9 @@ def test_compact_while_extraction_writes(tmp_path, amnet_weights):
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     runs, rewrote = 0, 0
     while extract.poll() is None:
+        if not store.exists():  # the extraction makes the store with its first write
+            time.sleep(0.05)
+            continue
         proc = run_cli("compact", "--store", store)
         assert proc.returncode == 0, (proc.stdout, proc.stderr)
         runs += 1

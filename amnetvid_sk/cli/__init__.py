@@ -40,9 +40,9 @@ def build_parser() -> Parser:
 
     Examples
     --------
-    >>> args = build_parser().parse_args(["sql", "SELECT 1", "--format", "csv"])
-    >>> args.query, args.format, args.store
-    ('SELECT 1', 'csv', 'store')
+    >>> args = build_parser().parse_args(["sql", "SELECT 1", "--format", "csv", "--store", str(tmp_path)])
+    >>> args.query, args.format, args.store == str(tmp_path)
+    ('SELECT 1', 'csv', True)
     """
     parser = Parser(
         prog="amnetvid",
@@ -172,6 +172,7 @@ def main(argv=None) -> int:
 
     Examples
     --------
+    >>> (tmp_path / "store").mkdir(exist_ok=True)  # a store that exists: a missing one is refused
     >>> main(["sql", "SELECT 42 AS answer", "--store", str(tmp_path / "store"), "--format", "json"])
     {"answer": 42}
     0

@@ -8,12 +8,13 @@ from pathlib import Path
 from ..errors import AmnetvidError
 from ..video_ids import ID_MODES
 from .parser import (EXIT_STATUS, _n_jobs, _positive_float, _positive_int, add_dask_args, add_frame_model_args,
-                     add_maps_arg, add_sampling_args, add_store_arg, one_line)
+                     add_maps_arg, add_sampling_args, add_store_arg, check_paths_exist, one_line)
 
 EXTRACT_BACKENDS = ("local", "joblib", "dask")
 
 
 def cmd_extract(args) -> int:
+    check_paths_exist(args.parser, args.paths, "PATH")
     from ..extraction import extract
 
     summary = extract(
@@ -39,7 +40,7 @@ def add_extract_commands(sub) -> None:
                                    "are skipped; failures are recorded and the run continues.",
                        epilog=EXIT_STATUS)
     p.add_argument("paths", nargs="+", metavar="PATH", help="video file, folder, glob or .txt list")
-    add_store_arg(p)
+    add_store_arg(p, create=True)
     add_frame_model_args(p)
     add_sampling_args(p)
     add_maps_arg(p)

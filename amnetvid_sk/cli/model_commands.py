@@ -14,7 +14,8 @@ from pathlib import Path
 from ..pipelines import PROTOCOLS, TABLE1_RECIPES, TARGETS, shipped_recipes
 from ..precision import PRECISIONS
 from .output import ROW_FORMATS, RowWriter, check_out_file
-from .parser import EXIT_STATUS, _int_at_least, _n_jobs, _positive_int, add_dask_args, add_output_args, add_store_arg
+from .parser import (EXIT_STATUS, _int_at_least, _n_jobs, _positive_int, add_dask_args, add_output_args,
+                     add_store_arg, check_paths_exist)
 
 GRID_BACKENDS = ("local", "dask")
 # a positional with one of these next to --short-model/--long-model is a model given twice
@@ -145,6 +146,7 @@ def cmd_predict(args) -> int:
 
     files = _predict_models(args)
     check_out_file(args.parser, args.out)
+    check_paths_exist(args.parser, args.paths, "PATH")
     models = {column: None if path is None else load_pipeline(path, allow_pickle=args.allow_pickle)
               for column, path in files.items()}
     table, failed = predict_files(models, args.paths, store=args.store, progress=not args.no_progress)

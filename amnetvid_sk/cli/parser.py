@@ -128,9 +128,33 @@ def _device(text: str) -> str:
 
 
 def _store_folder(text: str) -> str:
+    """A store folder to write: it may not exist yet (the first write makes it), but is not a file."""
     if os.path.exists(text) and not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a file, not a feature store folder")
     return text
+
+
+def _existing_store_folder(text: str) -> str:
+    """A store folder to read: it exists (a typo would otherwise read as an empty store)."""
+    if not os.path.exists(_store_folder(text)):
+        raise argparse.ArgumentTypeError(
+            f"the store folder {text!r} does not exist; check the path (`amnetvid extract` and "
+            "`amnetvid labels import` make a new store)")
+    return text
+
+
+def check_paths_exist(parser: argparse.ArgumentParser, paths, metavar: str) -> None:
+    """Refuse, before any model loads, a named file or folder that does not exist (a glob may
+    match nothing; what it matches is read later).
+
+    Examples
+    --------
+    >>> check_paths_exist(Parser(prog="demo"), [".", "clips/*.mp4"], "PATH")  # both fine
+    """
+    missing = [str(p) for p in paths if not any(c in str(p) for c in "*?[") and not os.path.exists(p)]
+    if missing:
+        named = ", ".join(map(repr, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        parser.error(f"argument {metavar}: {named} {'does' if len(missing) == 1 else 'do'} not exist")
 
 
 _SQL_TYPES = {"int": int, "float": float, "text": str}
@@ -203,10 +227,11 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
                    help="frames per second to sample instead, > 0 (the note used 4; default: --frames)")
 
 
-def add_store_arg(p: argparse.ArgumentParser, default=DEFAULT_STORE, help=None) -> None:
-    """--store DIR."""
-    p.add_argument("--store", type=_store_folder, default=default, metavar="DIR",
-                   help=help or f"feature store folder (default: {DEFAULT_STORE}/)")
+def add_store_arg(p: argparse.ArgumentParser, default=DEFAULT_STORE, help=None, create: bool = False) -> None:
+    """--store DIR: a folder that exists, or with ``create`` (commands that write) one that may not yet."""
+    p.add_argument("--store", type=_store_folder if create else _existing_store_folder, default=default,
+                   metavar="DIR", help=help or f"feature store folder (default: {DEFAULT_STORE}/)"
+                                               + ("; made by the first write" if create else ""))
 
 
 def add_dask_args(p: argparse.ArgumentParser, backends, help: str) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..errors import AmnetvidError
 from .output import ROW_FORMATS, RowWriter, check_out_file
-from .parser import EXIT_STATUS, add_frame_model_args, add_maps_arg, add_output_args, add_sampling_args, one_line
+from .parser import (EXIT_STATUS, add_frame_model_args, add_maps_arg, add_output_args, add_sampling_args,
+                     check_paths_exist, one_line)
 
 #: columns of one row per video or image, and of one row per scored frame (``--per-frame``)
 SUMMARY_COLUMNS = ("video_id", "frames", "mean_score")
@@ -44,6 +45,7 @@ def cmd_score(args) -> int:
         args.parser.error("argument --maps-out: the figures show attention maps, which --maps none does not "
                           "compute; leave out --maps-out or use --maps attention")
     check_out_file(args.parser, args.out)
+    check_paths_exist(args.parser, args.videos, "VIDEO")
     from ..frame_models import make_frame_model
     from ..video import DEFAULT_N_FRAMES
 

@@ -142,7 +142,7 @@ def add_store_commands(sub) -> None:
                                     "rejected with the line numbers and nothing is written.",
                         epilog=EXIT_STATUS)
     q.add_argument("file", metavar="FILE", help="label file (CSV; JSON for memento10k)")
-    add_store_arg(q)
+    add_store_arg(q, create=True)
     q.add_argument("--format", choices=LABEL_FORMATS, default="mediaeval",
                    help="mediaeval (default): ground-truth_dev-set.csv; memento10k; "
                         "csv: video_id,short_term[,long_term]")
