@@ -36,6 +36,10 @@ class MissingVideosError(StoreError, LookupError):
     """Video ids asked for are not in the store (for the chosen frame model)."""
 
 
+class TooFewVideosError(StoreError):
+    """The store holds fewer labelled videos (with features) than the folds asked for need."""
+
+
 class ReadOnlyQueryError(StoreError, PermissionError):
     """A query given to ``FeatureStore.sql`` tried to change something."""
 

@@ -120,6 +120,34 @@ def labelled_data(store, target: str, *, pipeline=None, return_left_out: bool = 
     return ids, y, np.setdiff1d(labelled, ids).astype(object)
 
 
+def check_folds(n_splits: int, n_videos: int, target: str, store) -> None:
+    """Refuse, before any fit, a K-fold split with more folds than labelled videos.
+
+    Raises
+    ------
+    TooFewVideosError
+        Naming the counts and what to change.
+
+    Examples
+    --------
+    >>> check_folds(5, 12, "short", "store")  # fine
+    >>> check_folds(5, 3, "short", "store")
+    Traceback (most recent call last):
+    ...
+    amnetvid_sk.errors.TooFewVideosError: 5-fold cross-validation needs at least 5 labelled videos with features;
+    the store 'store' has 3 with a short-term label: pass --cv 3 or fewer (cv=3 in Python), or label ...
+    """
+    from .errors import TooFewVideosError
+
+    if n_splits <= n_videos:
+        return
+    fix = (f"pass --cv {n_videos} or fewer (cv={n_videos} in Python), or label and extract more videos"
+           if n_videos >= 2 else "label and extract more videos")
+    raise TooFewVideosError(
+        f"{n_splits}-fold cross-validation needs at least {n_splits} labelled videos with features; the "
+        f"store {str(store)!r} has {n_videos} with a {target}-term label: {fix}")
+
+
 @dataclass
 class CVResult:
     """Spearman per fold of one recipe on one target."""
@@ -201,6 +229,7 @@ def cross_validate(recipe, store="store", target="short", cv=5, n_jobs=1, random
     if set_params:
         pipe.set_params(**set_params)
     ids, y, left_out = labelled_data(store, target, pipeline=pipe, return_left_out=True)
+    check_folds(cv, len(ids), target, store)
     folds = KFold(n_splits=cv, shuffle=True, random_state=random_state)
     started = time.perf_counter()
     out = sk_cross_validate(pipe, ids, y, cv=folds, scoring=spearman_scorer, n_jobs=n_jobs,
@@ -301,6 +330,7 @@ def grid_search(recipe, store="store", target="short", cv=5, n_jobs=1, backend=N
     if set_params:
         pipe.set_params(**set_params)
     ids, y = labelled_data(store, target, pipeline=pipe)
+    check_folds(cv, len(ids), target, store)
     search = GridSearchCV(pipe, module.param_grid, scoring=spearman_scorer, n_jobs=n_jobs,
                           cv=KFold(n_splits=cv, shuffle=True, random_state=random_state),
                           error_score="raise", refit=True)

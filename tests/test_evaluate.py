@@ -184,6 +184,41 @@ def test_evaluate_and_grid_commands(moving_peak_store):
     assert lines[-1].startswith("best: {'frames__n_frames'")
 
 
+def test_more_folds_than_videos_refused_before_any_fit(small_peak_store):
+    """cross_validate and grid_search refuse more folds than labelled videos with one line naming the
+    counts and the fix (scikit-learn's KFold would say it in its own terms, after the work began)."""
+    from amnetvid_sk.errors import TooFewVideosError
+
+    path, ids = small_peak_store
+    message = rf"31-fold cross-validation needs at least 31 .* has {len(ids)} with a short-term label: pass --cv 30"
+    with pytest.raises(TooFewVideosError, match=message):
+        cross_validate("amnetvid_raw", path, "short", cv=31, write=False)
+    with pytest.raises(TooFewVideosError, match=message):
+        grid_search("mean_score", path, "short", cv=31)
+    from scipy.stats import ConstantInputWarning
+
+    with pytest.warns(ConstantInputWarning):  # as many folds as videos is allowed: one video a fold, no Spearman
+        res = cross_validate("mean_score", path, "short", cv=len(ids), write=False)
+    assert len(res.scores) == len(ids) and np.isnan(res.scores).all()
+
+
+def test_undefined_folds_are_said_and_counted(tmp_path):
+    """A fold without a Spearman (one video, or constant labels) says so; the summary says over how
+    many folds it averages, or that no fold has one (it used to print -1.0000 +- 0 for such folds)."""
+    from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
+
+    maps, scores, y = make_moving_peak_dataset(6, n_frames=4, seed=0)
+    constant = tmp_path / "constant"
+    write_synthetic_store(constant, maps, scores, np.full(6, 0.5))
+    out = run_cli("evaluate", "mean_score", "--store", constant, "--target", "short", "--cv", "2", check=0).stdout
+    assert out.count("spearman undefined (constant predictions or labels") == 2, out
+    assert "mean_score short-term: undefined in all 2 folds (" in out, out
+    varied = tmp_path / "varied"
+    write_synthetic_store(varied, maps[:5], scores[:5], y[:5])  # 5 videos in 3 folds: one fold holds one video
+    out = run_cli("evaluate", "mean_score", "--store", varied, "--target", "short", "--cv", "3", check=0).stdout
+    assert out.count("spearman undefined") == 1 and "over 2 of 3 folds; 1 undefined" in out, out
+
+
 def test_max_epochs_option_sets_the_recipes_networks(store_with_ghosts, tmp_path):
     """``--max-epochs N`` of evaluate, grid and fit sets ``max_epochs`` of each network of the recipe:
     recorded with the fold scores, trained by the saved model; a recipe without a network runs as is."""

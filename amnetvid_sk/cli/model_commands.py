@@ -7,6 +7,7 @@ never when the parser is built; the names the parser lists come from
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ PREDICT_EXAMPLES = """examples:
   amnetvid predict --short-model short.safetensors --long-model long.safetensors new_videos/ \\
       --format mediaeval --out run.csv
   amnetvid labels import run.csv --format mediaeval --store other_store/"""
+#: a fold's Spearman where it has none
+UNDEFINED = "undefined (constant predictions or labels, or one video in the fold)"
 #: ``predict --format``: the row formats, and a MediaEval run file (``labels import --format mediaeval``
 #: reads it back)
 PREDICT_FORMATS = (*ROW_FORMATS, "mediaeval")
@@ -49,9 +52,14 @@ def cmd_evaluate(args) -> int:
                          set_params=_epochs_params(args.recipe, args.max_epochs, args.store))
     _report_videos(args.target, res.n_videos, res.left_out)
     for i, s in enumerate(res.scores):
-        print(f"fold {i + 1}: spearman {s:.4f}")
-    print(f"{res.recipe} {args.target}-term: mean {res.mean:.4f}, std {res.std:.4f} "
-          f"({len(res.scores)} folds, {res.seconds:.1f} s)")
+        print(f"fold {i + 1}: spearman " + (f"{s:.4f}" if math.isfinite(s) else UNDEFINED))
+    n, defined = len(res.scores), sum(math.isfinite(s) for s in res.scores)
+    if defined == 0:
+        summary = f"undefined in all {n} folds ({res.seconds:.1f} s)"
+    else:
+        over = f"{n} folds" if defined == n else f"over {defined} of {n} folds; {n - defined} undefined"
+        summary = f"mean {res.mean:.4f}, std {res.std:.4f} ({over}, {res.seconds:.1f} s)"
+    print(f"{res.recipe} {args.target}-term: {summary}")
     return 0
 
 
