@@ -113,14 +113,15 @@ def _save_pipeline(pipeline, path, recipe) -> None:
 
 
 def cmd_fit(args) -> int:
-    from ..evaluate import labelled_data, load_recipe
+    from ..evaluate import labelled_data, load_recipe, role_params
 
     folder = Path(args.out).resolve().parent
     if not folder.is_dir():  # checked before a fit that may take long
         args.parser.error(f"argument --out: the folder {str(folder)!r} does not exist")
     recipe = load_recipe(args.recipe)
     pipe = recipe.pipeline(args.store)
-    pipe.set_params(**(_epochs_params(args.recipe, args.max_epochs, args.store) or {}))
+    if args.max_epochs is not None:  # on the pipeline at hand: no second build of the recipe
+        pipe.set_params(**role_params(pipe, network={"max_epochs": args.max_epochs}))
     ids, y, left_out = labelled_data(args.store, args.target, pipeline=pipe, return_left_out=True)
     _report_videos(args.target, len(ids), left_out)
     pipe.fit(ids, y)
