@@ -9,7 +9,13 @@ from scipy.stats import ConstantInputWarning, spearmanr
 from sklearn.metrics import make_scorer
 from sklearn.utils import check_consistent_length
 
-__all__ = ["spearman", "spearman_scorer"]
+__all__ = ["FEW_VIDEOS", "spearman", "spearman_scorer"]
+
+#: Below this many labelled videos a Spearman is mostly noise: its 95% interval is wider than
+#: about +-0.28 (Fisher's approximation, 1.96 * 1.03 / sqrt(n - 3)), wider than the gap between
+#: any two models the working note compares. Evaluation warns below it, and ``predict`` warns for
+#: a model trained on fewer videos.
+FEW_VIDEOS = 50
 
 
 def _as_1d(values, name: str) -> np.ndarray:
