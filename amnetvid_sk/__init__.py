@@ -23,6 +23,7 @@ _EXPORTS = {
     "LabelFormatError": "errors",
     "FrameModelLookupError": "errors",
     "FrameModelRebuildError": "errors",
+    "DeviceError": "errors",
     # frames
     "sample_frames": "video",
     "video_info": "video",
@@ -40,6 +41,7 @@ _EXPORTS = {
     # rendering
     "render_jet": "render",
     "save_attention_figure": "render",
+    "write_report": "report",
     # store and extraction
     "FeatureStore": "store",
     "extract": "extraction",
@@ -50,13 +52,18 @@ _EXPORTS = {
     "FrameEmbeddings": "transformers",
     "AttentionSequences": "transformers",
     "FrameMinMaxScaler": "transformers",
-    "MeanScoreRegressor": "estimators",
+    "MeanScoreRegressor": "baseline",
     "ScoreLSTMRegressor": "estimators",
     "ConvLSTMRegressor": "estimators",
     "Conv3DRegressor": "conv3d",
     "Conv3DNet": "conv3d",
     "spearman_scorer": "metrics",
     "spearman": "metrics",
+    # evaluation data and uncertainty
+    "training_set": "training_data",
+    "spearman_interval": "uncertainty",
+    "paired_difference": "uncertainty",
+    "OutOfFold": "uncertainty",
     # model files (data, no pickle)
     "save_model": "model_files",
     "load_model": "model_files",

@@ -143,11 +143,22 @@ def motion_frames(img: np.ndarray, motion: str, n: int, out_hw) -> np.ndarray:
     return np.stack(frames)
 
 
-REPORT_DESCRIPTION = """<p>Clips made from scikit-image photographs (pans and zooms, 4 per photograph).
-<b>The labels come from a stated synthetic rule, not from people</b>: a clip is more memorable when
-its frames are (mean frame score) and, more so, when its frame memorability rises over the clip; the
-two clips of a pan or zoom pair hold the same frames in opposite order, so only the sequence models
-can see the larger part. Frame model: ResMem with Grad-CAM attention maps.</p>"""
+REPORT_DESCRIPTION = """<p>Clips made from scikit-image photographs (pans and zooms, 4 per photograph);
+frame model ResMem with Grad-CAM attention maps. <b>The labels come from a stated synthetic rule, not from
+people</b>, with one term for each family of models to see. With <i>z()</i> standardising over the demo set:</p>
+<ul>
+<li><i>m</i>, the mean frame score ResMem gives the clip (the mean-score baseline sees it);</li>
+<li><i>r</i>, how the frame scores <i>rise</i> over the clip (their least-squares slope over time, a recency
+effect: the score LSTM sees the order of the scores);</li>
+<li><i>a</i>, how the attention <i>moves</i>: the slope of the attention's horizontal centre plus that of its
+spread (a pan moves it, a zoom widens or narrows it: AMNetVid and the Conv3D network see the maps in order);</li>
+<li><i>c</i>, what the photograph is: the clip's position on the main axis (first principal component) of the
+clips' mean ResMem embeddings (the embedding ridge sees it).</li>
+</ul>
+<p><code>short_term = 0.75 + 0.03 z(m) + 0.03 z(r) + 0.04 z(a) + 0.03 z(c) + noise (sd 0.015)</code> and
+<code>long_term = 0.45 + 0.02 z(m) + 0.02 z(r) + 0.03 z(a) + 0.03 z(c) + noise (sd 0.03)</code>, clipped to
+[0, 1]. The two clips of a pan or zoom pair hold the same frames in opposite order: same <i>m</i> and <i>c</i>,
+opposite <i>r</i> and <i>a</i>.</p>"""
 
 
 def make_demo_clips(folder, settings: DemoSettings | None = None):
@@ -333,6 +344,16 @@ def beyond_params(store: str, s: DemoSettings) -> dict:
     return params
 
 
+def _report_sections(predictions: dict, settings: DemoSettings) -> list:
+    """The demo's own sections of its report: the held-out clips' predictions and the settings."""
+    from .report.page import esc, html_table, ident
+
+    rows = [[ident(vid), f"{p:.4f}"] for vid, p in predictions.items()]
+    return [("predictions", "Predictions for two clips not seen in training (AMNetVid, short-term)",
+             html_table(["video", "predicted short-term memorability"], rows)),
+            ("settings", "Demo settings", f"<pre>{esc(repr(settings))}</pre>")]
+
+
 def run_demo(out=".", settings: DemoSettings | None = None, progress: bool = True) -> dict:
     """Run the whole method once and write ``report/`` (see the module docstring).
 
@@ -416,7 +437,7 @@ def run_demo(out=".", settings: DemoSettings | None = None, progress: bool = Tru
     pipe.fit(ids, y)
     model_path = out / "report" / "amnetvid_short.safetensors"
     model_path.parent.mkdir(parents=True, exist_ok=True)
-    save_model(pipe, model_path, recipe="amnetvid")
+    save_model(pipe, model_path, recipe="amnetvid", target="short", y=y)
     pred_ids, preds, _ = predict_videos(model_path, held_out, progress=progress)
     predictions = {str(i): float(p) for i, p in zip(pred_ids, preds)}
     for i, p in predictions.items():
@@ -427,8 +448,9 @@ def run_demo(out=".", settings: DemoSettings | None = None, progress: bool = Tru
     figures = [out / "demo_clips" / f"{TRAIN_IMAGES[0]}_pan_right.mp4", held_out[1]]
     if s.n_images > 1:
         figures.insert(1, out / "demo_clips" / f"{TRAIN_IMAGES[1]}_zoom_in.mp4")
-    index = write_report(out / "report", store, result, predictions, figure_clips=figures, settings=s,
-                         description=REPORT_DESCRIPTION, beyond=beyond)
+    index = write_report(store, out / "report", tables=[result, beyond],
+                         videos=[video_id_from_name(p) for p in figures], title="amnetvid-sk demo report",
+                         description=REPORT_DESCRIPTION, sections=_report_sections(predictions, s))
     print(f"report: {index}")
     timings["report"] = time.perf_counter() - t
     summary_out = {"table1": result.rows(), "beyond": beyond.rows(), "predictions": predictions, "timings": timings}

@@ -77,6 +77,19 @@ class DiskFullError(AmnetvidError, OSError):
         return self.strerror if self.strerror is not None else super().__str__()
 
 
+class AmnetvidWarning(UserWarning):
+    """Base class of the warnings amnetvid-sk gives on purpose (the command line prints them as
+    ``warning: ...`` lines, and folds the libraries' own warnings into one line)."""
+
+
+class LeftOutWarning(AmnetvidWarning):
+    """Labelled videos were left out of training or evaluation (too few stored frames, no features)."""
+
+
+class FewVideosWarning(AmnetvidWarning):
+    """So few videos that a Spearman computed on them is mostly noise (see ``metrics.FEW_VIDEOS``)."""
+
+
 class StoreFullError(StoreError, DiskFullError):
     """The disk holding the store filled up during a write; what was committed before is kept."""
 
@@ -91,6 +104,24 @@ class FrameModelLookupError(AmnetvidError, ValueError):
 
 class FrameModelRebuildError(AmnetvidError, ValueError):
     """A frame model cannot be rebuilt from its spec, or rebuilds to another fingerprint."""
+
+
+class DeviceError(AmnetvidError, ValueError):
+    """A device asked for (``device=``, ``--device``) that this machine does not have.
+
+    ``asked`` is the device asked for, ``available`` the devices this machine has (``["cpu",
+    "cuda:0", ...]``), so that a caller can word its own message.
+
+    Examples
+    --------
+    >>> err = DeviceError("no such device", asked="cuda:1", available=["cpu", "cuda:0"])
+    >>> err.asked, err.available, str(err)
+    ('cuda:1', ['cpu', 'cuda:0'], 'no such device')
+    """
+
+    def __init__(self, message: str, asked: str = "", available=()):
+        super().__init__(message)
+        self.asked, self.available = asked, list(available)
 
 
 def disk_full_message(code: int, where: str = "", kept: str = "",

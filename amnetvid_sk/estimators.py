@@ -1,6 +1,7 @@
 """Estimators: the mean-score baseline and the skorch-wrapped sequence networks.
 
-``MeanScoreRegressor`` is the working note's baseline (the mean of the frame scores).
+``MeanScoreRegressor`` is the working note's baseline (the mean of the frame scores; in
+:mod:`amnetvid_sk.baseline`, re-exported here).
 ``ScoreLSTMRegressor`` and ``ConvLSTMRegressor`` are thin skorch ``NeuralNetRegressor``
 subclasses around :class:`~amnetvid_sk.networks.ScoreLSTMNet` and
 :class:`~amnetvid_sk.networks.AMNetVidNet`. Relative to skorch they change the defaults (the
@@ -18,15 +19,15 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
-from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_array, column_or_1d, validate_data
 from skorch import NeuralNet, NeuralNetRegressor
 from skorch.callbacks import EpochScoring
 from skorch.dataset import ValidSplit, get_len
 from skorch.utils import is_dataset
 
+from .baseline import MeanScoreRegressor  # noqa: F401  (its own module, no torch; re-exported here)
 from .callbacks import EarlyStoppingOnValid, valid_spearman
 from .networks import AMNetVidNet, ScoreLSTMNet
 from .subsets import TRAIN_SUBSETS, SubsetBatch, mark_batches, subset_dataset
@@ -38,76 +39,6 @@ __all__ = ["DEFAULT_DEVICE", "ConvLSTMRegressor", "MeanScoreRegressor", "ScoreLS
 #: (a net pickled on "cuda" loads on a CPU-only machine onto "cpu", with skorch's
 #: DeviceWarning).
 DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-
-class MeanScoreRegressor(RegressorMixin, BaseEstimator):
-    """The working note's baseline: predict the mean of each video's frame scores.
-
-    Nothing is learned. ``fit`` checks ``X`` (and ``y`` when given) and records the
-    number of frames, so the estimator behaves like any regressor in a Pipeline, a
-    cross-validation or a grid search.
-
-    Attributes
-    ----------
-    n_features_in_ : int
-        Number of frame scores per video seen in ``fit``.
-    feature_names_in_ : ndarray of str
-        Column names, when ``X`` was a DataFrame with string column names.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from amnetvid_sk import MeanScoreRegressor
-    >>> X = np.array([[0.2, 0.4, 0.6], [0.9, 0.7, 0.8]])
-    >>> MeanScoreRegressor().fit(X, [0.5, 0.8]).predict(X)
-    array([0.4, 0.8])
-    """
-
-    # no parameters; the table says so, and _fit_context checks it once per fit
-    _parameter_constraints: dict = {}
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Check the frame scores ``X`` [n_videos, n_frames]; learn nothing.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_videos, n_frames)
-            Frame memorability scores.
-        y : array-like of shape (n_videos,), default=None
-            Ignored except for a length check.
-
-        Returns
-        -------
-        self : MeanScoreRegressor
-        """
-        if y is None:
-            validate_data(self, X, dtype=(np.float64, np.float32))
-        else:
-            validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True)
-        return self
-
-    def predict(self, X) -> np.ndarray:
-        """Mean of each row of ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_videos, n_frames)
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_videos,)
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
-        return X.mean(axis=1)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # a fixed function of X: it cannot reach the score the common checks ask of a
-        # fitted regressor on their random data sets
-        tags.regressor_tags.poor_score = True
-        return tags
 
 
 # ---------------------------------------------------------------------------------

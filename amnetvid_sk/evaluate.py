@@ -16,12 +16,9 @@ Two protocols:
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import uuid
 import warnings
-from dataclasses import dataclass, field
 from numbers import Integral, Real
 from types import ModuleType
 
@@ -33,9 +30,12 @@ from .pipelines import (  # noqa: F401  (recipes by name and steps by role: re-e
     BEYOND_RECIPES, PROTOCOLS, TABLE1_RECIPES, TARGETS, load_recipe, network_step, network_steps, reader_step,
     recipe_dirs, role_params,
 )
+from . import training_data, uncertainty
+from .runs import CVResult, write_run  # noqa: F401  (CVResult re-exported)
 from .tables import (  # noqa: F401  (the table layout: re-exported here)
     BASELINE, NOTE_TABLE1, RELATIVE_BASE_MIN, Table1, change_text, note_table1_text,
 )
+from .training_data import TrainingSet, check_folds, training_set  # noqa: F401  (re-exported)
 
 class _SortedOptions(frozenset):
     """Allowed values listed in sorted order: scikit-learn lists them in set order, which
@@ -55,139 +55,48 @@ _FOLDS = [Interval(Integral, 2, None, closed="left")]
 _N_JOBS = [Integral, None]
 _SET_PARAMS = [dict, None]
 
-
-def _features_of(pipeline) -> dict:
-    """``model`` and ``sampling`` of the step that reads the store."""
-    params = reader_step(pipeline)[1].get_params(deep=False) if pipeline is not None else {}
-    return {"model": params.get("model"), "sampling": params.get("sampling")}
-
-
-@validate_params({"store": _STORE, "target": _TARGET, "pipeline": [Pipeline, None],
-                  "return_left_out": ["boolean"]}, prefer_skip_nested_validation=False)
-def labelled_data(store, target: str, *, pipeline=None, return_left_out: bool = False):
-    """Ids that have both a label for ``target`` and features, and their labels (aligned).
-
-    Parameters
-    ----------
-    store : str or Path
-    target : {"short", "long"}
-    pipeline : sklearn Pipeline, default=None
-        The features must be those its first step reads (its ``model`` and
-        ``sampling`` parameters); None: the store's only frame model and sampling.
-    return_left_out : bool, default=False
-        Also return the labelled ids left out because they have no features
-        (videos that could not be decoded, or not extracted yet).
-
-    Returns
-    -------
-    ids : numpy.ndarray of str
-    y : numpy.ndarray of float64
-    left_out : numpy.ndarray of str
-        Only with ``return_left_out=True``.
-
-    Raises
-    ------
-    StoreError
-        The store is empty, has no labels for ``target``, or none of the labelled
-        videos has features; the message says which and what to run.
-
-    Examples
-    --------
-    Not run: it needs a store with extracted videos and imported labels.
-
-    >>> ids, y, left_out = labelled_data("store", "short", return_left_out=True)  # doctest: +SKIP
-    """
-    from .errors import StoreError
-    from .store import FeatureStore
-
-    fs = FeatureStore(store)
-    labelled = fs.labelled_ids(target)
-    ids = fs.labelled_ids(target, extracted=True, **_features_of(pipeline))
-    if len(ids) == 0:
-        path = str(fs.path)
-        if len(labelled):
-            why = (f"none of its {len(labelled)} videos with a {target}-term label has features; run "
-                   f"`amnetvid extract VIDEOS --store {path}` on them")
-        elif len(fs.video_ids()):
-            why = f"it has no {target}-term labels; run `amnetvid labels import FILE --store {path}`"
-        else:
-            why = ("it is empty (no extracted videos, no labels); run `amnetvid extract` and "
-                   "`amnetvid labels import` first")
-        raise StoreError(f"no video to learn from in the store {path!r}: {why}")
-    y = np.asarray(fs.labels(ids, target=target), dtype=np.float64)
-    if not return_left_out:
-        return ids, y
-    return ids, y, np.setdiff1d(labelled, ids).astype(object)
-
-
-def check_folds(n_splits: int, n_videos: int, target: str, store) -> None:
-    """Refuse, before any fit, a K-fold split with more folds than labelled videos.
-
-    Raises
-    ------
-    TooFewVideosError
-        Naming the counts and what to change.
-
-    Examples
-    --------
-    >>> check_folds(5, 12, "short", "store")  # fine
-    >>> check_folds(5, 3, "short", "store")
-    Traceback (most recent call last):
-    ...
-    amnetvid_sk.errors.TooFewVideosError: 5-fold cross-validation needs at least 5 labelled videos with features;
-    the store 'store' has 3 with a short-term label: pass --cv 3 or fewer (cv=3 in Python), or label ...
-    """
-    from .errors import TooFewVideosError
-
-    if n_splits <= n_videos:
-        return
-    fix = (f"pass --cv {n_videos} or fewer (cv={n_videos} in Python), or label and extract more videos"
-           if n_videos >= 2 else "label and extract more videos")
-    raise TooFewVideosError(
-        f"{n_splits}-fold cross-validation needs at least {n_splits} labelled videos with features; the "
-        f"store {str(store)!r} has {n_videos} with a {target}-term label: {fix}")
-
-
-@dataclass
-class CVResult:
-    """Spearman per fold of one recipe on one target."""
-
-    recipe: str
-    target: str
-    protocol: str
-    scores: np.ndarray
-    params: dict = field(default_factory=dict)
-    seconds: float = 0.0
-    n_frames: int | None = None  # frames per video the pipeline read
-    n_videos: int = 0  # labelled videos with features, the ones used
-    left_out: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))  # labelled, no features
-
-    @property
-    def mean(self) -> float:
-        return float(np.nanmean(self.scores)) if len(self.scores) else float("nan")
-
-    @property
-    def std(self) -> float:
-        return float(np.nanstd(self.scores)) if len(self.scores) else float("nan")
+labelled_data = validate_params({"store": _STORE, "target": _TARGET, "pipeline": [Pipeline, None],
+                                 "return_left_out": ["boolean"]},
+                                prefer_skip_nested_validation=False)(training_data.labelled_data)
 
 
 def _n_frames(pipeline):
     return reader_step(pipeline)[1].get_params().get("n_frames")
 
 
-def _write_results(store, result: CVResult, n_train, n_test) -> None:
-    from .store import FeatureStore
+def _fold_scores(oof: uncertainty.OutOfFold) -> np.ndarray:
+    """Spearman within each fold (or round) of ``oof``; NaN where undefined (the callers count those)."""
+    from scipy.stats import ConstantInputWarning
 
-    run_id = uuid.uuid4().hex
-    rows = [
-        {
-            "run_id": run_id, "recipe": result.recipe, "target": result.target, "protocol": result.protocol,
-            "fold": int(i), "spearman": float(s), "n_train": int(a), "n_test": int(b),
-            "params": json.dumps(result.params, default=str, sort_keys=True),
-        }
-        for i, (s, a, b) in enumerate(zip(result.scores, n_train, n_test))
-    ]
-    FeatureStore(store).write_results(rows)
+    from .metrics import spearman
+
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        for f in np.unique(oof.fold):
+            mask = oof.fold == f
+            out.append(spearman(oof.label[mask], oof.prediction[mask]))
+    return np.asarray(out, dtype=float)
+
+
+def _inner_folds(pipeline) -> int:
+    """The most folds any step splits its own training data into (a stacking ensemble's ``cv``), else 0."""
+    from .pipelines import _nested
+
+    inner = [step.get_params(deep=False).get("cv") for _, step in _nested(pipeline)
+             if "cv" in step.get_params(deep=False) and hasattr(step, "estimators")]
+    return max([c for c in inner if isinstance(c, Integral)] or [0])
+
+
+def _check_inner_folds(pipeline, n_train: int, what: str, fix: str) -> None:
+    """Refuse, before any fit, an ensemble whose inner split cannot be made on ``n_train`` videos."""
+    from .errors import TooFewVideosError
+
+    inner = _inner_folds(pipeline)
+    if inner > n_train:
+        raise TooFewVideosError(
+            f"the ensemble splits each training set into {inner} inner folds, but {what} holds only {n_train} "
+            f"videos: {fix}, or set its inner folds lower (set_params(stack__cv={max(2, n_train)}) in Python)")
 
 
 @validate_params({"recipe": _RECIPE, "store": _STORE, "target": _TARGET, "cv": _FOLDS, "n_jobs": _N_JOBS,
@@ -220,25 +129,31 @@ def cross_validate(recipe, store="store", target="short", cv=5, n_jobs=1, random
     >>> res = cross_validate("mean_score", store="store", target="short")  # doctest: +SKIP
     >>> res.mean, res.std  # doctest: +SKIP
     """
-    from sklearn.model_selection import KFold, cross_validate as sk_cross_validate
-
-    from .metrics import spearman_scorer
+    from sklearn.model_selection import KFold, cross_val_predict
 
     module = load_recipe(recipe)
     pipe = module.pipeline(store)
     if set_params:
         pipe.set_params(**set_params)
-    ids, y, left_out = labelled_data(store, target, pipeline=pipe, return_left_out=True)
-    check_folds(cv, len(ids), target, store)
+    data = training_set(store, target, pipe, warn=False)
+    check_folds(cv, len(data), target, store)
+    smallest = len(data) - -(-len(data) // cv)  # the training part of the largest test fold
+    _check_inner_folds(pipe, smallest, f"the smallest training part of {cv}-fold cross-validation",
+                       f"pass --cv {cv + 1} or more (more videos per training part)")
+    data.warn()  # after the checks: a refused run is one line
     folds = KFold(n_splits=cv, shuffle=True, random_state=random_state)
+    splits = list(folds.split(data.ids))
     started = time.perf_counter()
-    out = sk_cross_validate(pipe, ids, y, cv=folds, scoring=spearman_scorer, n_jobs=n_jobs,
-                            error_score="raise")
-    splits = list(folds.split(ids))
-    result = CVResult(module.recipe_name, target, "cv", np.asarray(out["test_score"], dtype=float),
-                      dict(set_params or {}), time.perf_counter() - started, _n_frames(pipe), len(ids), left_out)
+    pred = cross_val_predict(pipe, data.ids, data.y, cv=splits, n_jobs=n_jobs)
+    fold = np.empty(len(data), dtype=np.int64)
+    for i, (_, test) in enumerate(splits):
+        fold[test] = i
+    oof = uncertainty.OutOfFold.from_arrays(data.ids, fold, pred, data.y)
+    result = CVResult(module.recipe_name, target, "cv", _fold_scores(oof), dict(set_params or {}),
+                      time.perf_counter() - started, _n_frames(pipe), len(data), data.left_out,
+                      predictions=oof, short=data.short)
     if write:
-        _write_results(store, result, [len(a) for a, _ in splits], [len(b) for _, b in splits])
+        write_run(store, result, [len(a) for a, _ in splits], [len(b) for _, b in splits])
     return result
 
 
@@ -264,16 +179,24 @@ def paper_protocol(recipe, store="store", target="short", rounds=3, test_size=0.
     from skorch.dataset import Dataset
     from skorch.helper import predefined_split
 
-    from .metrics import spearman
+    from .callbacks import EarlyStoppingOnValid
 
     module = load_recipe(recipe)
     first = module.pipeline(store)
     if set_params:
         first.set_params(**set_params)
-    ids, y, left_out = labelled_data(store, target, pipeline=first, return_left_out=True)
-    ids_tr, ids_te, y_tr, y_te = train_test_split(ids, y, test_size=test_size, random_state=random_state)
+    data = training_set(store, target, first, warn=False)
+    if len(data) < 4:
+        from .errors import TooFewVideosError
+
+        raise TooFewVideosError(f"the note's protocol splits the labelled videos {1 - test_size:.0%}/{test_size:.0%} "
+                                f"and needs at least 4 with features; the store {str(store)!r} has {len(data)} with "
+                                f"a {target}-term label: label and extract more videos")
+    ids_tr, ids_te, y_tr, y_te = train_test_split(data.ids, data.y, test_size=test_size, random_state=random_state)
+    _check_inner_folds(first, len(ids_tr), "the training part of the note's split", "label and extract more videos")
+    data.warn()
     started = time.perf_counter()
-    scores = []
+    preds = []
     for r in range(rounds):
         pipe = module.pipeline(store)
         if set_params:
@@ -281,24 +204,29 @@ def paper_protocol(recipe, store="store", target="short", rounds=3, test_size=0.
         network = network_step(pipe)
         if network is None:
             pipe.fit(ids_tr, y_tr)
-            scores.append(spearman(y_te, pipe.predict(ids_te)))
+            preds.append(pipe.predict(ids_te))
             continue
         final = network[1]
         features = pipe[:-1].fit(ids_tr, y_tr)
         Xtr, Xte = features.transform(ids_tr), features.transform(ids_te)
-        # the note's choice: validate every epoch on the test part, keep the best epoch
+        # the note's choice: validate every epoch on the test part, keep the best epoch (its weights
+        # are restored at the end of training, so the predictions kept are that epoch's)
         final.set_params(
             train_split=predefined_split(Dataset(Xte, y_te.astype(np.float32).reshape(-1, 1))),
-            callbacks__early_stopping=None,
+            callbacks__early_stopping=EarlyStoppingOnValid(
+                monitor="valid_spearman", lower_is_better=False, patience=final.max_epochs + 1, threshold=0,
+                load_best=True),
             random_state=(final.random_state or 0) + r,
         )
         final.fit(Xtr, y_tr)
-        per_epoch = [h.get("valid_spearman", np.nan) for h in final.history]
-        scores.append(float(np.nanmax(per_epoch)) if np.isfinite(per_epoch).any() else float("nan"))
-    result = CVResult(module.recipe_name, target, "paper", np.asarray(scores, dtype=float),
-                      dict(set_params or {}), time.perf_counter() - started, _n_frames(pipe), len(ids), left_out)
+        preds.append(final.predict(Xte))
+    oof = uncertainty.OutOfFold.from_arrays(np.tile(ids_te, rounds), np.repeat(np.arange(rounds), len(ids_te)),
+                                            np.concatenate([np.ravel(p) for p in preds]), np.tile(y_te, rounds))
+    result = CVResult(module.recipe_name, target, "paper", _fold_scores(oof), dict(set_params or {}),
+                      time.perf_counter() - started, _n_frames(first), len(data), data.left_out,
+                      predictions=oof, short=data.short)
     if write:
-        _write_results(store, result, [len(ids_tr)] * rounds, [len(ids_te)] * rounds)
+        write_run(store, result, [len(ids_tr)] * rounds, [len(ids_te)] * rounds)
     return result
 
 
@@ -329,8 +257,12 @@ def grid_search(recipe, store="store", target="short", cv=5, n_jobs=1, backend=N
     pipe = module.pipeline(store)
     if set_params:
         pipe.set_params(**set_params)
-    ids, y = labelled_data(store, target, pipeline=pipe)
+    data = training_set(store, target, pipe, warn=False)
+    ids, y = data.ids, data.y
     check_folds(cv, len(ids), target, store)
+    _check_inner_folds(pipe, len(ids) - -(-len(ids) // cv), f"the smallest training part of {cv}-fold "
+                       "cross-validation", f"pass --cv {cv + 1} or more (more videos per training part)")
+    data.warn()
     search = GridSearchCV(pipe, module.param_grid, scoring=spearman_scorer, n_jobs=n_jobs,
                           cv=KFold(n_splits=cv, shuffle=True, random_state=random_state),
                           error_score="raise", refit=True)

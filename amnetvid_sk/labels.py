@@ -43,21 +43,22 @@ fields, ``,,,,``, too) are accepted.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import json
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
 from .errors import LabelFormatError
+from .label_text import decode_text, file_error, line_of, shown
 from .video_ids import video_id_from_name
 
-__all__ = ["FORMATS", "LABELS_SCHEMA", "MEDIAEVAL_HEADER", "MEDIAEVAL_RUN_HEADER", "read_labels",
+__all__ = ["FORMATS", "LABELS_SCHEMA", "MEDIAEVAL_HEADER", "MEDIAEVAL_RUN_HEADER", "LabelImport", "read_labels",
            "import_labels"]
 
 FORMATS = ("mediaeval", "memento10k", "csv")
@@ -102,58 +103,9 @@ _CSV_COLUMNS = ("video_id", "short_term", "long_term", "n_short", "n_long")
 _REQUIRED = ("video_id", "short_term")
 
 _MAX_LISTED = 20
-_SHOWN = 80  # characters of a file's text quoted in a message (a "header" of random bytes is long)
 _INT64_MAX = 2**63 - 1
 
-# UTF-32 before UTF-16: the UTF-32 LE mark starts with the UTF-16 LE one.
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # what the csv module ends a line at
-_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _shown(text: str) -> str:
-    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
-
-
-def _line_of(text: str, index: int | None = None) -> int:
-    """The 1-based line of ``text[index]`` (of the end of ``text`` by default)."""
-    return len(_LINE_BREAK.findall(text, 0, len(text) if index is None else index)) + 1
-
-
-def _file_error(path: Path, fmt: str, line: int, message: str) -> LabelFormatError:
-    """The error for a problem of the whole file, found at ``line``."""
-    err = LabelFormatError(f"label file '{path}' (format {fmt!r}), line {line}: {message}")
-    err.path, err.problems = str(path), [(line, message)]
-    return err
-
-
-def _decode(path: Path, data: bytes, fmt: str) -> str:
-    """The text of a label file (see the module docstring for the encodings read)."""
-    bom = next((enc for mark, enc in _BOMS if data.startswith(mark)), None)
-    try:
-        text = data.decode(bom or "utf-8")
-    except UnicodeDecodeError as exc:
-        line = _line_of(data[:exc.start].decode(bom or "latin-1", errors="replace"))
-        bad = data[exc.start:exc.end][:4].hex(" ")
-        if bom:
-            raise _file_error(path, fmt, line, f"bytes {bad} are not {bom.upper().removesuffix('-SIG')} "
-                              "although the file starts with its byte order mark: a damaged file?") from exc
-        if _UTF8_SEQUENCE.search(data):
-            raise _file_error(path, fmt, line, f"bytes {bad} are not UTF-8, while other lines are UTF-8: a "
-                              "damaged file? Save it again as UTF-8") from exc
-        try:
-            text = data.decode("cp1252")
-        except UnicodeDecodeError as exc2:
-            line = _line_of(data[:exc2.start].decode("latin-1"))
-            raise _file_error(path, fmt, line, f"byte {data[exc2.start]:02x} is neither UTF-8 nor Windows-1252 "
-                              "(Latin-1): not a text file? Save it as UTF-8") from exc2
-    nul = text.find("\x00")
-    if nul >= 0:
-        raise _file_error(path, fmt, _line_of(text, nul), "a NUL character: binary data, or UTF-16 without its "
-                          "byte order mark? Save it as UTF-8 (or UTF-16 with the mark)")
-    return text
 
 
 class _Problems:
@@ -189,11 +141,11 @@ def _parse_score(text: str, column: str, required: bool):
     try:
         value = float(text)
     except ValueError:
-        return None, f"{column} {_shown(text)!r} is not a number"
+        return None, f"{column} {shown(text)!r} is not a number"
     if not math.isfinite(value):
-        return None, f"{column} {_shown(text)!r} is not a finite number"
+        return None, f"{column} {shown(text)!r} is not a finite number"
     if not 0.0 <= value <= 1.0:
-        return None, f"{column} {_shown(text)!r} is outside [0, 1]"
+        return None, f"{column} {shown(text)!r} is outside [0, 1]"
     return value, None
 
 
@@ -208,14 +160,14 @@ def _parse_count(text: str, column: str):
         try:
             number = float(text)
         except ValueError:
-            return None, f"{column} {_shown(text)!r} is not a number"
+            return None, f"{column} {shown(text)!r} is not a number"
         if not (math.isfinite(number) and number.is_integer()):
-            return None, f"{column} {_shown(text)!r} is not a whole number"
+            return None, f"{column} {shown(text)!r} is not a whole number"
         value = int(number)
     if value < 0:
-        return None, f"{column} {_shown(text)!r} is negative"
+        return None, f"{column} {shown(text)!r} is negative"
     if value > _INT64_MAX:
-        return None, f"{column} {_shown(text)!r} is too large"
+        return None, f"{column} {shown(text)!r} is too large"
     return value, None
 
 
@@ -228,16 +180,16 @@ def _resolve_columns(header: list[str], fmt: str, problems: _Problems, line: int
         if tuple(names) != MEDIAEVAL_HEADER:
             problems.add(
                 line, f"header must be exactly {','.join(MEDIAEVAL_HEADER)!r} (ground truth), or "
-                f"{','.join(MEDIAEVAL_RUN_HEADER)!r} (a run file); got {_shown(','.join(names))!r}"
+                f"{','.join(MEDIAEVAL_RUN_HEADER)!r} (a run file); got {shown(','.join(names))!r}"
             )
             return None
         return {"video_id": 0, "short_term": 1, "n_short": 2, "long_term": 3, "n_long": 4}
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        problems.add(line, f"header repeats column(s) {[_shown(d) for d in dupes]}")
+        problems.add(line, f"header repeats column(s) {[shown(d) for d in dupes]}")
         return None
     if fmt == "csv":
-        unknown = [_shown(n) for n in names if n not in _CSV_COLUMNS]
+        unknown = [shown(n) for n in names if n not in _CSV_COLUMNS]
         missing = [c for c in _REQUIRED if c not in names]
         if unknown or missing:
             parts = []
@@ -247,7 +199,7 @@ def _resolve_columns(header: list[str], fmt: str, problems: _Problems, line: int
                 parts.append(f"unknown column(s) {unknown}")
             problems.add(
                 line, f"{' and '.join(parts)}; the header must hold video_id, short_term and optionally "
-                f"{', '.join(_CSV_COLUMNS[2:])}; got {_shown(','.join(names))!r}"
+                f"{', '.join(_CSV_COLUMNS[2:])}; got {shown(','.join(names))!r}"
             )
             return None
         return {name: names.index(name) for name in names}
@@ -261,7 +213,7 @@ def _resolve_columns(header: list[str], fmt: str, problems: _Problems, line: int
     missing = [c for c in _REQUIRED if c not in found]
     if missing:
         wanted = "; ".join(f"{c}: one of {list(_MEMENTO_COLUMNS[c])}" for c in missing)
-        problems.add(line, f"missing column(s) for {wanted}; got {_shown(','.join(names))!r}")
+        problems.add(line, f"missing column(s) for {wanted}; got {shown(','.join(names))!r}")
         return None
     return found
 
@@ -277,7 +229,7 @@ def _rows_from_csv(path: Path, text: str, fmt: str, problems: _Problems):
                 break
             first = reader.line_num + 1
         if header is None:
-            raise _file_error(path, fmt, 1, "no header: the file is empty or blank")
+            raise file_error(path, fmt, 1, "no header: the file is empty or blank")
         columns = _resolve_columns(header, fmt, problems, line=first)
         if columns is None:
             return
@@ -300,16 +252,16 @@ def _rows_from_csv(path: Path, text: str, fmt: str, problems: _Problems):
 def _rows_from_json(path: Path, text: str, fmt: str, problems: _Problems):
     """Yield (entry number, {column: text}, names) from a Memento10k JSON list."""
     if not text.strip():
-        raise _file_error(path, fmt, 1, "no JSON list: the file is empty or blank")
-    top = _line_of(text, len(text) - len(text.lstrip()))  # where the JSON value starts
+        raise file_error(path, fmt, 1, "no JSON list: the file is empty or blank")
+    top = line_of(text, len(text) - len(text.lstrip()))  # where the JSON value starts
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _file_error(path, fmt, exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})") from exc
+        raise file_error(path, fmt, exc.lineno, f"not valid JSON: {exc.msg} (column {exc.colno})") from exc
     except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits; lists nested too deeply
-        raise _file_error(path, fmt, top, f"not valid JSON: {_shown(str(exc))}") from exc
+        raise file_error(path, fmt, top, f"not valid JSON: {shown(str(exc))}") from exc
     if not isinstance(data, list):
-        raise _file_error(path, fmt, top, f"expected a JSON list of entries, got {type(data).__name__}")
+        raise file_error(path, fmt, top, f"expected a JSON list of entries, got {type(data).__name__}")
     for number, entry in enumerate(data, start=1):
         if not isinstance(entry, dict):
             problems.add(number, f"expected an object, got {type(entry).__name__}")
@@ -408,7 +360,7 @@ def read_labels(path, format: str = "mediaeval") -> pa.Table:
         data = path.read_bytes()
     except OSError as exc:
         raise LabelFormatError(f"cannot open label file '{path}': {exc.strerror or exc}") from exc
-    text = _decode(path, data, format)
+    text = decode_text(path, data, format)
     is_json = format == "memento10k" and path.suffix.lower() == ".json"
     problems = _Problems(path, format, unit="entry" if is_json else "line")
     reader = _rows_from_json if is_json else _rows_from_csv
@@ -423,9 +375,9 @@ def read_labels(path, format: str = "mediaeval") -> pa.Table:
         if not video_id:
             bad.append(f"{names['video_id']} is empty")
         elif _CONTROL.search(raw_id):
-            bad.append(f"{names['video_id']} {_shown(raw_id)!r} holds a control character")
+            bad.append(f"{names['video_id']} {shown(raw_id)!r} holds a control character")
         elif video_id in first_seen:
-            bad.append(f"duplicate video id {_shown(video_id)!r} (first on {problems.unit} {first_seen[video_id]})")
+            bad.append(f"duplicate video id {shown(video_id)!r} (first on {problems.unit} {first_seen[video_id]})")
         else:
             first_seen[video_id] = where
         # a run file of one target leaves the other empty; a ground-truth row always has short-term
@@ -447,16 +399,37 @@ def read_labels(path, format: str = "mediaeval") -> pa.Table:
         out["n_long"].append(n_long)
     problems.raise_if_any()
     if not out["video_id"]:
-        raise _file_error(path, format, _line_of(text.rstrip()), "no label rows (the file ends here)")
+        raise file_error(path, format, line_of(text.rstrip()), "no label rows (the file ends here)")
     n = len(out["video_id"])
     out["source"] = [f"{format}:{path.name}"] * n
     return pa.Table.from_pydict(out, schema=LABELS_SCHEMA)
 
 
-def import_labels(path, store, format: str = "mediaeval") -> int:
+@dataclass(frozen=True)
+class LabelImport:
+    """What :func:`import_labels` did (with ``return_report=True``).
+
+    Attributes
+    ----------
+    n_rows : int
+        Label rows written.
+    replaced : int
+        Of those, videos that had a label in the store already: the new one replaces it.
+    not_in_store : list of str
+        Ids, in file order, of videos the store does not hold (neither extracted nor failed):
+        fine for videos extracted later; otherwise the ids differ from the video file names.
+    """
+
+    n_rows: int
+    replaced: int
+    not_in_store: list
+
+
+def import_labels(path, store, format: str = "mediaeval", *, return_report: bool = False):
     """Read, validate and write a label file into a feature store.
 
-    The whole file is validated first; if any line is bad nothing is written.
+    The whole file is validated first; if any line is bad nothing is written. A video
+    labelled before gets the new label (the store keeps the latest import of each video).
 
     Parameters
     ----------
@@ -466,11 +439,13 @@ def import_labels(path, store, format: str = "mediaeval") -> int:
         The feature store folder (or an open store).
     format : {'mediaeval', 'memento10k', 'csv'}, default='mediaeval'
         See :func:`read_labels`.
+    return_report : bool, default=False
+        Return a :class:`LabelImport`: also the labels replaced and the ids the store has no video for.
 
     Returns
     -------
-    n_rows : int
-        Number of label rows written.
+    n_rows : int or LabelImport
+        Number of label rows written; a :class:`LabelImport` with ``return_report=True``.
 
     Raises
     ------
@@ -485,16 +460,32 @@ def import_labels(path, store, format: str = "mediaeval") -> int:
     >>> path = os.path.join(tempfile.mkdtemp(), "labels.csv")
     >>> with open(path, "w") as f:
     ...     _ = f.write("video_id,short_term\\nvideo10,0.95\\nvideo11,0.80\\n")
-    >>> import_labels(path, os.path.join(tempfile.mkdtemp(), "store"), format="csv")
+    >>> store = os.path.join(tempfile.mkdtemp(), "store")
+    >>> import_labels(path, store, format="csv")
     2
+    >>> import_labels(path, store, format="csv", return_report=True)  # again: both replaced, no videos yet
+    LabelImport(n_rows=2, replaced=2, not_in_store=['video10', 'video11'])
     """
     table = read_labels(path, format=format)
     # Imported here: the store pulls in DuckDB, which reading labels does not need.
     from .store import FeatureStore
 
     if isinstance(store, FeatureStore):
-        store.write_labels(table)
+        report = _write_labels(store, table)
     else:
         with FeatureStore(store) as opened:  # opened here, so closed here
-            opened.write_labels(table)
-    return table.num_rows
+            report = _write_labels(opened, table)
+    return report if return_report else report.n_rows
+
+
+def _write_labels(fs, table: pa.Table) -> LabelImport:
+    """Write ``table`` into the open store ``fs``, having counted the labels it replaces and the ids
+    the store holds no video for."""
+    ids = {"ids": table.column("video_id").to_pylist()}
+    replaced = fs.sql("SELECT count(*) AS n FROM labels "
+                      "SEMI JOIN (SELECT unnest($ids::VARCHAR[]) AS video_id) AS mine USING (video_id)", ids)
+    known = fs.sql("SELECT video_id FROM (SELECT video_id FROM videos UNION SELECT video_id FROM failures) "
+                   "SEMI JOIN (SELECT unnest($ids::VARCHAR[]) AS video_id) AS mine USING (video_id)", ids)
+    fs.write_labels(table)
+    known = set(known.column("video_id").to_pylist())
+    return LabelImport(table.num_rows, replaced.column("n")[0].as_py(), [i for i in ids["ids"] if i not in known])

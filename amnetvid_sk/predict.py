@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,9 @@ def predict_videos(pipeline, paths, store=None, *, progress=True, workers=2, dev
 def _predict(pipeline, paths, store, *, progress, workers, device, ids):
     """``predict_videos`` with the ``(path, id)`` of each video predicted in place of the ids."""
     from .extraction import expand_inputs, extract
+    from .errors import LeftOutWarning
     from .pipelines import reader_step, store_steps
+    from .short_videos import short_message, split_short
     from .frame_models.spec import FrameModelSpec
     from .store import FeatureStore
     from .transformers import FrameEmbeddings
@@ -148,7 +151,10 @@ def _predict(pipeline, paths, store, *, progress, workers, device, ids):
                       workers=workers, ids=ids, progress=progress, embeddings=embeddings)
     failed = {str(p) for p, _ in summary.failed}
     kept = [(path, vid) for path, vid in inputs if str(path) not in failed]
-    ids_kept = np.array([vid for _, vid in kept], dtype=object)
+    ids_kept, short = split_short(pipeline, np.array([vid for _, vid in kept], dtype=object))
+    if short:  # fewer stored frames than the model reads (its reader's short_videos="drop")
+        warnings.warn(short_message(short, len(kept), "videos to predict"), LeftOutWarning, stacklevel=3)
+        kept = [(path, vid) for path, vid in kept if vid not in short]
     predictions = pipeline.predict(ids_kept) if kept else np.zeros(0)
     return kept, np.asarray(predictions, dtype=float).ravel(), summary
 

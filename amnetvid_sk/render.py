@@ -7,7 +7,7 @@ frame give three RGB images, stacked into one 9-channel image
 
 The colormap is a 256-entry lookup table built here from matplotlib's 'jet' segment
 data, so importing this module (and rendering) does not import matplotlib; only
-:func:`save_attention_figure` does.
+:func:`attention_figure` and :func:`save_attention_figure` do.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils._param_validation import StrOptions, validate_params
 
-__all__ = ["JET_LUT", "render_jet", "render_maps", "save_attention_figure"]
+from .atomic_files import write_file_atomic
+
+__all__ = ["JET_LUT", "MAP_TITLES", "attention_figure", "render_jet", "render_maps", "save_attention_figure",
+           "wrap_to_width"]
 
 # matplotlib's _jet_data: per channel, (x, y_left, y_right) breakpoints. Every
 # segment is continuous (y_left == y_right), so linear interpolation is exact.
@@ -220,19 +223,120 @@ def render_maps(maps, mode: str = "jet", size: int = 70) -> np.ndarray:
     return x
 
 
-def save_attention_figure(frame, maps, path, title: str | None = None, score: float | None = None) -> Path:
+#: the titles of the three map panels of a frame model that names no titles of its own
+MAP_TITLES = ("attention map 1", "attention map 2", "attention map 3")
+# points per inch; the mean width of a character of matplotlib's default font (DejaVu Sans) is
+# about 0.6 of its size (digits 0.64, lower case less): the wrap width keeps to the wider
+_PT_PER_INCH = 72.0
+_CHAR_EM = 0.64
+
+
+def wrap_to_width(text: str, width_in: float, fontsize: float = 10.0) -> str:
+    """``text`` broken into lines that fit ``width_in`` inches at ``fontsize`` points.
+
+    Matplotlib centres a title over its axes and clips what runs past the canvas; a title wider
+    than its panel must be broken to stay inside. Words longer than a line (a path, a
+    fingerprint) are broken too.
+
+    Examples
+    --------
+    >>> print(wrap_to_width("gbuckbunny frame 56 (t=2.24 s), score 0.812", 2.0))
+    gbuckbunny frame 56
+    (t=2.24 s), score
+    0.812
+    """
+    import textwrap
+
+    chars = max(8, int(width_in * _PT_PER_INCH / (fontsize * _CHAR_EM)))
+    return "\n".join(textwrap.fill(line, chars) or line for line in str(text).splitlines())
+
+
+def _check_frame(frame, frame_size):
+    """The frame as an array (None stays None), and the (height, width) of the panels."""
+    if frame is None:
+        size = tuple(int(v) for v in frame_size) if frame_size is not None else (168, 224)
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"save_attention_figure: frame_size must be (height, width) >= 1; got {frame_size!r}")
+        return None, size
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
+        raise ValueError(
+            f"save_attention_figure: frame must be uint8 of shape (H, W, 3); "
+            f"got {frame.dtype} of shape {frame.shape}"
+        )
+    return frame, frame.shape[:2]
+
+
+def attention_figure(frame, maps, title: str | None = None, score: float | None = None,
+                     map_titles=None, frame_size=None, note: str | None = None):
+    """The note's Figure 1 as a :class:`matplotlib.figure.Figure` (see :func:`save_attention_figure`).
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        Drawn with the Agg canvas; every title lies inside it.
+    """
+    frame, (height, width) = _check_frame(frame, frame_size)
+    t = _as_maps_tensor(maps, "save_attention_figure")
+    if t.ndim != 3:
+        raise ValueError(f"save_attention_figure: maps must have shape (3, h, w); got shape {tuple(t.shape)}")
+    map_titles = tuple(MAP_TITLES if map_titles is None else map_titles)
+    if len(map_titles) != 3:
+        raise ValueError(f"save_attention_figure: map_titles must hold 3 titles; got {map_titles!r}")
+    rendered = _render(t, height, width).reshape(3, 3, height, width).transpose(0, 2, 3, 1)
+
+    # Imported here: matplotlib is slow to import and only the figures need it.
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    panel_w = 3.0  # inches
+    panel_h = panel_w * height / width
+    # constrained layout keeps titles and the colour bar inside the canvas, and room is left
+    # above the panels for titles of up to three lines
+    fig = Figure(figsize=(4 * panel_w + 0.9, panel_h + 0.75), dpi=100, facecolor="black", layout="constrained")
+    FigureCanvasAgg(fig)  # attach the Agg canvas explicitly: never a GUI backend
+    frame_title = title if title is not None else "frame"
+    if score is not None:
+        frame_title = f"{frame_title}, score {float(score):.3f}"
+    if frame is None:  # the video file is gone or unreadable: the maps alone, and why
+        frame = np.full((height, width, 3), 48, dtype=np.uint8)
+    axes = fig.subplots(1, 4)
+    for ax, image, text in zip(axes, [frame, *rendered], [frame_title, *map_titles]):
+        ax.imshow(image, interpolation="nearest", aspect="auto")
+        ax.set_axis_off()
+        ax.set_title(wrap_to_width(text, 0.95 * panel_w), color="white", fontsize=10)
+    if note:
+        axes[0].text(0.5, 0.5, wrap_to_width(note, 0.9 * panel_w, 9), transform=axes[0].transAxes,
+                     ha="center", va="center", color="white", fontsize=9)
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), colormaps["jet"]), ax=list(axes[1:]), ticks=[0, 1],
+                       fraction=0.03, pad=0.01, aspect=12)
+    bar.ax.set_yticklabels(["min", "max"])
+    bar.ax.tick_params(colors="white", labelsize=8)
+    bar.outline.set_edgecolor("white")
+    bar.set_label("each map\nmin to max", color="white", fontsize=8)
+    return fig
+
+
+def save_attention_figure(frame, maps, path, title: str | None = None, score: float | None = None,
+                          map_titles=None, frame_size=None, note: str | None = None) -> Path:
     """Save one frame beside its three attention maps as a PNG (the note's Figure 1).
 
     Four panels, left to right: the frame, then attention maps 1, 2 and 3, each
     rendered JET on black background at the frame's size (the maps cover the whole
-    frame, as the frame model saw it). Drawn with matplotlib's Agg backend through
+    frame, as the frame model saw it), and a colour bar of the JET scale (each map is
+    scaled from its own minimum to its own maximum). Every title is broken into lines
+    that fit its panel. Drawn with matplotlib's Agg backend through
     :class:`matplotlib.figure.Figure` (no pyplot, no display), so it is safe to call
-    from worker threads.
+    from worker threads; the PNG is written atomically.
 
     Parameters
     ----------
-    frame : numpy.ndarray of uint8, shape (H, W, 3)
-        The RGB frame.
+    frame : numpy.ndarray of uint8, shape (H, W, 3), or None
+        The RGB frame; None when it cannot be shown (the video file is gone): the
+        frame panel is then grey, with ``note`` saying why.
     maps : array-like of shape (3, h, w)
         Its three attention maps.
     path : str or os.PathLike
@@ -243,6 +347,13 @@ def save_attention_figure(frame, maps, path, title: str | None = None, score: fl
     score : float, optional
         The frame's memorability score, appended to the frame title as
         ``", score 0.812"``.
+    map_titles : sequence of 3 str, optional
+        What each map is, for the frame model at hand (AMNet: its attention steps;
+        ResMem: the layers of its Grad-CAM maps); :data:`MAP_TITLES` when not given.
+    frame_size : (int, int), optional
+        ``(height, width)`` of the panels when ``frame`` is None (default 168 x 224).
+    note : str, optional
+        Text written over the frame panel.
 
     Returns
     -------
@@ -252,7 +363,8 @@ def save_attention_figure(frame, maps, path, title: str | None = None, score: fl
     Raises
     ------
     ValueError
-        If ``frame`` is not uint8 ``(H, W, 3)`` or ``maps`` is not ``(3, h, w)``.
+        If ``frame`` is not uint8 ``(H, W, 3)``, ``maps`` is not ``(3, h, w)`` or
+        ``map_titles`` does not hold three titles.
 
     Examples
     --------
@@ -264,39 +376,12 @@ def save_attention_figure(frame, maps, path, title: str | None = None, score: fl
     >>> out.suffix
     '.png'
     """
-    frame = np.asarray(frame)
-    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or 0 in frame.shape:
-        raise ValueError(
-            f"save_attention_figure: frame must be uint8 of shape (H, W, 3); "
-            f"got {frame.dtype} of shape {frame.shape}"
-        )
-    t = _as_maps_tensor(maps, "save_attention_figure")
-    if t.ndim != 3:
-        raise ValueError(f"save_attention_figure: maps must have shape (3, h, w); got shape {tuple(t.shape)}")
-    height, width = frame.shape[:2]
-    rendered = _render(t, height, width).reshape(3, 3, height, width).transpose(0, 2, 3, 1)
+    import io
 
-    # Imported here: matplotlib is slow to import and only this function needs it.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    panel_w = 3.0  # inches
-    panel_h = panel_w * height / width
-    fig = Figure(figsize=(4 * panel_w, panel_h + 0.6), dpi=100, facecolor="black")
-    FigureCanvasAgg(fig)  # attach the Agg canvas explicitly: never a GUI backend
-    frame_title = title if title is not None else "frame"
-    if score is not None:
-        frame_title = f"{frame_title}, score {float(score):.3f}"
-    images = [frame] + [rendered[k] for k in range(3)]
-    titles = [frame_title] + [f"attention step {k + 1}" for k in range(3)]
-    margin = 0.01
-    top = panel_h / (panel_h + 0.6)
-    for k, (image, text) in enumerate(zip(images, titles)):
-        ax = fig.add_axes((k / 4 + margin, 0.02, 1 / 4 - 2 * margin, top - 0.04))
-        ax.imshow(image, interpolation="nearest", aspect="auto")
-        ax.set_axis_off()
-        ax.set_title(text, color="white", fontsize=10)
+    fig = attention_figure(frame, maps, title=title, score=score, map_titles=map_titles, frame_size=frame_size,
+                           note=note)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", facecolor=fig.get_facecolor())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", facecolor=fig.get_facecolor())
-    return path
+    return write_file_atomic(path, buffer.getvalue(), "figure")

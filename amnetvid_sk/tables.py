@@ -6,7 +6,7 @@ lays them out with the change of each model relative to the mean-score baseline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,6 +42,15 @@ def change_text(value: float, base: float) -> str:
     return f" ({100 * (value - base) / base:+.1f}%)"
 
 
+_CELL = 32  # characters of a cell; a longer column title widens every cell
+
+
+def _interval_words() -> str:
+    from .uncertainty import CONFIDENCE, N_RESAMPLES
+
+    return f"{CONFIDENCE:.0%} interval: bootstrap over videos, {N_RESAMPLES} resamples, seed 0"
+
+
 @dataclass
 class Table1:
     """Results laid out as the working note's Table 1, or as another block of models (``columns``).
@@ -55,24 +64,91 @@ class Table1:
     columns: tuple = TABLE1_RECIPES
     title: str = ""
     baseline: dict | None = None  # (BASELINE, target) -> CVResult, when not in results
+    _differences: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def format(self) -> str:
-        head = "Spearman, honest K-fold CV (mean ± std over folds)" if self.protocol == "cv" else \
-            "Spearman, the note's protocol (85/15 split, best epoch chosen on the test part: OPTIMISTIC)"
+        """The table as text: each model's Spearman with its 95% interval, and under it the paired
+        difference to the mean-score baseline with its own interval; then which differences the
+        data support, and the videos used and left out."""
+        head = (f"Spearman, honest K-fold CV (mean over folds) [{_interval_words()}]" if self.protocol == "cv" else
+                "Spearman, the note's protocol (85/15 split, best epoch chosen on the test part: OPTIMISTIC; "
+                f"mean over rounds) [{_interval_words()}]")
         lines = [self.title, head, ""] if self.title else [head, ""]
-        lines.append(f"{'target':<11}" + "".join(f"| {self.label(name):<30}" for name, _ in self.columns))
-        lines.append("-" * (11 + 32 * len(self.columns)))
+        width = max([_CELL] + [len(self.label(name)) + 1 for name, _ in self.columns])
+        lines.append(f"{'target':<11}" + "".join(f"| {self.label(name):<{width}}" for name, _ in self.columns))
+        lines.append("-" * (11 + (width + 2) * len(self.columns)))
         for target in self.targets():
             cells = [self.cell(name, target) for name, _ in self.columns]
-            lines.append(f"{target + '-term':<11}" + "".join(f"| {c:<30}" for c in cells))
+            lines.append(f"{target + '-term':<11}" + "".join(f"| {c:<{width}}" for c in cells))
+            diffs = [self.difference_text(name, target) for name, _ in self.columns]
+            if any(diffs):
+                lines.append(f"{'  vs mean':<11}" + "".join(f"| {c:<{width}}" for c in diffs))
         lines.append("")
-        lines.append(f"(+x%): change relative to the {dict(TABLE1_RECIPES)[BASELINE]}; (+x abs): the difference, "
-                     f"shown when that baseline is below {RELATIVE_BASE_MIN} (a ratio to it would mean nothing)")
-        used = [f"{t}-term {n} ({len(left)} left out: no features)" for t, (n, left) in self.videos().items()]
-        lines.append("labelled videos used: " + ", ".join(used))
+        lines.append(f"vs mean: the paired difference to the {dict(TABLE1_RECIPES)[BASELINE]} on the same videos "
+                     "[its 95% interval] and the relative change (on the videos both models read, when they differ); "
+                     "a difference is supported by the data when its interval excludes 0")
+        lines.append(self.verdict())
+        lines += self._stacked_note()
+        lines += self._videos_lines()
         if self.columns == TABLE1_RECIPES:
             lines.append(f"working note (900-video split): {note_table1_text()}")
         return "\n".join(lines)
+
+    def difference_text(self, recipe: str, target: str) -> str:
+        """``+0.017 [-0.01, +0.04] (+4.0%)``: the paired difference to the baseline; "" where there is none."""
+        diff = self.difference(recipe, target)
+        if diff is None:
+            return ""
+        res, base = self.results[(recipe, target)], self._base(target)
+        if diff.n_videos != res.n_videos or diff.n_videos != base.n_videos:
+            return diff.text(signed=True) + f" (on {diff.n_videos} common)"
+        relative = base.mean >= RELATIVE_BASE_MIN
+        return diff.text(signed=True) + (change_text(res.mean, base.mean) if relative else "")
+
+    def verdict(self) -> str:
+        """In words: which differences to the baseline the data support (their interval excludes 0)."""
+        supported, checked = [], 0
+        for target in self.targets():
+            for name, label in self.columns:
+                diff = self.difference(name, target)
+                if diff is None or not np.isfinite(diff.low):
+                    continue
+                checked += 1
+                if diff.excludes_zero:
+                    way = "above" if diff.estimate > 0 else "below"
+                    supported.append(f"{label} {way} the baseline, {target}-term ({diff.text(signed=True)})")
+        if not checked:
+            return "no difference to the baseline could be tested (no paired predictions, or too few videos)"
+        if not supported:
+            return (f"the data support none of the {checked} differences to the baseline: every 95% interval "
+                    "includes 0")
+        return f"the data support {len(supported)} of {checked} differences: " + "; ".join(supported)
+
+    def _stacked_note(self) -> list[str]:
+        """One sentence where the stacked ensemble falls below its best member: why it can, on this data."""
+        out = []
+        for target in self.targets():
+            stacked = self.results.get(("stacked", target))
+            members = [r.mean for (name, t), r in self.results.items() if t == target and name != "stacked"]
+            base = self._base(target)
+            members += [base.mean] if base is not None else []
+            if stacked is None or not members or not stacked.mean < max(members):
+                continue
+            n_train = stacked.n_videos - stacked.n_videos // max(len(stacked.scores), 1)
+            out.append(f"{target}-term: the stacked ensemble falls below its best member: it learns its weights "
+                       f"from its members' inner out-of-fold predictions, each member trained on about "
+                       f"{n_train * 4 // 5} of {n_train} training videos, and on so few its weights are mostly noise")
+        return out
+
+    def _videos_lines(self) -> list[str]:
+        lines = []
+        for target, (n, left) in self.videos().items():
+            text = f"{target}-term: {n} labelled videos with features ({len(left)} left out: no features)"
+            short = {name: res.short for (name, t), res in self.results.items() if t == target and res.short}
+            for name, ids in short.items():
+                text += f"; {dict(self.columns).get(name, name)}: {len(ids)} left out with fewer stored frames than it reads"
+            lines.append(text)
+        return lines
 
     def targets(self) -> list[str]:
         """The targets that have results, in :data:`TARGETS` order."""
@@ -89,15 +165,45 @@ class Table1:
         return out
 
     def cell(self, recipe: str, target: str) -> str:
-        """``"mean ± std"`` of one model and target, with the change relative to the mean baseline."""
+        """``0.4384 [0.39, 0.48]``: one model's fold-mean Spearman and its 95% interval (``mean ±
+        std`` over folds for a run stored without predictions); undefined folds are counted."""
         res = self.results.get((recipe, target))
         if res is None:
             return "n/a"
-        text = f"{res.mean:.4f} ± {res.std:.4f}"
-        base = self.results.get((BASELINE, target)) or (self.baseline or {}).get((BASELINE, target))
-        if recipe != BASELINE and base is not None:
+        n, defined = len(res.scores), int(np.isfinite(res.scores).sum())
+        if defined == 0:
+            return f"undefined in all {n} folds"
+        interval = res.interval
+        text = interval.text() if interval is not None else f"{res.mean:.4f} ± {res.std:.4f}"
+        base = self._base(target)
+        if interval is None and recipe != BASELINE and base is not None:  # no paired difference: the change
             text += change_text(res.mean, base.mean)
+        if defined < n:
+            text += f" ({defined} of {n} folds)"
         return text
+
+    def interval(self, recipe: str, target: str):
+        """The :class:`~amnetvid_sk.uncertainty.Interval` of one model and target (None: no result,
+        or a result without stored predictions)."""
+        res = self.results.get((recipe, target))
+        return None if res is None else res.interval
+
+    def difference(self, recipe: str, target: str):
+        """Paired difference of one model to the mean-score baseline on the same videos, an
+        :class:`~amnetvid_sk.uncertainty.Interval` (None for the baseline itself, or without predictions)."""
+        from .uncertainty import paired_difference
+
+        res = self.results.get((recipe, target))
+        base = self._base(target)
+        if recipe == BASELINE or res is None or base is None or res.predictions is None or base.predictions is None:
+            return None
+        key = (recipe, target)
+        if key not in self._differences:
+            self._differences[key] = paired_difference(res.predictions, base.predictions)
+        return self._differences[key]
+
+    def _base(self, target: str):
+        return self.results.get((BASELINE, target)) or (self.baseline or {}).get((BASELINE, target))
 
     def label(self, recipe: str) -> str:
         """Column title with the frames per video that the model read, e.g. "LSTM on scores (4 frames)"."""

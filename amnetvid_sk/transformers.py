@@ -21,6 +21,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .render import render_jet
+from .short_videos import SHORT_VIDEOS, read_policy
 from .store import FeatureStore
 
 __all__ = ["AttentionSequences", "FrameEmbeddings", "FrameMinMaxScaler", "FrameScores"]
@@ -51,6 +52,7 @@ _STORE_CONSTRAINTS = {
     "model": [str, None],
     "sampling": [str, None],
 }
+_SHORT_CONSTRAINT = [StrOptions(set(SHORT_VIDEOS))]
 
 
 class _StoreReader:
@@ -124,15 +126,20 @@ class FrameScores(_StatelessReader, TransformerMixin, BaseEstimator):
     store : str or Path
         Feature store folder.
     n_frames : int, default=None
-        Frames per video, picked uniformly from those stored. None: every stored
-        frame (all videos must have the same number). More than a video has
-        stored is an error naming the stored count.
+        Frames per video, picked uniformly from each video's own stored frames. None:
+        every stored frame; where videos hold different numbers (clips of different
+        lengths), the rows of the shorter ones end in NaN (``MeanScoreRegressor``
+        averages each video's own frames).
     model : str, default=None
         Frame model fingerprint (or unique prefix / name). None takes the store's
         only model; with several, an error lists their fingerprints.
     sampling : str, default=None
         Sampling key (``"frames=28"``, ``"fps=4"``). None takes the model's only
         sampling; with several, an error lists them.
+    short_videos : {"drop", "stretch", "repeat-last", "error"}, default="drop"
+        A video with fewer stored frames than ``n_frames``: left out by evaluation, ``fit``
+        and ``predict`` (and an error if it reaches ``transform``), its frames stretched or
+        its last frame repeated to ``n_frames``, or an error (see :mod:`amnetvid_sk.short_videos`).
 
     Attributes
     ----------
@@ -158,19 +165,22 @@ class FrameScores(_StatelessReader, TransformerMixin, BaseEstimator):
     _parameter_constraints = {
         **_STORE_CONSTRAINTS,
         "n_frames": [Interval(Integral, 1, None, closed="left"), None],
+        "short_videos": _SHORT_CONSTRAINT,
     }
 
-    def __init__(self, store="store", n_frames=None, model=None, sampling=None):
+    def __init__(self, store="store", n_frames=None, model=None, sampling=None, short_videos="drop"):
         self.store = store
         self.n_frames = n_frames
         self.model = model
         self.sampling = sampling
+        self.short_videos = short_videos
 
     def transform(self, X):
         """Frame scores of the videos ``X``, float32 [n_videos, n_frames], in the order of ``X``."""
         model, sampling = self._features()
+        short = "nan" if self.n_frames is None else read_policy(self.short_videos)
         scores, _ = self._source().read_arrays(check_ids(X), model=model, n_frames=self.n_frames, maps=False,
-                                               sampling=sampling)
+                                               sampling=sampling, short=short)
         return scores
 
 
@@ -285,8 +295,9 @@ class FrameMinMaxScaler(TransformerMixin, BaseEstimator):
         self : FrameMinMaxScaler
         """
         X = np.asarray(X, dtype=np.float64)
-        self.data_min_ = float(np.min(X))
-        self.data_max_ = float(np.max(X))
+        # NaN: a frame a shorter clip does not have (FrameScores with n_frames=None)
+        self.data_min_ = float(np.nanmin(X))
+        self.data_max_ = float(np.nanmax(X))
         return self
 
     def transform(self, X):
@@ -319,7 +330,7 @@ class AttentionSequences(_StoreReader, TransformerMixin, BaseEstimator):
     store : str or Path
         Feature store folder.
     n_frames : int, default=4
-        Frames per video, picked uniformly from those stored.
+        Frames per video, picked uniformly from each video's own stored frames.
     maps : {"jet", "raw"}, default="jet"
     size : int, default=70
         Rendered map size for ``maps="jet"``.
@@ -328,6 +339,8 @@ class AttentionSequences(_StoreReader, TransformerMixin, BaseEstimator):
     sampling : str, default=None
         Sampling key (``"frames=28"``, ``"fps=4"``); None takes the model's only
         sampling; with several, an error lists them.
+    short_videos : {"drop", "stretch", "repeat-last", "error"}, default="drop"
+        A video with fewer stored frames than ``n_frames``, as for :class:`FrameScores`.
 
     Attributes
     ----------
@@ -360,15 +373,18 @@ class AttentionSequences(_StoreReader, TransformerMixin, BaseEstimator):
         "n_frames": [Interval(Integral, 1, None, closed="left")],
         "maps": [StrOptions({"jet", "raw"})],
         "size": [Interval(Integral, 1, None, closed="left")],
+        "short_videos": _SHORT_CONSTRAINT,
     }
 
-    def __init__(self, store="store", n_frames=4, maps="jet", size=70, model=None, sampling=None):
+    def __init__(self, store="store", n_frames=4, maps="jet", size=70, model=None, sampling=None,
+                 short_videos="drop"):
         self.store = store
         self.n_frames = n_frames
         self.maps = maps
         self.size = size
         self.model = model
         self.sampling = sampling
+        self.short_videos = short_videos
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -387,7 +403,7 @@ class AttentionSequences(_StoreReader, TransformerMixin, BaseEstimator):
         ids = check_ids(X)
         store = self._fit_source()
         scores, _ = store.read_arrays(ids, model=self.model_, n_frames=self.n_frames, maps=False,
-                                      sampling=self.sampling_)
+                                      sampling=self.sampling_, short=read_policy(self.short_videos))
         self.score_min_ = float(scores.min())
         self.score_max_ = float(scores.max())
         return self
@@ -397,7 +413,7 @@ class AttentionSequences(_StoreReader, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         ids = check_ids(X)
         scores, maps = self._source().read_arrays(ids, model=self.model_, n_frames=self.n_frames,
-                                                  sampling=self.sampling_)
+                                                  sampling=self.sampling_, short=read_policy(self.short_videos))
         span = self.score_max_ - self.score_min_
         scaled = (scores - self.score_min_) / span if span > 0 else np.zeros_like(scores)
         if self.maps == "jet":

@@ -195,6 +195,7 @@ ROWS = [
     ("predict-store-is-file", ["predict", "{dict_joblib}", "{clip}", "--store", "{file}"], ["is a file"], {}),
     ("verify-store-missing", ["verify", "--store", "{missing_store}"], ["no_such_store", "does not exist"], {}),
     ("verify-store-is-file", ["verify", "--store", "{file}"], ["is a file"], {}),
+    ("report-store-missing", ["report", "--store", "{missing_store}"], ["no_such_store", "does not exist"], {}),
     # the demo's own parser reports in the same way
     ("demo-cv-text", ["demo", "--cv", "three"], ["--cv", "three"], {}),
 ]
@@ -252,6 +253,44 @@ def test_sklearn_parameter_errors_called_by_the_cli_are_user_errors(bad):
     with pytest.raises(ValueError) as err:
         np.zeros(3).reshape(2, 2)
     assert not _is_user_error(err.value)
+
+
+@pytest.mark.parametrize("command", [["score", "{clip}"], ["extract", "{clip}", "--store", "{empty}"]],
+                         ids=["score", "extract"])
+def test_device_this_machine_lacks_is_a_cli_worded_error(command, bad):
+    """--device cuda:N beyond this machine's GPUs (every machine lacks one) is one line, exit 2, in the
+    command line's terms: it names --device, what was asked, what this machine has and the values
+    allowed here, never the Python parameter (device=None); nothing is extracted."""
+    import torch
+
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    asked = f"cuda:{n_gpus}"
+    before = sorted(bad["empty"].rglob("*"))
+    proc = run_cli(*[a.format(**bad) for a in command], "--frame-model", "amnet", "--weights", bad["weights"],
+                   "--device", asked, "--no-progress" if command[0] == "extract" else "--frames=1")
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    line = lines[0]
+    assert line.startswith("error: argument --device: ") and f"{asked!r} was asked" in line, line
+    has = f"{n_gpus} CUDA device" if n_gpus else "no CUDA device (torch sees none), only the CPU"
+    assert f"this machine has {has}" in line and "allowed here: cpu" in line, line
+    assert "device=None" not in line and "parameter" not in line, line
+    assert proc.stdout == "" and sorted(bad["empty"].rglob("*")) == before
+
+
+def test_resolve_device_names_the_devices_this_machine_has():
+    """In Python, a CUDA device this machine lacks is a DeviceError (a ValueError) listing the devices it has."""
+    import torch
+
+    from amnetvid_sk.errors import DeviceError
+    from amnetvid_sk.frame_models.base import available_devices, resolve_device
+
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert available_devices() == ["cpu", *(f"cuda:{i}" for i in range(n_gpus))]
+    with pytest.raises(DeviceError, match=f"'cuda:{n_gpus}'.*torch sees cpu") as err:
+        resolve_device(f"cuda:{n_gpus}")
+    assert isinstance(err.value, ValueError)
+    assert err.value.asked == f"cuda:{n_gpus}" and err.value.available == available_devices()
 
 
 def test_traceback_env_shows_where(bad):

@@ -25,24 +25,23 @@ def _stderr_lines(proc):
 # ------------------------------------------------------------------ the writer
 def test_row_writer_formats_hold_the_same_rows(tmp_path, capsys):
     """table, csv and json hold the same rows: csv floats read back exactly, no value is an empty
-    field or null, a note ends a table row and goes to stderr otherwise."""
+    field or null, a note goes to stderr in every format (never into a cell)."""
     from amnetvid_sk.cli.output import RowWriter
 
     rows = [{"video_id": "clip0", "frames": 3, "mean_score": 0.123456789}, {"video_id": "photo", "frames": 1}]
     for fmt in ("table", "csv", "json"):
         with RowWriter(["video_id", "frames", "mean_score"], fmt, out=tmp_path / fmt) as out:
-            out.write(rows[0], note=" (short clip: fewer frames than asked)")
+            out.write(rows[0], note="short clip: fewer frames than asked")
             out.write(rows[1])
     table = (tmp_path / "table").read_text().splitlines()
-    assert table == ["video_id\tframes\tmean_score", "clip0\t3\t0.1235 (short clip: fewer frames than asked)",
-                     "photo\t1\t"]
+    assert table == ["video_id\tframes\tmean_score", "clip0\t3\t0.1235", "photo\t1\t"]
     got = list(csv.DictReader(io.StringIO((tmp_path / "csv").read_text())))
     assert got == [{"video_id": "clip0", "frames": "3", "mean_score": "0.123456789"},
                    {"video_id": "photo", "frames": "1", "mean_score": ""}]
     assert json.loads((tmp_path / "json").read_text()) == [
         {"video_id": "clip0", "frames": 3, "mean_score": 0.123456789},
         {"video_id": "photo", "frames": 1, "mean_score": None}]
-    assert capsys.readouterr().err.count("note: clip0: short clip") == 2  # csv and json
+    assert capsys.readouterr().err.count("note: clip0: short clip: fewer frames than asked\n") == 3
 
 
 def test_row_writer_file_appears_only_when_complete(tmp_path):
@@ -110,12 +109,13 @@ def test_mediaeval_run_refuses_scores_outside_0_1():
 
 # ------------------------------------------------------------------ refused before any work
 def test_bad_output_options_are_one_line_before_any_work(tmp_path):
-    """--format mediaeval with one MODEL (no target), --out in a missing folder and --maps-out with
-    --maps none exit 2 with one line, before a model or video is read."""
+    """A missing video with --format mediaeval (one MODEL: whose target its file records, so read after the
+    paths are checked; a file without one: tests/test_model_files.py), --out in a missing folder and
+    --maps-out with --maps none exit 2 with one line, before a model or video is read."""
     clip = tmp_path / "never_read.mp4"
     proc = run_cli("predict", tmp_path / "missing.joblib", clip, "--format", "mediaeval")
     assert proc.returncode == 2 and len(_stderr_lines(proc)) == 1
-    assert "--short-model" in proc.stderr and "mediaeval" in proc.stderr
+    assert "never_read.mp4" in proc.stderr and "does not exist" in proc.stderr
     proc = run_cli("predict", "--short-model", tmp_path / "missing.joblib", clip, "--out",
                    tmp_path / "no_such_folder" / "run.csv")
     assert proc.returncode == 2 and len(_stderr_lines(proc)) == 1
@@ -179,6 +179,26 @@ def test_score_json_out_one_object_per_file(clip_dir, photo, amnet_weights, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.jpg", "scores.json"]
 
 
+@pytest.mark.parametrize("fmt,per_frame", [("table", False), ("csv", False), ("json", False), ("table", True)])
+def test_score_short_clip_note_goes_to_stderr_in_every_format(clip_dir, amnet_weights, fmt, per_frame):
+    """``score --frames 1000`` on a 12-frame clip: every cell of table, csv and json (and --per-frame) holds
+    its column's value only; the short-clip note is one line on stderr naming the clip and the counts."""
+    proc = run_cli("score", clip_dir / "clip0.mp4", *AMNET, "--weights", amnet_weights, "--frames", "1000",
+                   "--format", fmt, *(["--per-frame"] if per_frame else []), check=0)
+    if fmt == "json":
+        rows = json.loads(proc.stdout)
+    else:
+        rows = list(csv.DictReader(io.StringIO(proc.stdout), delimiter="\t" if fmt == "table" else ","))
+    assert len(rows) == (12 if per_frame else 1)
+    for row in rows:
+        assert None not in row and len(row) == (4 if per_frame else 3)  # no cell beyond the header's
+        assert row["video_id"] == "clip0"
+        float(row["score" if per_frame else "mean_score"])  # a number, nothing after it
+    assert "short clip" not in proc.stdout
+    notes = [line for line in _stderr_lines(proc) if line.startswith("note:")]
+    assert notes == ["note: clip0: short clip: 12 frames, fewer than the 1000 asked"]
+
+
 # ------------------------------------------------------------------ predict
 FIRST_FRAME_RECIPE = '''"""The score of each video's first stored frame (a long-term model unlike the short one)."""
 from sklearn.pipeline import Pipeline
@@ -221,6 +241,37 @@ def _predicted(model_file, ids):
     from amnetvid_sk.predict import load_pipeline
 
     return load_pipeline(model_file).predict(np.array(ids, dtype=object))
+
+
+@pytest.mark.slow
+def test_fit_records_target_and_training_size(fitted):
+    """``amnetvid fit --target`` writes the target, the number of training videos and the range of their
+    labels into the model file."""
+    from amnetvid_sk.model_files import model_file_info
+
+    short, long = model_file_info(fitted["short"]), model_file_info(fitted["long"])
+    assert (short["target"], short["n_videos"], short["label_range"]) == ("short", 3, [0.7, 0.8])
+    assert (long["target"], long["n_videos"], long["label_range"]) == ("long", 3, [0.4, 0.5])
+
+
+@pytest.mark.slow
+def test_predict_one_model_mediaeval_goes_under_its_target_and_warns_once(fitted, clip_dir, tmp_path):
+    """``predict MODEL --format mediaeval`` with a long-term model: its predictions under long-term, short-term
+    empty; a model trained on fewer than FEW_VIDEOS videos gets one stderr line naming the file, the count and
+    the threshold."""
+    from amnetvid_sk.metrics import FEW_VIDEOS
+
+    run = tmp_path / "run.csv"
+    proc = run_cli("predict", fitted["long"], clip_dir / "clip3.mp4", clip_dir / "clip4.mp4", "--format",
+                   "mediaeval", "--out", run, "--no-progress", check=0)
+    rows = list(csv.DictReader(io.StringIO(run.read_text())))
+    assert list(rows[0]) == list(MEDIAEVAL_RUN_HEADER) and [r["video"] for r in rows] == ["clip3.mp4", "clip4.mp4"]
+    assert [r["short-term_memorability"] for r in rows] == ["", ""]
+    assert [float(r["long-term_memorability"]) for r in rows] == \
+        pytest.approx(_predicted(fitted["long"], ["clip3", "clip4"]), abs=1e-9)
+    warnings = [line for line in _stderr_lines(proc) if line.startswith("warning:")]
+    assert warnings == [f"warning: the model {fitted['long']} was trained on 3 videos, fewer than {FEW_VIDEOS}: "
+                        "its predictions are mostly noise; fit it on more labelled videos"]
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli
+from test_report import SECTIONS, assert_renders
 
 
 @pytest.mark.slow
@@ -23,15 +24,19 @@ def test_demo_tiny_writes_report_and_table(tmp_path):
     for label in ("embedding ridge", "Conv3D", "AMNetVid + frame subsets", "stacked ensemble"):
         assert label in beyond
 
+    # the report, written by the same code as `amnetvid report`, as a browser shows it
     report = out / "report"
     html = (report / "index.html").read_text()
-    for name in ("spearman.png", "figure4_densities.png"):
+    for name in ("spearman_cv.png", "figure4_densities.png", "predicted_cv_0.png", "predicted_cv_1.png"):
         assert name in html
         with Image.open(report / name) as im:
             assert im.width >= 400 and im.height >= 200
     figures = sorted(report.glob("figure1_*.png"))
-    assert figures and all(f.name in html for f in figures)
+    assert len(figures) == 3 and all(f.name in html for f in figures)
+    assert "ResMem" in html and "Grad-CAM" in html
     assert html.count("<table>") >= 5  # Table 1, beyond the note, predictions, two SQL results
+    assert "0.04 z(a) + 0.03 z(c)" in html  # the label rule with its four terms, as the README has it
+    assert_renders(report / "index.html", SECTIONS + ("predictions", "settings"))
     summary = json.loads((report / "summary.json").read_text())
     assert len(summary["table1"]) == 6 and len(summary["predictions"]) == 2
     assert sorted(row["recipe"] for row in summary["beyond"]) == [

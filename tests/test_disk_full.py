@@ -70,8 +70,9 @@ def temporary(folder):
 
 
 def one_error_line(proc, *words):
-    """The run failed with exit 2 and one ``error:`` line that holds ``words``; the line."""
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    """The run failed with exit 2 and one ``error:`` line that holds ``words`` (beside the warnings about
+    the data, such as the small-set one); the line."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("warning: ")]
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: "), lines[0]
@@ -145,7 +146,8 @@ def test_compact_on_a_full_disk_then_rerun(base_store, disk):
 
 @pytest.mark.slow  # two runs that import scikit-learn and torch: over 20 s here
 def test_evaluate_results_on_a_full_disk_then_rerun(base_store, disk):
-    """``evaluate`` whose results rows find the disk full: one line, no results part; the rerun writes one run."""
+    """``evaluate`` whose run finds the disk full (its predictions, written first, then its results rows):
+    one line, no part of either; the rerun writes one run."""
     store = disk / "store"
     shutil.copytree(base_store, store)
     listing = files(store)
@@ -153,7 +155,7 @@ def test_evaluate_results_on_a_full_disk_then_rerun(base_store, disk):
     args = ["evaluate", "mean_score", "--store", store, "--target", "short", "--cv", "2"]
 
     proc = run_cli(*args)
-    one_error_line(proc, "no space left", str(store), "'results'", "free space")
+    one_error_line(proc, "no space left", str(store), "'predictions'", "free space")
     assert files(store) == listing and temporary(disk) == []
 
     filler.unlink()
@@ -161,6 +163,8 @@ def test_evaluate_results_on_a_full_disk_then_rerun(base_store, disk):
     assert "fold 2: spearman" in proc.stdout, proc.stdout
     results = rows(store, "SELECT run_id, fold FROM results ORDER BY fold")
     assert [r["fold"] for r in results] == [0, 1] and len({r["run_id"] for r in results}) == 1
+    kept = rows(store, "SELECT DISTINCT run_id FROM predictions")
+    assert kept == [{"run_id": results[0]["run_id"]}]  # the failed run left no predictions behind
     assert temporary(disk) == []
 
 

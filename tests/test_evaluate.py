@@ -1,5 +1,6 @@
 """Evaluation: recipes, Spearman cross-validation, grid search, Table 1, results in the store."""
 
+import re
 import shutil
 
 import numpy as np
@@ -103,10 +104,14 @@ def test_table1_cli_prints_both_targets(store_with_ghosts):
     out = proc.stdout
     assert "short-term" in out and "long-term" in out
     assert "mean frame score" in out and "LSTM on scores" in out and "AMNetVid ConvLSTM" in out
-    assert out.count("±") >= 6
-    assert f"short-term {len(ids)} (2 left out: no features), long-term {len(ids)} (2 left out" in out
-    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 2 and all("ghost1, ghost2" in w for w in warnings), proc.stderr
+    # each of the 6 cells: the fold-mean Spearman and its 95% interval; 4 paired differences to the baseline
+    assert len(re.findall(r"-?\d\.\d{4} \[-?\d\.\d\d, -?\d\.\d\d\]", out)) == 6, out
+    assert len(re.findall(r"[+-]\d\.\d{3} \[[+-]\d\.\d\d, [+-]\d\.\d\d\]", out)) == 4, out
+    assert "the data support" in out
+    for target in ("short", "long"):
+        assert f"{target}-term: {len(ids)} labelled videos with features (2 left out: no features)" in out
+    left = [line for line in proc.stderr.splitlines() if line.startswith("warning:") and "left out" in line]
+    assert len(left) == 2 and all("ghost1" in w and "ghost2" in w for w in left), proc.stderr
 
 
 def test_labelled_ids_extracted_only(store_with_ghosts):
@@ -140,6 +145,34 @@ def test_evaluate_cli_says_how_many_videos_were_used(store_with_ghosts):
     assert f"warning: 2 of {len(ids) + 2} videos" in proc.stderr and "ghost1, ghost2" in proc.stderr
 
 
+def test_evaluate_cli_names_why_each_video_was_left_out(store_with_ghosts):
+    """The evaluate warning names each left-out video with the store's reason: a failed decode with the
+    failures table's reason, or not extracted (no row at all)."""
+    path, ids = store_with_ghosts
+    fs = FeatureStore(path)
+    fs.write_failure(path.parent / "ghost2.mp4", "cannot read video: moov atom not found", fs.resolve_model(),
+                     "frames=4")
+    proc = run_cli("evaluate", "mean_score", "--store", path, "--target", "short", "--cv", "3", check=0)
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("warning:") and "no features" in line]
+    assert len(warning) == 1 and warning[0].endswith(
+        "were left out: ghost1 (not extracted); ghost2 (failed to decode: cannot read video: moov atom not found)"
+    ), proc.stderr
+
+
+def test_left_out_reasons_follow_the_model_and_sampling(store_with_ghosts):
+    """left_out_reasons: a failure counts for its own frame model and sampling; an extracted video says how
+    many frames it has; an id the store never saw is not extracted."""
+    from amnetvid_sk.left_out import left_out_reasons
+
+    path, ids = store_with_ghosts
+    fs = FeatureStore(path)
+    fs.write_failure(path.parent / "ghost2.mp4", "truncated file", fs.resolve_model(), "fps=4")
+    assert left_out_reasons(path, ["ghost2", ids[0], "ghost1"]) == {
+        "ghost2": "failed to decode: truncated file", ids[0]: "extracted, 4 frames stored", "ghost1": "not extracted"}
+    assert left_out_reasons(fs, ["ghost2", ids[0]], model="synthetic", sampling="frames=4") == {
+        "ghost2": "not extracted", ids[0]: "extracted, 4 frames stored"}
+
+
 def test_evaluate_cli_no_warning_when_nothing_left_out(moving_peak_store):
     """With features for every labelled video, nothing is left out and nothing is warned."""
     path, ids, *_ = moving_peak_store
@@ -163,7 +196,8 @@ def test_table1_change_is_absolute_near_a_zero_baseline():
                       ("amnetvid", "short"): _result("amnetvid", 0.1)})
     assert t.cell("score_lstm", "short") == "-0.5333 ± 0.0000 (-0.2666 abs)"
     assert t.cell("amnetvid", "short") == "0.1000 ± 0.0000 (+0.3667 abs)"
-    assert "%" not in t.format().split("(+x%)")[0]
+    rows = [line for line in t.format().splitlines() if line.startswith("short-term |")]
+    assert len(rows) == 1 and "%" not in rows[0] and "abs)" in rows[0]
     t = Table1("cv", {("mean_score", "long"): _result("mean_score", 0.1867),
                       ("amnetvid", "long"): _result("amnetvid", 0.2015)})
     assert t.cell("amnetvid", "long") == "0.2015 ± 0.0000 (+7.9%)"
@@ -195,10 +229,8 @@ def test_more_folds_than_videos_refused_before_any_fit(small_peak_store):
         cross_validate("amnetvid_raw", path, "short", cv=31, write=False)
     with pytest.raises(TooFewVideosError, match=message):
         grid_search("mean_score", path, "short", cv=31)
-    from scipy.stats import ConstantInputWarning
-
-    with pytest.warns(ConstantInputWarning):  # as many folds as videos is allowed: one video a fold, no Spearman
-        res = cross_validate("mean_score", path, "short", cv=len(ids), write=False)
+    # as many folds as videos is allowed: one video a fold, no Spearman in any (counted, not warned per fold)
+    res = cross_validate("mean_score", path, "short", cv=len(ids), write=False)
     assert len(res.scores) == len(ids) and np.isnan(res.scores).all()
 
 

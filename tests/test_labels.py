@@ -263,3 +263,29 @@ def test_import_labels_into_store(tmp_path):
     assert rows[0]["source"] == "mediaeval:ground-truth_dev-set.csv"
     assert rows[2]["video_id"] == "video3" and rows[2]["source"] == "mediaeval:again.csv"
     assert len(rows) == 4
+
+
+def test_labels_import_says_what_it_replaced_and_which_ids_have_no_video(tmp_path):
+    """``amnetvid labels import`` counts new and replaced labels, and warns (exit 0) naming the first ids the
+    store holds no video for (a video that failed to decode is held); ``return_report=True`` gives the same."""
+    from amnetvid_sk.labels import LabelImport
+    from amnetvid_sk.store import FeatureStore
+    from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
+
+    from conftest import run_cli
+
+    store = tmp_path / "store"
+    write_synthetic_store(store, *make_moving_peak_dataset(3, seed=0))  # syn0000..syn0002, labelled
+    FeatureStore(store).write_failure(tmp_path / "broken.mp4", "truncated file", "m", "frames=4")
+    rows = ["syn0000,0.5", "syn0001,0.6", "broken,0.7", *[f"ghost{i},0.4" for i in range(7)]]
+    path = _write(tmp_path / "labels.csv", ["video_id,short_term", *rows])
+    proc = run_cli("labels", "import", path, "--store", store, "--format", "csv", check=0)
+    assert f"imported 10 labels from {path} into {store}: 8 new, 2 replaced" in proc.stdout
+    warning = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(warning) == 1 and warning[0].startswith(
+        "warning: 7 of the 10 labelled videos are not in the store (yet): 'ghost0', 'ghost1', 'ghost2', "
+        "'ghost3', 'ghost4' and 2 more; extract them"), proc.stderr
+    assert FeatureStore(store).labels(["syn0000", "ghost6"]).tolist() == [0.5, 0.4]  # imported all the same
+
+    again = import_labels(path, store, format="csv", return_report=True)
+    assert again == LabelImport(n_rows=10, replaced=10, not_in_store=[f"ghost{i}" for i in range(7)])

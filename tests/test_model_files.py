@@ -368,3 +368,53 @@ def test_a_model_file_is_a_safetensors_file(ridge_file):
     assert meta["format"] == "amnetvid-sk model" and meta["format_version"] == "1"
     assert names and all(isinstance(a, np.ndarray) for a in arrays.values())
     assert any(name.endswith("coef_") for name in names)
+
+
+def test_training_target_and_size_are_recorded(tmp_path):
+    """save_model(target=, y=) records the target, the number of training videos and the label range, which
+    model_file_info shows; a bad target or y is refused naming the parameter, and nothing is written."""
+    X, y = np.arange(12.0).reshape(6, 2), np.array([0.3, 0.5, 0.4, 0.9, 0.6, 0.7])
+    pipe = Pipeline([("s", StandardScaler()), ("r", RidgeCV())]).fit(X, y)
+    save_model(pipe, tmp_path / "m", recipe="mean_score", target="long", y=y)
+    info = model_file_info(tmp_path / "m")
+    assert (info["target"], info["n_videos"], info["label_range"]) == ("long", 6, [0.3, 0.9])
+    header, _ = read_container(tmp_path / "m")  # in the file's JSON description, as the format says
+    doc = json.loads(header["__metadata__"]["model"])
+    assert (doc["target"], doc["n_videos"], doc["label_range"]) == ("long", 6, [0.3, 0.9])
+    np.testing.assert_array_equal(load_model(tmp_path / "m").predict(X), pipe.predict(X))
+    with pytest.raises(ValueError, match="'target' parameter of save_model.*'medium'"):
+        save_model(pipe, tmp_path / "bad", target="medium", y=y)
+    with pytest.raises(ValueError, match="'y' parameter of save_model"):
+        save_model(pipe, tmp_path / "bad", target="short", y=[0.5, float("nan")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_files_written_before_training_fields_load_with_them_unknown(ridge_file, tmp_path):
+    """A model file without target, n_videos and label_range (as written before they were recorded) loads and
+    predicts; model_file_info gives each as None."""
+    legacy = _crafted(ridge_file, tmp_path / "legacy", lambda doc: {k: v for k, v in doc.items()
+                                                                    if k not in ("target", "n_videos", "label_range")})
+    assert "target" not in json.loads(read_container(legacy)[0]["__metadata__"]["model"])
+    X = np.arange(12.0).reshape(6, 2)
+    np.testing.assert_array_equal(load_model(legacy).predict(X), load_model(ridge_file).predict(X))
+    info = model_file_info(legacy)
+    assert (info["target"], info["n_videos"], info["label_range"]) == (None, None, None)
+    assert info["recipe"] == {"name": "x", "path": None}
+
+
+def test_predict_mediaeval_with_one_model_of_unknown_target_keeps_its_refusal(ridge_file, tmp_path):
+    """``predict MODEL --format mediaeval`` with a file that records no target (older, or saved without one)
+    is refused as before: exit 2, one line pointing at --short-model/--long-model; nothing is written."""
+    from conftest import run_cli
+
+    legacy = _crafted(ridge_file, tmp_path / "legacy.safetensors",
+                      lambda doc: {k: v for k, v in doc.items() if k not in ("target", "n_videos", "label_range")})
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")  # never read: the refusal comes first
+    for model in (ridge_file, legacy):
+        proc = run_cli("predict", model, video, "--format", "mediaeval", "--out", tmp_path / "run.csv")
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert "mediaeval puts each model's predictions under its target; give --short-model FILE and/or " \
+               "--long-model FILE instead of MODEL (this model file does not record its target)" in lines[0]
+    assert not (tmp_path / "run.csv").exists()

@@ -320,9 +320,18 @@ def test_readme_sql_examples_run(store):
         frames_table(r["extraction_id"], [0, 1, 2], [0, 0.1, 0.2], [0.5] * 3) for r in emb_rows]),
         pa.concat_tables([embeddings_table(r["extraction_id"], [0, 1, 2], np.full((3, 4), i + 1.0) + np.eye(3, 4))
                           for i, r in enumerate(emb_rows)]))
+    # an evaluation run: its fold rows and its out-of-fold predictions (the predictions example reads them)
+    pred, label = np.linspace(0.2, 0.8, 12), np.r_[np.linspace(0.6, 0.9, 6), np.linspace(0.9, 0.6, 6)]
+    run = {"run_id": ["r1"] * 12, "recipe": ["mean_score"] * 12, "target": ["short"] * 12,
+           "protocol": ["cv"] * 12, "fold": [0] * 6 + [1] * 6}
+    store.write_predictions({**run, "video_id": list(counts), "prediction": pred, "label": label})
+    store.write_results([{"run_id": "r1", "recipe": "mean_score", "target": "short", "protocol": "cv", "fold": f,
+                          "spearman": 1.0 - 2 * f} for f in (0, 1)])
     blocks = readme_sql_blocks()
-    assert len(blocks) >= 5
+    assert len(blocks) >= 6
     results = [store.sql(b) for b in blocks]
+    folds_sql = next(b for b in blocks if "FROM predictions" in b)
+    assert store.sql(folds_sql).to_pylist() == [{"fold": 0, "spearman": 1.0}, {"fold": 1, "spearman": -1.0}]
     assert all(r.num_rows > 0 for r in results)
     by_sql = dict(zip(blocks, results))
     mean_sql = next(b for b in blocks if "count(*) AS n_frames" in b)
@@ -451,7 +460,7 @@ def test_compact_rewrites_visible_rows_into_one_part(store):
     report = store.compact()
     assert report["videos"] == (4, 1) and report["frames"] == (4, 1) and report["labels"] == (2, 1)
     assert store.info()["files"] == {"videos": 1, "frames": 1, "embeddings": 0, "models": 1, "labels": 1,
-                                     "failures": 0, "results": 0}
+                                     "failures": 0, "results": 0, "predictions": 0}
     assert store.sql("SELECT count(*) AS n FROM videos_all").to_pylist() == [{"n": 5}]
     assert store.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 4 * 3 + 5}]
     assert store.sql("SELECT * FROM videos ORDER BY video_id").equals(visible)

@@ -6,8 +6,9 @@ exception (a bug) keeps its traceback, so that it can be reported.
 
 Where things are: :mod:`.parser` (the parser class, typed option values, shared option
 groups), :mod:`.store_commands` (sql, info, compact, verify, labels import), :mod:`.score_commands`
-(score), :mod:`.extract_commands` (extract), :mod:`.model_commands` (evaluate, table1, grid, fit, predict, demo); this
-module builds the parser, runs a command and tells user errors from bugs.
+(score), :mod:`.extract_commands` (extract), :mod:`.model_commands` (evaluate, table1, grid, fit, predict,
+demo), :mod:`.report_commands` (report); this module builds the parser, runs a command and tells user
+errors from bugs.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from ..precision import PRECISIONS  # noqa: F401  (the --precision choices, kept
 from .extract_commands import add_extract_commands
 from .model_commands import add_model_commands
 from .parser import (  # noqa: F401
-    DEFAULT_STORE, EXIT_CLOSED_PIPE, EXIT_STATUS, TRACEBACK_ENV, Parser, check_dask, one_line,
+    DEFAULT_STORE, EXIT_CLOSED_PIPE, EXIT_STATUS, TRACEBACK_ENV, Parser, check_dask, check_device, one_line,
 )
+from .report_commands import add_report_commands
 from .score_commands import add_score_commands
 from .store_commands import add_store_commands
+from .warning_lines import warning_lines
 
 # Where a ValueError or TypeError was raised tells a parameter check (a user error) from a bug:
 # the package's own folders, the shipped recipes' folder (a separate folder in an editable
@@ -59,6 +62,7 @@ def build_parser() -> Parser:
     add_extract_commands(sub)
     add_store_commands(sub)
     add_model_commands(sub)
+    add_report_commands(sub)
     for action in sub.choices.values():
         # each command's own parser, for errors found after parsing (see check_dask)
         action.set_defaults(parser=action)
@@ -181,7 +185,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         check_dask(args)
-        status = int(args.func(args) or 0)
+        check_device(args)
+        with warning_lines():
+            status = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
         return status
     except BrokenPipeError:

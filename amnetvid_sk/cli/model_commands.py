@@ -14,15 +14,18 @@ from pathlib import Path
 
 from ..pipelines import PROTOCOLS, TABLE1_RECIPES, TARGETS, shipped_recipes
 from ..precision import PRECISIONS
+from ..short_videos import SHORT_VIDEOS
 from .output import ROW_FORMATS, RowWriter, check_out_file
 from .parser import (EXIT_STATUS, _int_at_least, _n_jobs, _positive_int, add_dask_args, add_output_args,
                      add_store_arg, check_paths_exist)
+from .reader_options import add_reader_args, features_line, reader_params
 
 GRID_BACKENDS = ("local", "dask")
 # a positional with one of these next to --short-model/--long-model is a model given twice
 MODEL_SUFFIXES = (".safetensors", ".joblib", ".pkl", ".pickle")
 PREDICT_EXAMPLES = """examples:
   amnetvid predict model.safetensors new_videos/
+  amnetvid predict short.safetensors new_videos/ --format mediaeval --out run.csv  # fitted --target short
   amnetvid predict --short-model short.safetensors --long-model long.safetensors new_videos/ \\
       --format mediaeval --out run.csv
   amnetvid labels import run.csv --format mediaeval --store other_store/"""
@@ -33,24 +36,31 @@ UNDEFINED = "undefined (constant predictions or labels, or one video in the fold
 PREDICT_FORMATS = (*ROW_FORMATS, "mediaeval")
 
 
-def _report_videos(target: str, n_used: int, left_out, count: bool = True) -> None:
-    """Say how many labelled videos were used (``count``); warn on stderr when some were left out."""
+def _report_videos(target: str, n_used: int, left_out, store, count: bool = True, features=None) -> None:
+    """Say how many labelled videos were used (``count``); warn on stderr when some were left out,
+    naming the first few with the store's reason (``features``: the pipeline's ``model`` and ``sampling``)."""
+    from ..left_out import left_out_reasons
+
     if count:
         print(f"{target}-term: {n_used} labelled videos used, {len(left_out)} left out (no features)")
     if len(left_out):
-        named = ", ".join(map(str, left_out[:5])) + (", ..." if len(left_out) > 5 else "")
+        by_reason: dict[str, list] = {}
+        for vid, why in left_out_reasons(store, left_out[:5], **(features or {})).items():
+            by_reason.setdefault(why, []).append(vid)
+        named = "; ".join(f"{', '.join(ids)} ({why})" for why, ids in by_reason.items())
         print(f"warning: {len(left_out)} of {n_used + len(left_out)} videos with a {target}-term label have no "
-              f"features for this frame model and sampling and were left out: {named} "
-              "(the store's failures table says why)", file=sys.stderr)
+              f"features for this frame model and sampling and were left out: {named}"
+              + (f"; {len(left_out) - 5} more" if len(left_out) > 5 else ""), file=sys.stderr)
 
 
 def cmd_evaluate(args) -> int:
     from ..evaluate import cross_validate
 
+    params = _recipe_params(args.recipe, args)
+    _say(_features_of(args.recipe, args, params))
     res = cross_validate(args.recipe, args.store, args.target, cv=args.cv, n_jobs=args.n_jobs,
-                         random_state=args.seed,
-                         set_params=_epochs_params(args.recipe, args.max_epochs, args.store))
-    _report_videos(args.target, res.n_videos, res.left_out)
+                         random_state=args.seed, set_params=params)
+    _report_videos(args.target, res.n_videos, res.left_out, args.store)
     for i, s in enumerate(res.scores):
         print(f"fold {i + 1}: spearman " + (f"{s:.4f}" if math.isfinite(s) else UNDEFINED))
     n, defined = len(res.scores), sum(math.isfinite(s) for s in res.scores)
@@ -58,36 +68,50 @@ def cmd_evaluate(args) -> int:
         summary = f"undefined in all {n} folds ({res.seconds:.1f} s)"
     else:
         over = f"{n} folds" if defined == n else f"over {defined} of {n} folds; {n - defined} undefined"
-        summary = f"mean {res.mean:.4f}, std {res.std:.4f} ({over}, {res.seconds:.1f} s)"
+        interval = res.interval
+        summary = f"mean {interval.text()}, std {res.std:.4f} ({over}, {res.seconds:.1f} s)"
+        summary += (f"\n[{interval.confidence:.0%} interval of the mean: bootstrap over {interval.n_videos} videos, "
+                    f"{interval.method}, {interval.n_resamples} resamples, seed 0]")
     print(f"{res.recipe} {args.target}-term: {summary}")
     return 0
 
 
-def _epochs_params(recipe, max_epochs, store) -> dict | None:
-    """``--max-epochs`` as a recipe's ``set_params``: ``max_epochs`` of each network it trains (none
-    for a recipe without one); None without the option."""
-    if max_epochs is None:
-        return None
+def _recipe_params(recipe, args) -> dict | None:
+    """A recipe's ``set_params`` from the options: ``--max-epochs`` for each network it trains, and
+    ``--n-frames``/``--sampling``/``--short-videos`` for its store steps; None without any."""
     from ..evaluate import load_recipe, role_params
 
-    return role_params(load_recipe(recipe).pipeline(store), network={"max_epochs": max_epochs})
+    pipe = load_recipe(recipe).pipeline(args.store)
+    params = reader_params(pipe, args)
+    if getattr(args, "max_epochs", None) is not None:
+        params.update(role_params(pipe, network={"max_epochs": args.max_epochs}))
+    return params or None
 
 
-def _max_epochs_params(max_epochs, store) -> dict | None:
-    """``table1``'s ``set_params``: ``max_epochs`` for each Table 1 recipe that trains a network."""
-    if max_epochs is None:
-        return None
-    return {name: _epochs_params(name, max_epochs, store) for name, _ in TABLE1_RECIPES}
+def _say(line: str) -> None:
+    if line:
+        print(line)
+
+
+def _features_of(recipe, args, params) -> str:
+    """The line that says which extraction of the store the recipe reads (refusing an ambiguous one)."""
+    from ..evaluate import load_recipe
+
+    pipe = load_recipe(recipe).pipeline(args.store)
+    pipe.set_params(**(params or {}))
+    return features_line(args.store, pipe)
 
 
 def cmd_table1(args) -> int:
     from ..evaluate import table1
 
+    params = {name: _recipe_params(name, args) for name, _ in TABLE1_RECIPES}
+    _say(_features_of(TABLE1_RECIPES[0][0], args, params[TABLE1_RECIPES[0][0]]))
     t = table1(args.store, protocol=args.protocol, cv=args.cv, n_jobs=args.n_jobs, random_state=args.seed,
-               set_params=_max_epochs_params(args.max_epochs, args.store))
+               set_params=params)
     print(t.format())  # it says how many videos were used
     for target, (n_used, left_out) in t.videos().items():
-        _report_videos(target, n_used, left_out, count=False)
+        _report_videos(target, n_used, left_out, args.store, count=False)
     return 0
 
 
@@ -96,8 +120,7 @@ def cmd_grid(args) -> int:
 
     search, rows = grid_search(args.recipe, args.store, args.target, cv=args.cv, n_jobs=args.n_jobs,
                                backend=args.backend if args.backend != "local" else None,
-                               scheduler=args.scheduler,
-                               set_params=_epochs_params(args.recipe, args.max_epochs, args.store))
+                               scheduler=args.scheduler, set_params=_recipe_params(args.recipe, args))
     print(f"{'rank':<5} {'mean':>8} {'std':>8}  params")
     for r in rows:
         print(f"{r['rank']:<5} {r['mean_spearman']:8.4f} {r['std_spearman']:8.4f}  {r['params']}")
@@ -105,15 +128,16 @@ def cmd_grid(args) -> int:
     return 0
 
 
-def _save_pipeline(pipeline, path, recipe) -> None:
-    """The one place a fitted pipeline is saved: as data, no pickle (read back by ``predict.load_pipeline``)."""
+def _save_pipeline(pipeline, path, recipe, target, y) -> None:
+    """The one place a fitted pipeline is saved: as data, no pickle (read back by ``predict.load_pipeline``),
+    with its target and the count and range of its training labels."""
     from ..model_files import save_model
 
-    save_model(pipeline, path, recipe=recipe)
+    save_model(pipeline, path, recipe=recipe, target=target, y=y)
 
 
 def cmd_fit(args) -> int:
-    from ..evaluate import labelled_data, load_recipe, role_params
+    from ..evaluate import load_recipe, reader_step, role_params, training_set
 
     folder = Path(args.out).resolve().parent
     if not folder.is_dir():  # checked before a fit that may take long
@@ -122,10 +146,15 @@ def cmd_fit(args) -> int:
     pipe = recipe.pipeline(args.store)
     if args.max_epochs is not None:  # on the pipeline at hand: no second build of the recipe
         pipe.set_params(**role_params(pipe, network={"max_epochs": args.max_epochs}))
-    ids, y, left_out = labelled_data(args.store, args.target, pipeline=pipe, return_left_out=True)
-    _report_videos(args.target, len(ids), left_out)
+    pipe.set_params(**reader_params(pipe, args))
+    _say(features_line(args.store, pipe))
+    data = training_set(args.store, args.target, pipe)
+    ids, y, left_out = data.ids, data.y, data.left_out
+    reader = reader_step(pipe)[1].get_params(deep=False)
+    _report_videos(args.target, len(ids), left_out, args.store,
+                   features={"model": reader.get("model"), "sampling": reader.get("sampling")})
     pipe.fit(ids, y)
-    _save_pipeline(pipe, args.out, args.recipe)
+    _save_pipeline(pipe, args.out, args.recipe, args.target, y)
     print(f"fitted {recipe.recipe_name} on {len(ids)} videos ({args.target}-term); saved to {args.out}")
     return 0
 
@@ -143,21 +172,58 @@ def _predict_models(args) -> dict:
     if args.model is None:
         args.parser.error("the following arguments are required: MODEL PATH (or --short-model/"
                           "--long-model FILE, then PATH)")
-    if args.format == "mediaeval":
-        args.parser.error("argument --format: mediaeval puts each model's predictions under its target; give "
-                          "--short-model FILE and/or --long-model FILE instead of MODEL (a model file "
-                          "does not record its target)")
     return {"prediction": args.model}
+
+
+def _training(path) -> dict:
+    """What a model file that loaded records of its training (``target``, ``n_videos``, ``label_range``),
+    each None where unknown: a file written before they were recorded, or a trusted pickle."""
+    from ..errors import ModelFileError
+    from ..model_files import TRAINING_FIELDS, model_file_info
+
+    try:
+        return model_file_info(path)
+    except ModelFileError:  # it loaded, so it is a pickle (--allow-pickle), which records none of it
+        return dict.fromkeys(TRAINING_FIELDS)
+
+
+def _by_target(args, models: dict, trained: dict) -> dict:
+    """``--format mediaeval`` with one MODEL: its predictions under the target its file records."""
+    target = trained[args.model]["target"]
+    if target is None:
+        args.parser.error("argument --format: mediaeval puts each model's predictions under its target; give "
+                          "--short-model FILE and/or --long-model FILE instead of MODEL (this model file "
+                          "does not record its target)")
+    return {f"{t}_term": models["prediction"] if t == target else None for t in TARGETS}
+
+
+def _warn_few_videos(trained: dict) -> None:
+    """One line on stderr for each model file trained on fewer videos than ``FEW_VIDEOS``."""
+    from ..metrics import FEW_VIDEOS
+
+    for path, info in trained.items():
+        if info["n_videos"] is not None and info["n_videos"] < FEW_VIDEOS:
+            print(f"warning: the model {path} was trained on {info['n_videos']} videos, fewer than {FEW_VIDEOS}: "
+                  "its predictions are mostly noise; fit it on more labelled videos", file=sys.stderr)
 
 
 def cmd_predict(args) -> int:
     from ..predict import load_pipeline, mediaeval_run, predict_files
+    from ..pipelines import role_params
 
     files = _predict_models(args)
     check_out_file(args.parser, args.out)
     check_paths_exist(args.parser, args.paths, "PATH")
     models = {column: None if path is None else load_pipeline(path, allow_pickle=args.allow_pickle)
               for column, path in files.items()}
+    if args.short_videos is not None:  # what a fitted model's readers do with a clip too short for them
+        for model in models.values():
+            if model is not None:
+                model.set_params(**role_params(model, reader={"short_videos": args.short_videos}))
+    trained = {path: _training(path) for path in files.values() if path is not None}
+    if args.format == "mediaeval" and "prediction" in models:
+        models = _by_target(args, models, trained)
+    _warn_few_videos(trained)
     table, failed = predict_files(models, args.paths, store=args.store, progress=not args.no_progress)
     if args.format == "mediaeval":
         table = mediaeval_run(table)  # refuses scores outside [0, 1] before anything is written
@@ -223,6 +289,7 @@ def add_model_commands(sub) -> None:
     _target_arg(p)
     _cv_args(p)
     _max_epochs_arg(p)
+    add_reader_args(p)
     p.set_defaults(func=cmd_evaluate)
 
     models = ", ".join(label for _, label in TABLE1_RECIPES)
@@ -237,6 +304,7 @@ def add_model_commands(sub) -> None:
                         "split, best epoch chosen on the test part)")
     _cv_args(p)
     _max_epochs_arg(p)
+    add_reader_args(p)
     p.set_defaults(func=cmd_table1)
 
     p = sub.add_parser("grid", help="grid search over a recipe's param_grid",
@@ -249,6 +317,7 @@ def add_model_commands(sub) -> None:
     _cv_args(p, seed=False)
     add_dask_args(p, GRID_BACKENDS, "local (default): joblib on this machine; dask: a Dask cluster")
     _max_epochs_arg(p)
+    add_reader_args(p)
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("fit", help="fit a recipe on all labelled videos and save it",
@@ -260,8 +329,10 @@ def add_model_commands(sub) -> None:
     _target_arg(p)
     p.add_argument("--out", required=True, metavar="FILE",
                    help="output model file, in an existing folder (required): data only (the recipe, parameters, "
-                        "fitted state and network weights in safetensors), no pickled code")
+                        "fitted state and network weights in safetensors; the target, the number of training "
+                        "videos and the range of their labels), no pickled code")
     _max_epochs_arg(p)
+    add_reader_args(p)
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("predict", help="predict memorability of video files with saved pipelines",
@@ -272,7 +343,9 @@ def add_model_commands(sub) -> None:
                                    "empty). --format mediaeval writes a MediaEval run file: the dev-set "
                                    "ground truth's column names without the annotation counts (video file "
                                    "name with extension, short-term_memorability, long-term_memorability), "
-                                   "which `amnetvid labels import FILE --format mediaeval` reads back.",
+                                   "which `amnetvid labels import FILE --format mediaeval` reads back. Warns "
+                                   "(stderr) about a model trained on too few videos for its predictions "
+                                   "to mean much.",
                        epilog=PREDICT_EXAMPLES + "\n\n" + EXIT_STATUS)
     p.add_argument("model", nargs="?", metavar="MODEL",
                    help="a pipeline saved by `amnetvid fit` (left out with --short-model/--long-model)")
@@ -282,8 +355,12 @@ def add_model_commands(sub) -> None:
     p.add_argument("--long-model", metavar="FILE",
                    help="a pipeline fitted with --target long, for the long_term column (default: none)")
     add_output_args(p, PREDICT_FORMATS, "rows",
-                    extra="; mediaeval: a MediaEval run file (CSV; needs --short-model and/or --long-model)")
+                    extra="; mediaeval: a MediaEval run file (CSV; one MODEL's predictions go under the target "
+                          "its file records, or give --short-model and/or --long-model)")
     add_store_arg(p, default=None, help="feature store (default: the one the pipeline was trained on)")
+    p.add_argument("--short-videos", choices=SHORT_VIDEOS, default=None,
+                   help="a clip with fewer stored frames than a model reads: drop (default: left out, named "
+                        "in a warning), stretch, repeat-last (filled), error")
     p.add_argument("--allow-pickle", action="store_true",
                    help="also load a pickle/joblib model file (older amnetvid-sk versions, or joblib.dump); "
                         "loading a pickle can run any code in it, so only for files you trust (default: refused)")

@@ -5,15 +5,17 @@ One writer for ``score`` and ``predict`` (and for any command that prints rows o
 that every command writes the same formats in the same way:
 
 ``table``
-    tab-separated, a header line first; floats with 4 decimals, an empty cell for no value; a
-    row may end with a note for people (`` (short clip: ...)``). What ``score`` and ``predict``
-    always printed.
+    tab-separated, a header line first; floats with 4 decimals, an empty cell for no value. What
+    ``score`` and ``predict`` always printed.
 ``csv``
     comma-separated with a header line; floats at full precision (they read back exactly), an
-    empty field for no value; notes go to stderr.
+    empty field for no value.
 ``json``
     one JSON document: a list of objects, one per row, keyed by the column names; ``null`` for no
-    value; notes go to stderr.
+    value.
+
+A note for people about a row (``short clip: ...``) goes to stderr in every format, so that each
+cell of the output holds its column's value and nothing else.
 
 With ``--out FILE`` the rows go to a temporary file next to FILE (``.FILE.<pid>.tmp``), which
 is renamed to FILE once the last row is written: a reader never sees half a file, and a run
@@ -94,9 +96,9 @@ class RowWriter:
       {"video_id": "clip0", "score": 0.25}
     ]
     >>> with RowWriter(["video_id", "score"], "table", out="scores.tsv") as rows:
-    ...     rows.write({"video_id": "clip0", "score": 0.25}, note=" (short clip)")
+    ...     rows.write({"video_id": "clip0", "score": 0.25}, note="short clip")  # the note: on stderr
     >>> open("scores.tsv").read().splitlines()
-    ['video_id\\tscore', 'clip0\\t0.2500 (short clip)']
+    ['video_id\\tscore', 'clip0\\t0.2500']
     """
 
     def __init__(self, columns, fmt: str = "table", out=None, digits: int = 4):
@@ -153,16 +155,16 @@ class RowWriter:
 
     # ------------------------------------------------------------ rows
     def write(self, row: dict, note: str = "") -> None:
-        """Write one row; ``note`` ends a ``table`` row and goes to stderr in the other formats."""
+        """Write one row; a ``note`` about it goes to stderr (``note: <first cell>: <note>``), in every format."""
         values = [_plain(row.get(c)) for c in self.columns]
         if self.fmt == "table":
-            self._file.write("\t".join(self._cell(v) for v in values) + note + "\n")
+            self._file.write("\t".join(self._cell(v) for v in values) + "\n")
         elif self.fmt == "csv":
             self._csv.writerow(["" if v is None else v for v in values])
         else:
             self._file.write(("," if self._rows else "") + "\n  " + json.dumps(dict(zip(self.columns, values))))
-        if note and self.fmt != "table":
-            print(f"note: {values[0]}: {note.strip().strip('()')}", file=sys.stderr)
+        if note:
+            print(f"note: {values[0]}: {note}", file=sys.stderr)
         self._rows += 1
 
     def _cell(self, value) -> str:

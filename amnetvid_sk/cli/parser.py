@@ -234,6 +234,26 @@ def add_store_arg(p: argparse.ArgumentParser, default=DEFAULT_STORE, help=None, 
                                                + ("; made by the first write" if create else ""))
 
 
+def check_device(args) -> None:
+    """--device names a device this machine has (checked once parsed, before any model loads: the
+    check needs torch); otherwise one line (exit 2) naming what was asked, what this machine has
+    and the values allowed here."""
+    if getattr(args, "device", None) in (None, "cpu"):
+        return
+    from ..errors import DeviceError
+    from ..frame_models.base import resolve_device
+
+    try:
+        resolve_device(args.device)
+    except DeviceError as exc:
+        gpus = [d for d in exc.available if d != "cpu"]
+        has = (f"{len(gpus)} CUDA device{'s' if len(gpus) > 1 else ''} ({', '.join(gpus)}) and the CPU" if gpus
+               else "no CUDA device (torch sees none), only the CPU")
+        allowed = ", ".join(["cpu", *(["cuda", *gpus] if gpus else [])])
+        args.parser.error(f"argument --device: {exc.asked!r} was asked, but this machine has {has}; allowed "
+                          f"here: {allowed}, or leave --device out (CUDA when present, else the CPU)")
+
+
 def add_dask_args(p: argparse.ArgumentParser, backends, help: str) -> None:
     """--backend and --scheduler; checked together by :func:`check_dask` after parsing."""
     p.add_argument("--backend", choices=backends, default="local", help=help)

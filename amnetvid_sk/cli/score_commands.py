@@ -14,11 +14,8 @@ from .parser import (EXIT_STATUS, add_frame_model_args, add_maps_arg, add_output
 SUMMARY_COLUMNS = ("video_id", "frames", "mean_score")
 PER_FRAME_COLUMNS = ("video_id", "frame_index", "timestamp", "score")
 
-SHORT_NOTE = " (short clip: fewer frames than asked)"
-
-
 def _frames_of(path: str, n_frames, fps):
-    """(id, frames [n,H,W,3], frame indices, timestamps in seconds or None, note) of a video or image."""
+    """(id, frames [n,H,W,3], frame indices, timestamps in seconds or None, note for stderr) of a video or image."""
     from ..video import is_image_path, read_image, sample_frames
     from ..video_ids import video_id_from_name
 
@@ -26,7 +23,8 @@ def _frames_of(path: str, n_frames, fps):
         # a still image is one frame, with no time; its id is its name without the suffix
         return Path(path).stem, read_image(path)[None], [0], [None], ""
     sampled = sample_frames(path, n_frames=n_frames, fps=fps)
-    note = SHORT_NOTE if sampled.short else ""
+    note = (f"short clip: {len(sampled.indices)} frames, fewer than the {sampled.n_requested} asked"
+            if sampled.short else "")
     return (video_id_from_name(path), sampled.frames, [int(i) for i in sampled.indices],
             [float(t) for t in sampled.timestamps], note)
 
@@ -67,9 +65,10 @@ def cmd_score(args) -> int:
                 failed += 1
                 continue
             scores, frame_maps = model.predict(frames)
-            if args.per_frame:
-                for idx, ts, s in zip(indices, timestamps, scores):
-                    rows.write({"video_id": vid, "frame_index": idx, "timestamp": ts, "score": float(s)})
+            if args.per_frame:  # the note once per file, with its first frame
+                for k, (idx, ts, s) in enumerate(zip(indices, timestamps, scores)):
+                    rows.write({"video_id": vid, "frame_index": idx, "timestamp": ts, "score": float(s)},
+                               note="" if k else note)
             else:
                 rows.write({"video_id": vid, "frames": len(scores), "mean_score": float(scores.mean())}, note=note)
             if args.maps_out:
@@ -85,7 +84,8 @@ def add_score_commands(sub) -> None:
                                    "index, timestamp (seconds from the first frame) and score. A still image "
                                    "(a file ending in .jpg, .png, ...) is one frame: index 0, no timestamp; "
                                    "its id is its file name without the suffix. The frame model and its "
-                                   "precision are named on stderr first.",
+                                   "precision are named on stderr first; a clip with fewer frames than asked "
+                                   "is noted there too (`note: ID: short clip: ...`), never in the rows.",
                        epilog=EXIT_STATUS)
     p.add_argument("videos", nargs="+", metavar="VIDEO",
                    help="video files and still images (.jpg, .png, ...), in any mix")

@@ -67,9 +67,15 @@ def print_table(table, fmt: str = "table", out=None) -> None:
 
 def cmd_labels_import(args) -> int:
     from ..labels import import_labels
+    from ..store.schema import fmt_ids
 
-    n = import_labels(args.file, args.store, format=args.format)
-    print(f"imported {n} labels from {args.file} into {args.store}")
+    done = import_labels(args.file, args.store, format=args.format, return_report=True)
+    print(f"imported {done.n_rows} labels from {args.file} into {args.store}: {done.n_rows - done.replaced} new, "
+          f"{done.replaced} replaced (a video's latest import is its label)")
+    if done.not_in_store:  # not an error: labels often come before the videos are extracted
+        print(f"warning: {len(done.not_in_store)} of the {done.n_rows} labelled videos are not in the store (yet): "
+              f"{fmt_ids(done.not_in_store)}; extract them (`amnetvid extract VIDEOS --store {args.store}`), or "
+              "check that each id is its video's file name without the extension", file=sys.stderr)
     return 0
 
 
@@ -139,7 +145,9 @@ def add_store_commands(sub) -> None:
     lsub.required = True
     q = lsub.add_parser("import", help="import a label file into the store",
                         description="Validate a label file and import it; a file with bad rows is "
-                                    "rejected with the line numbers and nothing is written.",
+                                    "rejected with the line numbers and nothing is written. Says how "
+                                    "many labels are new and how many replaced a video's earlier label, "
+                                    "and warns (exit 0) naming ids the store holds no video for (yet).",
                         epilog=EXIT_STATUS)
     q.add_argument("file", metavar="FILE", help="label file (CSV; JSON for memento10k)")
     add_store_arg(q, create=True)
@@ -150,7 +158,7 @@ def add_store_commands(sub) -> None:
 
     p = sub.add_parser("sql", help="run a read-only SQL query on the store",
                        description="Run one read-only query. Tables: videos, frames, embeddings, models, "
-                                   "labels, failures, results (each row once, as the store's dedup rules "
+                                   "labels, failures, results, predictions (each row once, as the store's dedup rules "
                                    "say); TABLE_all (videos_all, frames_all, ...) hold every row written, "
                                    "with the part file it is in.",
                        epilog=SQL_PARAMS + "\n\n" + EXIT_STATUS)

@@ -37,6 +37,7 @@ _LAZY = {
     "FrameModel": "base",
     "FrameOutputs": "base",
     "resolve_device": "base",
+    "available_devices": "base",
     "check_frames": "frames",
     "frames_to_tensor": "frames",
     "normalise_maps": "frames",

@@ -230,6 +230,8 @@ class AMNet(FrameModel):
     thread_safe_forward = True
     #: resize to 224x224 without crop (aspect not kept), ImageNet mean/std
     preprocessing = "224sq-imagenet"
+    #: what each of the three maps is (the report's Figure 1 titles its panels with these)
+    map_titles = tuple(f"attention step {k + 1}" for k in range(STEPS))
 
     def __init__(self, weights=None, device=None, batch_size: int = 16, precision: str = "auto",
                  bfloat16: bool | None = None, allow_unsafe_weights: bool = False, maps: str = "attention"):

@@ -23,6 +23,7 @@ from typing import Iterator, NamedTuple, Optional
 import numpy as np
 import torch
 
+from ..errors import DeviceError
 from ..precision import EMULATED, PRECISIONS, native_bfloat16, resolve_precision
 from .cpu_parts import run_parts
 from .fingerprint import MAPS_MODES
@@ -34,6 +35,7 @@ __all__ = [
     "FrameOutputs",
     "MAPS_MODES",
     "resolve_device",
+    "available_devices",
     "check_frames",
     "frames_to_tensor",
     "normalise_maps",
@@ -58,12 +60,17 @@ def resolve_device(device=None) -> torch.device:
     ----------
     device : str, torch.device or None, default=None
         ``None`` picks ``"cuda"`` when ``torch.cuda.is_available()`` and
-        ``"cpu"`` otherwise. A CUDA device asked for on a machine without one
-        is refused here rather than failing later inside torch.
+        ``"cpu"`` otherwise. A CUDA device this machine does not have (none, or
+        ``"cuda:N"`` beyond its GPUs) is refused here rather than failing later inside torch.
 
     Returns
     -------
     torch.device
+
+    Raises
+    ------
+    DeviceError
+        A CUDA device this machine does not have; its ``available`` lists those it has.
 
     Examples
     --------
@@ -80,16 +87,31 @@ def resolve_device(device=None) -> torch.device:
             f"The 'device' parameter must be None, 'cpu', 'cuda' or 'cuda:N' (or a torch.device). "
             f"Got {device!r} instead."
         ) from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"The 'device' parameter asks for {str(dev)!r} but torch sees no CUDA device on this machine; "
-            "use device=None (automatic) or 'cpu'."
-        )
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(
             f"The 'device' parameter must be None, 'cpu', 'cuda' or 'cuda:N'. Got {device!r} instead."
         )
+    have = available_devices()
+    if dev.type == "cuda" and (len(have) == 1 or (dev.index is not None and f"cuda:{dev.index}" not in have)):
+        raise DeviceError(
+            f"The 'device' parameter asks for {str(dev)!r}, which this machine does not have (torch sees "
+            f"{', '.join(have)}); use device=None (CUDA when present, else the CPU) or one of those.",
+            asked=str(device), available=have)
     return dev
+
+
+def available_devices() -> list[str]:
+    """The devices a frame model can run on here: ``"cpu"``, then ``"cuda:0"``, ``"cuda:1"``, ...
+    (those torch sees).
+
+    Examples
+    --------
+    >>> from amnetvid_sk.frame_models.base import available_devices
+    >>> available_devices()[0]
+    'cpu'
+    """
+    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ["cpu", *(f"cuda:{i}" for i in range(n_cuda))]
 
 
 # --------------------------------------------------------------------------- outputs

@@ -345,6 +345,9 @@ class ResMemGradCAM(FrameModel):
     thread_safe_forward = True
     #: why make_frame_model refuses a weights file for this model
     no_weights_reason = "ResMem's weights ship inside the resmem package"
+    #: what each of the three maps is (the report's Figure 1 titles its panels with these): fields in
+    #: braces are filled from the model's constructor parameters (as the store's models table records them)
+    map_titles = ("Grad-CAM of {layers[0]}", "Grad-CAM of {layers[1]}", "Grad-CAM of {layers[2]}")
 
     def __init__(self, device=None, batch_size: int = 8, precision: str = "auto", bfloat16: bool | None = None,
                  layers=("layer2", "layer3", "layer4"), maps: str = "attention"):

@@ -1,7 +1,7 @@
 """Feature store: Parquet part files under one folder, read through DuckDB views.
 
 Layout: one folder per table under the store folder (``videos``, ``frames``,
-``embeddings``, ``models``, ``labels``, ``failures``, ``results``), each holding Parquet part
+``embeddings``, ``models``, ``labels``, ``failures``, ``results``, ``predictions``), each holding Parquet part
 files ``part-<time>-<uuid>.parquet``. Nothing is ever updated in place: every
 write adds part files, atomically, and the views deduplicate on read, so
 idempotent reruns and concurrent writers need no lock. ``store/README.md``
@@ -14,9 +14,10 @@ Where things are:
   the listing of part files, damaged-file errors;
 - ``sql.py``: the read-only guard of :meth:`FeatureStore.sql`;
 - ``rows.py``: callers' rows checked and converted to the tables' schemas;
-- ``write.py``: atomic part files and the writers;
+- ``write.py``: atomic part files and the writers; ``writes.py``: the store's write methods;
 - ``resolve.py``: which frame model and sampling a read means;
 - ``read.py``: the one read path of arrays (decode, pick frames, take ids);
+- ``frame_pick.py``: which stored frames a read returns, and what fills a short video's row;
 - ``embeddings.py``: the same read path for frame embeddings;
 - ``cache.py``: the array cache (memory-mapped Arrow IPC files in ``.cache/``);
 - ``queries.py``: the other readers (video ids, labels, models, info);
@@ -34,18 +35,19 @@ import numpy as np
 import pyarrow as pa
 
 from . import compact as _compact
-from . import embeddings, queries, read, write
+from . import embeddings, queries, read
 from . import verify as _verify
 from .cache import cache_limit
 from .connection import Connection
 from .resolve import snapshot
 from .schema import SCHEMAS, TABLES, embeddings_table, frames_table, new_extraction_id
 from .sql import run_read_only
+from .writes import StoreWrites
 
 __all__ = ["FeatureStore", "SCHEMAS", "TABLES", "embeddings_table", "frames_table", "new_extraction_id"]
 
 
-class FeatureStore:
+class FeatureStore(StoreWrites):
     """Frame scores, attention maps and embeddings of videos, as Parquet tables queried with DuckDB.
 
     Nothing is created until the first write; reading an absent or empty store
@@ -101,8 +103,9 @@ class FeatureStore:
     >>> fs.sql("SELECT video_id, count(*) AS n FROM frames WHERE score >= ? "
     ...        "GROUP BY video_id ORDER BY video_id", [0.75]).to_pylist()
     [{'video_id': 'video10', 'n': 3}, {'video_id': 'video11', 'n': 2}]
-    >>> fs.info()["tables"]
-    {'videos': 2, 'frames': 12, 'embeddings': 0, 'models': 1, 'labels': 2, 'failures': 0, 'results': 0}
+    >>> fs.info()["tables"]  # doctest: +NORMALIZE_WHITESPACE
+    {'videos': 2, 'frames': 12, 'embeddings': 0, 'models': 1, 'labels': 2, 'failures': 0, 'results': 0,
+     'predictions': 0}
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -165,37 +168,6 @@ class FeatureStore:
         ('DataFrame', ['video_id', 'n', 'high'], [4, 4], [True, False])
         """
         return self.sql(query, params).to_pandas()
-
-    # ------------------------------------------------------------------ writing
-    def write_extractions(self, videos: Sequence[Mapping] | pa.Table, frames: pa.Table,
-                          embeddings: pa.Table | None = None) -> int:
-        """Add extractions, frames (and embeddings) first and the videos rows (the commit record)
-        last (see :func:`.write.write_extractions`).
-        """
-        return write.write_extractions(self._con, self._shapes, videos, frames, embeddings)
-
-    def write_embeddings(self, embeddings: pa.Table) -> int:
-        """Add the frame embeddings of extractions already in the store (see :func:`.write.write_embeddings`)."""
-        return write.write_embeddings(self._con, embeddings)
-
-    def write_model(self, fingerprint: str, name: str, config: Mapping | None, map_shape: Sequence[int], *,
-                    maps: str = "attention", embedding_dim: int = 0) -> bool:
-        """Register a frame model; False when the fingerprint was known (see :func:`.write.write_model`)."""
-        return write.write_model(self._con, fingerprint, name, config, map_shape, maps=maps,
-                                 embedding_dim=embedding_dim)
-
-    def write_failure(self, path: str | os.PathLike, reason: str, model: str, sampling: str,
-                      video_id: str | None = None) -> None:
-        """Record that a video could not be extracted, and why (see :func:`.write.write_failure`)."""
-        write.write_failure(self._con, path, reason, model, sampling, video_id)
-
-    def write_labels(self, table) -> int:
-        """Import labels; a later import of a video wins (see :func:`.write.write_labels`)."""
-        return write.write_labels(self._con, table)
-
-    def write_results(self, table_or_rows) -> int:
-        """Append evaluation results, one row per fold (see :func:`.write.write_results`)."""
-        return write.write_results(self._con, table_or_rows)
 
     # ------------------------------------------------------------------ reading
     def extracted_keys(self, model: str, sampling: str) -> set[tuple[str, int, float]]:
@@ -294,11 +266,12 @@ class FeatureStore:
         return queries.video_ids(self._con, model, sampling)
 
     def read_arrays(self, ids, model: str | None = None, n_frames: int | None = None, maps: bool = True,
-                    sampling: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                    sampling: str | None = None, short: str = "error") -> tuple[np.ndarray, np.ndarray | None]:
         """Frame scores [n, T] and attention maps [n, T, K, h, w] of videos, in the order of ``ids``
-        (see :func:`.read.read_arrays` for how T frames are picked and the errors).
+        (see :func:`.read.read_arrays` for how T frames are picked, how ``short`` fills the rows of
+        videos with fewer frames, and the errors).
         """
-        return read.read_arrays(self._con, ids, model, n_frames, maps, sampling)
+        return read.read_arrays(self._con, ids, model, n_frames, maps, sampling, short)
 
     def read_embeddings(self, ids, model: str | None = None, n_frames: int | None = None,
                         sampling: str | None = None, pooling: str | None = None) -> np.ndarray:
@@ -327,8 +300,9 @@ class FeatureStore:
         >>> ids = write_synthetic_store("store_info", *make_moving_peak_dataset(2))  # 2 videos, 4 frames
         >>> fs = FeatureStore("store_info")
         >>> info = fs.info()
-        >>> info["tables"]
-        {'videos': 2, 'frames': 8, 'embeddings': 0, 'models': 1, 'labels': 2, 'failures': 0, 'results': 0}
+        >>> info["tables"]  # doctest: +NORMALIZE_WHITESPACE
+        {'videos': 2, 'frames': 8, 'embeddings': 0, 'models': 1, 'labels': 2, 'failures': 0, 'results': 0,
+         'predictions': 0}
         >>> info["files"]["frames"], [m["name"] for m in info["models"]]
         (1, ['synthetic'])
         """

@@ -29,7 +29,7 @@ __all__ = ["compact", "temp_files", "TEMP_AGE_S"]
 TEMP_AGE_S = 3600.0
 
 # frames and embeddings before videos: those of visible extractions are found through videos
-_ORDER = ("frames", "embeddings", "videos", "models", "labels", "failures", "results")
+_ORDER = ("frames", "embeddings", "videos", "models", "labels", "failures", "results", "predictions")
 
 
 def temp_files(path: Path, older_than: float | None = None) -> list[str]:
@@ -164,7 +164,7 @@ def compact(con: Connection, shapes: dict, tables: Sequence[str] | None = None, 
             if table in ("frames", "embeddings"):
                 jobs = _frame_jobs(con, duck, shapes, drop_orphans, table)
             else:
-                # failures and results keep every row, but a row stored twice (by a compaction
+                # failures, results and predictions keep every row, but a row stored twice (by a compaction
                 # killed between writing its parts and deleting the old ones) is kept once
                 visible = VIEWS[table] if table in ("videos", "models", "labels") else \
                     f"SELECT DISTINCT * EXCLUDE (filename) FROM {table}_all"

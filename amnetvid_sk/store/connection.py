@@ -66,6 +66,7 @@ VIEWS = {
             PARTITION BY path, model, sampling ORDER BY failed_at DESC, filename DESC) = 1""",
     # a row stored twice only by an interrupted compact(): each fold's row holds its own run id and time
     "results": "SELECT DISTINCT * EXCLUDE (filename) FROM results_all",
+    "predictions": "SELECT DISTINCT * EXCLUDE (filename) FROM predictions_all",
 }
 
 PART_RE = re.compile(r"^part-.*\.parquet$")

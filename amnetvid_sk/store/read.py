@@ -32,9 +32,10 @@ from ..errors import MissingVideosError, StoreError
 from . import cache
 from .connection import Connection, part_error
 from .resolve import snapshot
+from .frame_pick import SHORT_POLICIES, frames_wanted, pick_rows, positions  # noqa: F401  (re-exported)
 from .schema import fmt_ids, id_array, map_size, unique_in_order
 
-__all__ = ["Frames", "decode", "fill_lists", "frames_wanted", "in_parallel", "locate", "positions", "read_arrays",
+__all__ = ["SHORT_POLICIES", "Frames", "decode", "fill_lists", "frames_wanted", "in_parallel", "locate", "positions", "read_arrays",
            "read_group", "row_groups"]
 
 _ATTEMPTS = 3  # reads started again when a write or compaction changes the store mid-read
@@ -106,42 +107,33 @@ class Frames:
         return cls(col["video_id"], col["n_frames"].to_numpy(), col["complete"].to_numpy(zero_copy_only=False),
                    col["scores"].offsets.to_numpy(), col["scores"].values.to_numpy(zero_copy_only=True), maps)
 
-    def take(self, v: np.ndarray, t: int, shape: tuple[int, ...], maps: bool):
-        """New, writable scores [n, t] (and maps [n, t, *shape]) of the videos at rows ``v``."""
+    def take(self, v: np.ndarray, t: int, shape: tuple[int, ...], maps: bool, short: str = "error"):
+        """New, writable scores [n, t] (and maps [n, t, *shape]) of the videos at rows ``v``; a video
+        with fewer than ``t`` stored frames is filled as ``short`` says (see :func:`read_arrays`)."""
         if not self.complete[v].all():
             bad = int((~self.complete[v]).sum())
             raise StoreError(f"found the frames of {len(v) - bad} of {len(v)} requested videos ({t} frames "
                              "each); frames are missing from the store, or it changed during the read")
         n = len(v)
-        flat = (self.start[v][:, None] + np.arange(t, dtype=np.int64)).ravel()
+        pick, valid = pick_rows(self.start[v + 1] - self.start[v], self.n_frames[v], t, short)
+        flat = (self.start[v][:, None] + pick).ravel()
         scores = self.scores[flat].reshape(n, t)
+        if valid is not None:
+            scores[~valid] = np.nan
         if not maps:
             return scores, None
         out = np.empty((n * t, self.maps.shape[1]), dtype=np.float32)
         # the rows are known to be in range: "clip" spares numpy a buffered copy
         np.take(self.maps, flat, axis=0, out=out, mode="clip")
-        return scores, out.reshape(n, t, *shape)
+        out = out.reshape(n, t, *shape)
+        if valid is not None:
+            out[~valid] = np.nan
+        return scores, out
 
 
 def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
     # a cache file holds one record batch: its one chunk is a view of the mapping, never copied
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-
-
-def positions(counts: np.ndarray, t: int) -> np.ndarray:
-    """[n, t] positions among the stored frames of each video: round(k * (cnt - 1) / (t - 1))
-    rounding halves up (t=1: the middle one, ``cnt // 2``).
-
-    Examples
-    --------
-    >>> positions(np.array([28, 3]), 3).tolist()
-    [[0, 14, 27], [0, 1, 2]]
-    """
-    cnt = counts.astype(np.int64)[:, None]
-    if t == 1:
-        return cnt // 2
-    k = np.arange(t, dtype=np.int64)[None, :]
-    return (2 * k * (cnt - 1) + (t - 1)) // (2 * (t - 1))
 
 
 # ---------------------------------------------------------------------- decoding Parquet
@@ -306,32 +298,6 @@ def _cached(con: Connection, key: str, name: str, maps: bool, size: int) -> Fram
     return None
 
 
-def frames_wanted(stored: np.ndarray, n_frames: int | None, ids_arr: pa.Array) -> int:
-    """T, the frames per video to return, given the stored frame counts of the videos asked for.
-
-    More frames than a video has stored is an error: repeating frames would feed a
-    sequence model a clip it never saw.
-    """
-    n = len(stored)
-    if n_frames is not None:
-        if n and int(stored.min()) < n_frames:
-            short = np.flatnonzero(stored < n_frames)
-            fewest = int(stored.min())
-            named = fmt_ids(unique_in_order(ids_arr.take(pa.array(short[:50])).to_pylist()))
-            raise StoreError(
-                f"n_frames={int(n_frames)} asks for more frames than {len(short)} of the {n} requested videos "
-                f"have stored (fewest: {fewest}): {named}; pass n_frames <= {fewest}, or extract again with "
-                f"--frames {int(n_frames)} or more")
-        return int(n_frames)
-    counts = np.unique(stored)
-    if len(counts) > 1:
-        raise StoreError(
-            f"the requested videos have different numbers of stored frames ({len(counts)} distinct: "
-            f"{', '.join(map(str, counts[:5]))}{'...' if len(counts) > 5 else ''}); pass n_frames=T to "
-            "pick T frames per video")
-    return int(counts[0]) if n else 0
-
-
 def locate(con: Connection, known, ids_arr: pa.Array, model: str, sampling: str) -> np.ndarray:
     """Rows of ``ids_arr`` in ``known`` (a Videos or Frames); MissingVideosError naming the absent ones."""
     where = pc.index_in(ids_arr, value_set=known.ids)
@@ -346,7 +312,7 @@ def locate(con: Connection, known, ids_arr: pa.Array, model: str, sampling: str)
 
 
 def _read(con: Connection, ids_arr: pa.Array, model, n_frames, maps: bool, sampling, limit: int,
-          strict: bool):
+          strict: bool, short: str):
     key, catalog = snapshot(con, limit)
     model = catalog.model(con.path, model)
     sampling = catalog.sampling(con.path, model, sampling)
@@ -363,11 +329,11 @@ def _read(con: Connection, ids_arr: pa.Array, model, n_frames, maps: bool, sampl
     frames = _cached(con, key, name, maps, size) if limit else None
     if frames is not None:
         v = locate(con, frames, ids_arr, model, sampling)
-        t = frames_wanted(frames.n_frames[v], n_frames, ids_arr)
-        return frames.take(v, t, shape, maps) if len(v) else _empty(t, shape, maps)
+        t = frames_wanted(frames.n_frames[v], n_frames, ids_arr, short)
+        return frames.take(v, t, shape, maps, short) if len(v) else _empty(t, shape, maps)
     videos, files, same = _visible(con, key, model, sampling, strict)
     v = locate(con, videos, ids_arr, model, sampling)
-    t = frames_wanted(videos.n_frames[v], n_frames, ids_arr)
+    t = frames_wanted(videos.n_frames[v], n_frames, ids_arr, short)
     if len(v) == 0:
         return _empty(t, shape, maps)
     wanted, inverse = np.unique(v, return_inverse=True)
@@ -379,7 +345,7 @@ def _read(con: Connection, ids_arr: pa.Array, model, n_frames, maps: bool, sampl
             if limit and same and small:  # the next small read of this pair fills the cache
                 cache.remember(con.path, key, f"{name}-small", True)
             only = decode(files, videos.subset(wanted), model, sampling, size, layout, maps)
-            return only.take(inverse, t, shape, maps)
+            return only.take(inverse, t, shape, maps, short)
         kind = "maps" if maps else "scores"
         with cache.building(con.path, key, f"{name}-{kind}"):
             # another process may have written the file while this one waited for the lock
@@ -393,7 +359,7 @@ def _read(con: Connection, ids_arr: pa.Array, model, n_frames, maps: bool, sampl
     except FileNotFoundError:
         raise _Changed from None  # compact() removed a part file since the listing
     cache.remember(con.path, key, f"{name}-{kind}", frames)
-    return frames.take(v, t, shape, maps)
+    return frames.take(v, t, shape, maps, short)
 
 
 def _empty(t: int, shape: tuple[int, ...], maps: bool):
@@ -401,7 +367,8 @@ def _empty(t: int, shape: tuple[int, ...], maps: bool):
 
 
 def read_arrays(con: Connection, ids, model: str | None = None, n_frames: int | None = None,
-                maps: bool = True, sampling: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                maps: bool = True, sampling: str | None = None,
+                short: str = "error") -> tuple[np.ndarray, np.ndarray | None]:
     """Frame scores and attention maps of videos, in the order of ``ids``.
 
     The first read of a (model, sampling, n_frames) decodes the frames of all its
@@ -423,12 +390,17 @@ def read_arrays(con: Connection, ids, model: str | None = None, n_frames: int | 
         of stored frames). ``T`` picks T frames spread uniformly over those
         stored for each video: positions ``round(k * (cnt - 1) / (T - 1))`` for
         k in 0..T-1 (rounding halves up; T=1 takes the middle one,
-        ``round((cnt - 1) / 2)``). A video with fewer stored frames than T
-        is an error that names the stored count (frames are never repeated).
+        ``round((cnt - 1) / 2)``).
     maps : bool, default=True
         Also return the attention maps (False reads much less).
     sampling : str, default=None
         Sampling key (``"frames=28"``); None takes the model's only one.
+    short : {"error", "stretch", "repeat-last", "nan"}, default="error"
+        What fills the row of a video with fewer stored frames than the row holds (T, or with
+        ``n_frames=None`` the most that any requested video holds): an error naming the
+        videos and their counts; its frames stretched over the row, each repeated in turn
+        (the uniform pick above, ``[0, 0, 1, 1]`` for 2 of 4); its frames in order, then the
+        last repeated (``[0, 1, 1, 1]``); its frames in order, then NaN (scores and maps).
 
     Returns
     -------
@@ -459,11 +431,14 @@ def read_arrays(con: Connection, ids, model: str | None = None, n_frames: int | 
                                  or n_frames < 1):
         raise ValueError("The 'n_frames' parameter of FeatureStore.read_arrays must be None or an int >= 1. "
                          f"Got {n_frames!r} instead.")
+    if short not in SHORT_POLICIES:
+        raise ValueError(f"The 'short' parameter of FeatureStore.read_arrays must be a str among "
+                         f"{list(SHORT_POLICIES)}. Got {short!r} instead.")
     ids_arr = id_array(ids)
     limit = cache.cache_limit()
     for attempt in range(1, _ATTEMPTS + 1):
         try:
-            return _read(con, ids_arr, model, n_frames, bool(maps), sampling, limit, attempt < _ATTEMPTS)
+            return _read(con, ids_arr, model, n_frames, bool(maps), sampling, limit, attempt < _ATTEMPTS, short)
         except _Changed:
             if attempt == _ATTEMPTS:
                 raise StoreError(f"the store {str(con.path)!r} changed during {_ATTEMPTS} reads in a row "

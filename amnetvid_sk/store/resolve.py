@@ -164,7 +164,7 @@ def pick_sampling(path: Path, model: str, samplings: list[str], sampling: str | 
         raise StoreError(f"frame model {model!r} has no extracted videos in {str(path)!r}")
     if sampling is None:
         raise StoreError(f"frame model {model!r} has videos extracted with {len(samplings)} samplings; "
-                         f"pass sampling= among {samplings}")
+                         f"pick one among {samplings} with --sampling KEY (sampling= in Python)")
     raise StoreError(f"no videos extracted by frame model {model!r} with sampling {sampling!r}; "
                      f"available: {samplings}")
 

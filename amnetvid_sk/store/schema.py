@@ -61,13 +61,21 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("fold", pa.int64()), ("spearman", pa.float64()), ("n_train", pa.int64()), ("n_test", pa.int64()),
         ("params", pa.string()), ("created_at", TS),
     ]),
+    # each evaluated video's out-of-fold prediction, so that every figure of a run can be recomputed
+    # (intervals, paired differences); ``fold`` is the round in the note's protocol
+    "predictions": pa.schema([
+        ("run_id", pa.string()), ("recipe", pa.string()), ("target", pa.string()), ("protocol", pa.string()),
+        ("fold", pa.int64()), ("video_id", pa.string()), ("prediction", pa.float64()), ("label", pa.float64()),
+        ("created_at", TS),
+    ]),
 }
 
 #: Table names, in the order their folders are listed. ``videos`` comes before
 #: ``frames`` and ``embeddings`` on purpose: a videos part is renamed into place
 #: after its frames and embeddings parts, so any videos part seen in the listing
 #: has them on disk when their folders are listed next.
-TABLES: tuple[str, ...] = ("videos", "frames", "embeddings", "models", "labels", "failures", "results")
+TABLES: tuple[str, ...] = ("videos", "frames", "embeddings", "models", "labels", "failures", "results",
+                           "predictions")
 
 #: What a frame model stores per frame besides its score: three attention maps, or nothing
 #: (``maps="none"``, a scores-only model: its ``models`` row has ``map_shape`` ``[]``)
@@ -84,11 +92,13 @@ REQUIRED = {
     "labels": ("video_id", "imported_at"),
     "failures": ("path", "video_id", "model", "sampling", "reason", "failed_at"),
     "results": ("run_id", "recipe", "target", "protocol", "fold", "created_at"),
+    "predictions": ("run_id", "recipe", "target", "protocol", "fold", "video_id", "prediction", "label",
+                    "created_at"),
 }
 
 #: The timestamp column each writer fills with the write time when it is not given.
 STAMP = {"videos": "extracted_at", "models": "created_at", "labels": "imported_at",
-         "failures": "failed_at", "results": "created_at"}
+         "failures": "failed_at", "results": "created_at", "predictions": "created_at"}
 
 _DUCK_TYPES = {
     pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.float64(): "DOUBLE",

@@ -219,7 +219,9 @@ def _twice(con: Connection) -> dict:
     show each once."""
     row = con.query("SELECT (SELECT count(*) - count(DISTINCT (extraction_id, frame_index)) FROM frames_all "
                     "WHERE extraction_id IN (SELECT extraction_id FROM videos)) AS frames, "
-                    "(SELECT count(*) FROM results_all) - (SELECT count(*) FROM results) AS results").to_pylist()[0]
+                    "(SELECT count(*) FROM results_all) - (SELECT count(*) FROM results) AS results, "
+                    "(SELECT count(*) FROM predictions_all) - (SELECT count(*) FROM predictions) AS predictions"
+                    ).to_pylist()[0]
     return {table: n for table, n in row.items() if n}
 
 

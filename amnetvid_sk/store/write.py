@@ -35,7 +35,7 @@ from .rows import embeddings_parts, frames_of, frames_part, to_table, videos_row
 from .schema import MAPS_MODES, SCHEMAS, fmt_ids, frames_schema, map_size, now, unique_in_order
 
 __all__ = ["write_part", "write_extractions", "write_embeddings", "write_model", "write_failure", "write_labels",
-           "write_results"]
+           "write_predictions", "write_results"]
 
 _ROW_GROUP_BYTES = 32 << 20  # about 32 MB of raw data per Parquet row group
 _LIST_CODEC = "lz4"  # of the float lists (attention maps); see the module docstring
@@ -423,7 +423,43 @@ def write_results(con: Connection, table_or_rows) -> int:
             if isinstance(r, Mapping) and isinstance(r.get("params"), Mapping) else r
             for r in table_or_rows
         ]
-    tbl = to_table("results", table_or_rows, {"created_at": now()})
+    return _append(con, "results", table_or_rows)
+
+
+def write_predictions(con: Connection, table) -> int:
+    """Append the out-of-fold predictions of an evaluation run (one row per video and fold).
+
+    Written before the run's ``results`` rows, so that a run seen in ``results`` has its
+    predictions on disk.
+
+    Parameters
+    ----------
+    con : Connection
+        The store's connections.
+    table : pyarrow.Table or dict of columns
+        Columns run_id, recipe, target, protocol, fold, video_id, prediction, label;
+        created_at defaults to now (UTC).
+
+    Returns
+    -------
+    int
+        Number of rows written.
+
+    Examples
+    --------
+    >>> from amnetvid_sk import FeatureStore
+    >>> fs = FeatureStore("store_predictions")
+    >>> fs.write_predictions({"run_id": ["r1", "r1"], "recipe": ["mean_score"] * 2, "target": ["short"] * 2,
+    ...                       "protocol": ["cv"] * 2, "fold": [0, 1], "video_id": ["v1", "v2"],
+    ...                       "prediction": [0.8, 0.7], "label": [0.9, 0.6]})
+    2
+    """
+    return _append(con, "predictions", table)
+
+
+def _append(con: Connection, name: str, table) -> int:
+    """One part file of rows appended to a table that keeps every row (results, predictions)."""
+    tbl = to_table(name, table, {"created_at": now()})
     if tbl.num_rows:
-        write_part(con.path, "results", tbl, SCHEMAS["results"])
+        write_part(con.path, name, tbl, SCHEMAS[name])
     return tbl.num_rows

@@ -180,11 +180,16 @@ def make_score_order_dataset(n: int, n_frames: int = 4, seed: int = 0, *, noise:
     return scores.astype(np.float32), np.clip(y, 0.0, 1.0).astype(np.float32)
 
 
-def write_synthetic_store(path, maps, scores, short, long=None, prefix="syn"):
+def write_synthetic_store(path, maps, scores, short, long=None, prefix="syn", stored=None, sampling=None):
     """Write synthetic features and labels into a feature store, as extraction would.
 
     For trying pipelines, tests and benchmarks without videos. Video ids are
     ``f"{prefix}{i:04d}"``; the frame model is registered as ``"synthetic"``.
+
+    ``stored`` (one count per video, at most the T of ``scores``) keeps only the first
+    ``stored[i]`` frames of video i, as a sampling by frame rate gives clips of different
+    lengths; ``sampling`` is the sampling key written (default ``"frames=T"``, or ``"fps=4"``
+    with ``stored``).
 
     Returns
     -------
@@ -197,20 +202,26 @@ def write_synthetic_store(path, maps, scores, short, long=None, prefix="syn"):
     >>> maps, scores, y = make_moving_peak_dataset(5)
     >>> write_synthetic_store(tempfile.mkdtemp(), maps, scores, y).tolist()
     ['syn0000', 'syn0001', 'syn0002', 'syn0003', 'syn0004']
+    >>> ids = write_synthetic_store(tempfile.mkdtemp(), maps, scores, y, stored=[4, 3, 2, 4, 1])
     """
     fs = FeatureStore(path)
     model = "synthetic.w-000000000000.pre-none.maps-3x14x14.fp32"
     fs.write_model(model, "synthetic", {"name": "synthetic"}, (3, 14, 14))
     n, t = scores.shape
+    counts = np.full(n, t) if stored is None else np.asarray(stored, dtype=np.int64)
+    if len(counts) != n or counts.min(initial=1) < 1 or counts.max(initial=t) > t:
+        raise ValueError(f"stored must hold {n} counts between 1 and {t}; got {counts.tolist()}")
+    key = sampling or (sampling_key(n_frames=t) if stored is None else sampling_key(fps=4.0))
     videos, frames, ids = [], [], []
     for i in range(n):
         eid = new_extraction_id()
         vid = f"{prefix}{i:04d}"
         ids.append(vid)
+        c = int(counts[i])
         videos.append({"extraction_id": eid, "video_id": vid, "path": f"/synthetic/{vid}.mp4", "size": 1,
-                       "mtime": 0.0, "duration": 1.0, "fps": float(t), "frame_count": t, "width": 14,
-                       "height": 14, "model": model, "sampling": sampling_key(n_frames=t), "n_frames": t, "short": False})
-        frames.append(frames_table(eid, np.arange(t), np.arange(t) / t, scores[i], maps[i]))
+                       "mtime": 0.0, "duration": 1.0 if stored is None else c / 4.0, "fps": float(t), "frame_count": c, "width": 14,
+                       "height": 14, "model": model, "sampling": key, "n_frames": c, "short": False})
+        frames.append(frames_table(eid, np.arange(c), np.arange(c) / t, scores[i, :c], maps[i, :c]))
     fs.write_extractions(videos, pa.concat_tables(frames))
     long = short if long is None else long
     fs.write_labels({"video_id": ids, "short_term": [float(v) for v in short], "n_short": [30] * n,
