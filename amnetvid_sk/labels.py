@@ -473,7 +473,7 @@ def import_labels(path, store, format: str = "mediaeval", *, return_report: bool
     if isinstance(store, FeatureStore):
         report = _write_labels(store, table)
     else:
-        with FeatureStore(store) as opened:  # opened here, so closed here
+        with FeatureStore(store, create=True) as opened:  # opened (or started) here, so closed here
             report = _write_labels(opened, table)
     return report if return_report else report.n_rows
 

@@ -3,7 +3,7 @@
 Examples
 --------
 >>> from amnetvid_sk import FeatureStore
->>> FeatureStore("store_left_out").write_failure("clips/broken.mp4", "truncated file", "resmem-ab12", "frames=28")
+>>> FeatureStore("store_left_out", create=True).write_failure("clips/broken.mp4", "truncated file", "resmem-ab12", "frames=28")
 >>> left_out_reasons("store_left_out", ["broken", "ghost"])
 {'broken': 'failed to decode: truncated file', 'ghost': 'not extracted'}
 """

@@ -96,6 +96,8 @@ def stored_results(store) -> dict:
 
     fs = FeatureStore(store)
     rows = fs.sql(_LATEST).to_pylist()
+    extracted = set(fs.sql("SELECT DISTINCT video_id FROM videos")["video_id"].to_pylist())
+    labelled = {t: fs.labelled_ids(t) for t in {r["target"] for r in rows}}
     runs: dict = {}
     for r in rows:
         runs.setdefault((r["recipe"], r["target"], r["protocol"], r["run_id"]), []).append(r)
@@ -107,9 +109,16 @@ def stored_results(store) -> dict:
                                     pred["prediction"].to_numpy(), pred["label"].to_numpy()) if pred.num_rows else None
         n_videos = (sum(f["n_test"] or 0 for f in folds) if protocol == "cv"
                     else (folds[0]["n_train"] or 0) + (folds[0]["n_test"] or 0))
+        # left out, as the run saw them: labelled without features; with features but not evaluated (a
+        # clip too short for the model: a cross-validation run predicts every video it kept)
+        left_out = np.array([v for v in labelled[target] if v not in extracted], dtype=object)
+        predicted = set(oof.video_id) if oof is not None else set()
+        short = ({v: (None, None) for v in labelled[target] if v in extracted and v not in predicted}
+                 if protocol == "cv" and oof is not None else {})
         out[(recipe, target, protocol)] = CVResult(
             recipe, target, protocol, np.array([f["spearman"] for f in folds], dtype=float),
-            json.loads(folds[0]["params"] or "{}"), n_videos=n_videos, predictions=oof, run_id=run_id)
+            json.loads(folds[0]["params"] or "{}"), n_videos=n_videos, left_out=left_out, predictions=oof,
+            run_id=run_id, short=short)
     return out
 
 

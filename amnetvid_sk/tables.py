@@ -74,13 +74,14 @@ class Table1:
                 "Spearman, the note's protocol (85/15 split, best epoch chosen on the test part: OPTIMISTIC; "
                 f"mean over rounds) [{_interval_words()}]")
         lines = [self.title, head, ""] if self.title else [head, ""]
-        width = max([_CELL] + [len(self.label(name)) + 1 for name, _ in self.columns])
+        rows = [(target, [self.cell(name, target) for name, _ in self.columns],
+                 [self.difference_text(name, target) for name, _ in self.columns]) for target in self.targets()]
+        texts = [self.label(name) for name, _ in self.columns] + [c for _, a, b in rows for c in a + b]
+        width = max([_CELL] + [len(t) + 1 for t in texts])  # every cell fits its column
         lines.append(f"{'target':<11}" + "".join(f"| {self.label(name):<{width}}" for name, _ in self.columns))
         lines.append("-" * (11 + (width + 2) * len(self.columns)))
-        for target in self.targets():
-            cells = [self.cell(name, target) for name, _ in self.columns]
+        for target, cells, diffs in rows:
             lines.append(f"{target + '-term':<11}" + "".join(f"| {c:<{width}}" for c in cells))
-            diffs = [self.difference_text(name, target) for name, _ in self.columns]
             if any(diffs):
                 lines.append(f"{'  vs mean':<11}" + "".join(f"| {c:<{width}}" for c in diffs))
         lines.append("")

@@ -220,7 +220,7 @@ class FrameEmbeddings(_StatelessReader, TransformerMixin, BaseEstimator):
     >>> import numpy as np
     >>> from amnetvid_sk import FeatureStore, FrameEmbeddings
     >>> from amnetvid_sk.store import embeddings_table, frames_table, new_extraction_id
-    >>> fs = FeatureStore("store_frame_embeddings")
+    >>> fs = FeatureStore("store_frame_embeddings", create=True)
     >>> fs.write_model("toy-ab12", "toy", {}, (), maps="none", embedding_dim=3)
     True
     >>> for i, vid in enumerate(["video10", "video11"]):

@@ -53,7 +53,7 @@ def write_embedded(fs, counts, with_embeddings=None, model=MODEL, sampling=None)
 
 @pytest.fixture()
 def emb_store(tmp_path):
-    fs = FeatureStore(tmp_path / "store")
+    fs = FeatureStore(tmp_path / "store", create=True)
     fs.write_model(MODEL, "toy", {}, (3, 14, 14), maps="none", embedding_dim=DIM)
     rows = write_embedded(fs, [6, 6, 6, 4])
     return fs, rows
@@ -89,7 +89,7 @@ def test_unpooled_without_n_frames_needs_equal_counts(emb_store):
 
 def test_a_video_without_embeddings_is_named_with_the_fix(tmp_path):
     """Reading embeddings of a video extracted without them names it and says extract --embeddings."""
-    fs = FeatureStore(tmp_path / "store")
+    fs = FeatureStore(tmp_path / "store", create=True)
     fs.write_model(MODEL, "toy", {}, (), maps="none", embedding_dim=DIM)
     write_embedded(fs, [4, 4, 4], with_embeddings={0, 2})
     assert FrameEmbeddings(fs.path).fit_transform(["v0", "v2"]).shape == (2, DIM)
@@ -121,7 +121,7 @@ def test_embeddings_table_in_sql_info_and_compact(emb_store):
 
 def test_write_embeddings_adds_to_an_extraction_and_checks_it(tmp_path):
     """write_embeddings keys embeddings to an existing extraction; wrong frames, sizes or ids are refused."""
-    fs = FeatureStore(tmp_path / "store")
+    fs = FeatureStore(tmp_path / "store", create=True)
     fs.write_model(MODEL, "toy", {}, (), maps="none", embedding_dim=DIM)
     rows = write_embedded(fs, [4, 4], with_embeddings=set())
     eid = rows[0]["extraction_id"]
@@ -143,7 +143,7 @@ def test_write_embeddings_adds_to_an_extraction_and_checks_it(tmp_path):
 
 def test_scores_only_model_has_no_maps_and_says_so(tmp_path):
     """A maps='none' model stores null attention; read_arrays(maps=True) explains; FrameScores reads it."""
-    fs = FeatureStore(tmp_path / "store")
+    fs = FeatureStore(tmp_path / "store", create=True)
     fs.write_model("toy-scores", "toy", {}, (3, 14, 14), maps="none")
     write_embedded(fs, [4, 4], with_embeddings=set(), model="toy-scores")
     assert fs.models()[0]["maps"] == "none" and fs.models()[0]["map_shape"] == ()
@@ -167,7 +167,7 @@ def test_embedding_ridge_recipe_learns_from_embeddings(tmp_path):
 
     from amnetvid_sk.metrics import spearman
 
-    fs = FeatureStore(tmp_path / "store")
+    fs = FeatureStore(tmp_path / "store", create=True)
     fs.write_model(MODEL, "toy", {}, (), maps="none", embedding_dim=DIM)
     rng = np.random.default_rng(0)
     import pyarrow as pa

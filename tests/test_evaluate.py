@@ -127,7 +127,7 @@ def test_labelled_ids_extracted_only(store_with_ghosts):
         fs.labelled_ids("short", sampling="frames=4")
     with pytest.raises(ValueError, match="frames=28"):
         fs.labelled_ids("short", extracted=True, sampling="frames=28")
-    assert len(FeatureStore(path.parent / "nothing").labelled_ids("short", extracted=True)) == 0
+    assert len(FeatureStore(path.parent / "nothing", create=True).labelled_ids("short", extracted=True)) == 0
 
 
 def test_labelled_data_reports_left_out(store_with_ghosts):
@@ -149,7 +149,7 @@ def test_evaluate_cli_names_why_each_video_was_left_out(store_with_ghosts):
     """The evaluate warning names each left-out video with the store's reason: a failed decode with the
     failures table's reason, or not extracted (no row at all)."""
     path, ids = store_with_ghosts
-    fs = FeatureStore(path)
+    fs = FeatureStore(path, create=True)
     fs.write_failure(path.parent / "ghost2.mp4", "cannot read video: moov atom not found", fs.resolve_model(),
                      "frames=4")
     proc = run_cli("evaluate", "mean_score", "--store", path, "--target", "short", "--cv", "3", check=0)
@@ -165,7 +165,7 @@ def test_left_out_reasons_follow_the_model_and_sampling(store_with_ghosts):
     from amnetvid_sk.left_out import left_out_reasons
 
     path, ids = store_with_ghosts
-    fs = FeatureStore(path)
+    fs = FeatureStore(path, create=True)
     fs.write_failure(path.parent / "ghost2.mp4", "truncated file", fs.resolve_model(), "fps=4")
     assert left_out_reasons(path, ["ghost2", ids[0], "ghost1"]) == {
         "ghost2": "failed to decode: truncated file", ids[0]: "extracted, 4 frames stored", "ghost1": "not extracted"}

@@ -35,7 +35,7 @@ def plugin_path(monkeypatch):
 
 
 def _rows(store):
-    fs = FeatureStore(store)
+    fs = FeatureStore(store, create=True)
     return fs.sql("SELECT video_id, frame_index, timestamp, model, sampling FROM frames ORDER BY 1, 2").to_pylist()
 
 

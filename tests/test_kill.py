@@ -180,7 +180,7 @@ def test_kill_compact(tmp_path):
     base = tmp_path / "base"
     for seed, prefix in ((0, "a"), (1, "b"), (2, "a"), (3, "c")):  # the second "a" hides the first
         _synthetic(base, 80, seed, prefix)
-    fs = FeatureStore(base)
+    fs = FeatureStore(base, create=True)
     for run in ("r1", "r2"):
         fs.write_results([{"run_id": run, "recipe": "mean_score", "target": "short", "protocol": "cv",
                            "fold": f, "spearman": 0.1 * f} for f in range(3)])
@@ -342,7 +342,7 @@ def test_compact_beside_a_fast_writer_copies_nothing_twice(tmp_path):
     stop, committed, errors = threading.Event(), [], []
 
     def writer():
-        fs = FeatureStore(store)  # its own connection: one per thread
+        fs = FeatureStore(store, create=True)  # its own connection: one per thread
         while not stop.is_set() and not errors:
             eid, vid = new_extraction_id(), f"v{len(committed):05d}"
             row = {"extraction_id": eid, "video_id": vid, "path": f"/x/{vid}.mp4", "size": 1, "mtime": 0.0,

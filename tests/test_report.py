@@ -266,7 +266,7 @@ def test_map_titles_looked_up_from_the_store(tmp_path):
     from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
 
     write_synthetic_store(tmp_path / "s", *make_moving_peak_dataset(3))
-    fs = FeatureStore(tmp_path / "s")
+    fs = FeatureStore(tmp_path / "s", create=True)
     fs.write_model("resmem.w-0.pre-x.gradcam-layer3-layer4-layer4.maps-3x14x14.fp32", "resmem",
                    {"params": {"layers": ["layer3", "layer4", "layer4"]}}, (3, 14, 14))
     row = next(m for m in summarise_store(fs, model="synthetic").models if m["name"] == "resmem")

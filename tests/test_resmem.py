@@ -155,6 +155,16 @@ def test_spec_rebuilds_custom_layers_and_bfloat16(model):
     assert custom.config["class"] == "amnetvid_sk.frame_models.resmem_gradcam:ResMemGradCAM"
 
 
+def test_score_figures_name_the_gradcam_layers(model):
+    """`amnetvid score --maps-out` panels say what each map is: the Grad-CAM layers this model was built
+    with (they said "attention step 1/2/3", AMNet's words, for ResMem too)."""
+    from amnetvid_sk.cli.score_commands import panel_titles
+
+    assert panel_titles(model) == ("Grad-CAM of layer2", "Grad-CAM of layer3", "Grad-CAM of layer4")
+    custom = ResMemGradCAM(device="cpu", precision="float32", layers=("layer1", "layer2", "layer3"))
+    assert panel_titles(custom)[0] == "Grad-CAM of layer1"
+
+
 def test_missing_resmem_package_names_the_extra(monkeypatch):
     """Without the resmem package, a MissingDependencyError says which extra to install."""
     monkeypatch.setitem(sys.modules, "resmem", None)  # makes `import resmem` fail like an absent package

@@ -171,7 +171,7 @@ def folder(tmp_path_factory):
 def store(folder, monkeypatch):
     """The store, the paths the statements name, and the working directory set to their folder."""
     monkeypatch.chdir(folder)
-    fs = FeatureStore(folder / "store")  # a new one each time: no connection state carries over
+    fs = FeatureStore(folder / "store", create=True)  # a new one each time: no connection state carries over
     part = sorted((fs.path / "videos").glob("part-*.parquet"))[0]
     return fs, {"store": str(fs.path), "secret": str(folder / "secret.csv"), "part": str(part)}
 

@@ -75,19 +75,26 @@ def readme_sql_blocks() -> list[str]:
 
 @pytest.fixture
 def store(tmp_path):
-    return FeatureStore(tmp_path / "store")
+    return FeatureStore(tmp_path / "store", create=True)
 
 
 def test_empty_store_gives_empty_tables(tmp_path):
-    """An absent store reads as empty tables and is not created by reading."""
-    fs = FeatureStore(tmp_path / "absent")
+    """An absent store is an error naming it (a typo is not an empty store), and opening it does not
+    create it; create=True makes the folder, which reads as empty tables."""
+    with pytest.raises(StoreError, match=r"absent' does not exist.*create=True"):
+        FeatureStore(tmp_path / "absent")
+    assert not (tmp_path / "absent").exists()
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(StoreError, match="is a file"):
+        FeatureStore(tmp_path / "a_file", create=True)
+    fs = FeatureStore(tmp_path / "absent", create=True)
+    assert (tmp_path / "absent").is_dir()
     for table in ("videos", "frames", "models", "labels", "failures", "results", "frames_all"):
         assert fs.sql(f"SELECT count(*) AS n FROM {table}").to_pylist() == [{"n": 0}]
     assert fs.sql("SELECT * FROM frames").schema.field("attention").type == pa.list_(pa.float32())
     assert len(fs.video_ids()) == 0
     assert fs.info()["size_bytes"] == 0
     assert fs.extracted_keys("m1", "frames=28") == set()
-    assert not (tmp_path / "absent").exists()
 
 
 def test_round_trip_and_read_arrays_order(store):
@@ -251,7 +258,7 @@ WRITING_STATEMENTS = [
 def test_sql_refuses_writing_statements(tmp_path, monkeypatch, statement):
     """Each writing kind of statement is refused, and no file anywhere in tmp_path changes."""
     monkeypatch.chdir(tmp_path)  # where relative COPY / ATTACH / EXPORT targets would land
-    fs = FeatureStore(tmp_path / "store")
+    fs = FeatureStore(tmp_path / "store", create=True)
     write_videos(fs, {"v1": 2})
     before = listing(tmp_path)
     with pytest.raises(ReadOnlyQueryError, match="read-only"):

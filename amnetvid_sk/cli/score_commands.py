@@ -29,13 +29,28 @@ def _frames_of(path: str, n_frames, fps):
             [float(t) for t in sampled.timestamps], note)
 
 
-def _save_figures(out: Path, vid: str, frames, maps, scores, indices, timestamps) -> None:
+def panel_titles(model) -> tuple[str, ...]:
+    """What each of ``model``'s three maps is, for the panels of its figures: its class's
+    ``map_titles`` filled from the instance (ResMem: the Grad-CAM layers it was built with), else
+    :data:`~amnetvid_sk.render.MAP_TITLES`."""
+    from ..render import MAP_TITLES
+
+    templates = getattr(type(model), "map_titles", None)
+    try:
+        titles = tuple(str(t).format(**vars(model)) for t in templates or ())
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError):
+        return MAP_TITLES
+    return titles if len(titles) == len(MAP_TITLES) else MAP_TITLES
+
+
+def _save_figures(out: Path, vid: str, frames, maps, scores, indices, timestamps, titles) -> None:
     from ..render import save_attention_figure
 
     out.mkdir(parents=True, exist_ok=True)
     for frame, m, s, idx, ts in zip(frames, maps, scores, indices, timestamps):
         title = f"{vid} (image)" if ts is None else f"{vid} frame {idx} (t={ts:.2f} s)"
-        save_attention_figure(frame, m, out / f"{vid}_frame{idx:05d}.png", title=title, score=float(s))
+        save_attention_figure(frame, m, out / f"{vid}_frame{idx:05d}.png", title=title, score=float(s),
+                              map_titles=titles)
 
 
 def cmd_score(args) -> int:
@@ -72,7 +87,8 @@ def cmd_score(args) -> int:
             else:
                 rows.write({"video_id": vid, "frames": len(scores), "mean_score": float(scores.mean())}, note=note)
             if args.maps_out:
-                _save_figures(Path(args.maps_out), vid, frames, frame_maps, scores, indices, timestamps)
+                _save_figures(Path(args.maps_out), vid, frames, frame_maps, scores, indices, timestamps,
+                              panel_titles(model))
     return 1 if failed else 0
 
 

@@ -2,7 +2,7 @@
 folded into one line.
 
 A user can act on this package's warnings (videos left out, too few videos), so each is one
-line. Warnings that scikit-learn, scipy, skorch or torch raise from inside a fit are about
+line, said once however many models meet it. Warnings that scikit-learn, scipy, skorch or torch raise from inside a fit are about
 their internals (a constant prediction at some epoch, a deprecation): printed raw they are
 lines of site-packages paths. They are counted and told in one line at the end, by kind;
 ``AMNETVID_TRACEBACK=1`` shows them as Python would.
@@ -41,10 +41,13 @@ def warning_lines():
         yield
         return
     folded: Counter = Counter()
+    said: set = set()  # a command that evaluates several models meets the same warning for each: said once
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, AmnetvidWarning):
-            print(f"warning: {message}", file=sys.stderr)
+            if str(message) not in said:
+                said.add(str(message))
+                print(f"warning: {message}", file=sys.stderr)
         else:
             folded[(category.__name__, _first_sentence(message))] += 1
 

@@ -206,7 +206,7 @@ def extract(
 
     started = time.perf_counter()
     summary = ExtractionSummary()
-    store_obj = FeatureStore(store)
+    store_obj = FeatureStore(store, create=True)  # extraction starts a store
     inputs = expand_inputs(paths, ids)
     check_unique_ids(inputs)  # before the model loads: a naming problem costs nothing
     if bfloat16 is not None:

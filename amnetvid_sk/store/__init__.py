@@ -37,6 +37,7 @@ import pyarrow as pa
 from . import compact as _compact
 from . import embeddings, queries, read
 from . import verify as _verify
+from ..errors import StoreError
 from .cache import cache_limit
 from .connection import Connection
 from .resolve import snapshot
@@ -50,14 +51,17 @@ __all__ = ["FeatureStore", "SCHEMAS", "TABLES", "embeddings_table", "frames_tabl
 class FeatureStore(StoreWrites):
     """Frame scores, attention maps and embeddings of videos, as Parquet tables queried with DuckDB.
 
-    Nothing is created until the first write; reading an absent or empty store
-    gives empty tables. Each method delegates to the module that holds its
-    concern (see the package docstring); their docstrings give every parameter.
+    The folder must exist (a typo in a path is an error, not an empty store) unless
+    ``create=True``, which makes it; an empty store gives empty tables. Each method
+    delegates to the module that holds its concern (see the package docstring);
+    their docstrings give every parameter.
 
     Parameters
     ----------
     path : str or Path
         The store folder.
+    create : bool, default=False
+        Make the folder (and its parents) when it does not exist.
 
     Examples
     --------
@@ -69,7 +73,7 @@ class FeatureStore(StoreWrites):
     >>> import numpy as np
     >>> import pyarrow as pa
     >>> from amnetvid_sk.store import FeatureStore, frames_table, new_extraction_id
-    >>> fs = FeatureStore("store")
+    >>> fs = FeatureStore("store", create=True)
     >>> fs.write_model("toy-ab12", "toy", {"layers": ["layer4"]}, (3, 14, 14))
     True
     >>> videos, frames = [], []
@@ -108,10 +112,18 @@ class FeatureStore(StoreWrites):
      'predictions': 0}
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, create: bool = False):
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"FeatureStore path must be a str or Path; got {type(path).__name__}")
         self.path = Path(os.path.abspath(os.fspath(path)))
+        if self.path.is_file():
+            raise StoreError(f"the store {str(self.path)!r} is a file, not a store folder")
+        if not self.path.is_dir():
+            if not create:
+                raise StoreError(f"the store {str(self.path)!r} does not exist: give the folder of an existing "
+                                 "store, or pass create=True to start one (amnetvid extract and labels import "
+                                 "make it)")
+            self.path.mkdir(parents=True, exist_ok=True)
         self._con = Connection(self.path)
         self._shapes: dict[str, tuple[int, ...]] = {}  # map shape per fingerprint, never changes
 
@@ -260,7 +272,7 @@ class FeatureStore(StoreWrites):
         >>> from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
         >>> ids = write_synthetic_store("store_ids", *make_moving_peak_dataset(2))  # 2 videos, 4 frames
         >>> fs = FeatureStore("store_ids")
-        >>> fs.video_ids(), FeatureStore("empty_store").video_ids()
+        >>> fs.video_ids(), FeatureStore("empty_store", create=True).video_ids()
         (array(['syn0000', 'syn0001'], dtype=object), array([], dtype=object))
         """
         return queries.video_ids(self._con, model, sampling)

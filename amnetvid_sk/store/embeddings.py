@@ -142,7 +142,7 @@ def read_embeddings(con: Connection, ids, model: str | None = None, n_frames: in
     --------
     >>> import numpy as np
     >>> from amnetvid_sk.store import FeatureStore, embeddings_table, frames_table, new_extraction_id
-    >>> fs, eid = FeatureStore("store_read_embeddings"), new_extraction_id()
+    >>> fs, eid = FeatureStore("store_read_embeddings", create=True), new_extraction_id()
     >>> fs.write_model("toy-ab12", "toy", {}, (), maps="none", embedding_dim=4)
     True
     >>> row = {"extraction_id": eid, "video_id": "video10", "path": "/data/video10.mp4", "size": 1000,

@@ -182,7 +182,7 @@ def write_extractions(con: Connection, shapes: dict, videos: Sequence[Mapping] |
 
     >>> import numpy as np
     >>> from amnetvid_sk.store import FeatureStore, frames_table, new_extraction_id
-    >>> fs, eid = FeatureStore("store_extractions"), new_extraction_id()
+    >>> fs, eid = FeatureStore("store_extractions", create=True), new_extraction_id()
     >>> fs.write_model("toy-ab12", "toy", {}, (3, 14, 14))
     True
     >>> row = {"extraction_id": eid, "video_id": "video10", "path": "/data/video10.mp4", "size": 1000,
@@ -244,7 +244,7 @@ def write_embeddings(con: Connection, embeddings: pa.Table) -> int:
     --------
     >>> import numpy as np
     >>> from amnetvid_sk.store import FeatureStore, embeddings_table, frames_table, new_extraction_id
-    >>> fs, eid = FeatureStore("store_embeddings"), new_extraction_id()
+    >>> fs, eid = FeatureStore("store_embeddings", create=True), new_extraction_id()
     >>> fs.write_model("toy-ab12", "toy", {}, (3, 14, 14), embedding_dim=8)
     True
     >>> row = {"extraction_id": eid, "video_id": "video10", "path": "/data/video10.mp4", "size": 1000,
@@ -305,7 +305,7 @@ def write_model(con: Connection, fingerprint: str, name: str, config: Mapping | 
     Examples
     --------
     >>> from amnetvid_sk import FeatureStore
-    >>> fs = FeatureStore("store_model")
+    >>> fs = FeatureStore("store_model", create=True)
     >>> fs.write_model("resmem-ab12", "resmem", {"layers": ["layer4"]}, (3, 14, 14))
     True
     >>> fs.write_model("resmem-ab12", "resmem", {"layers": ["layer4"]}, (3, 14, 14))
@@ -341,7 +341,7 @@ def write_failure(con: Connection, path: str | os.PathLike, reason: str, model: 
     Examples
     --------
     >>> from amnetvid_sk import FeatureStore
-    >>> fs = FeatureStore("store_failure")
+    >>> fs = FeatureStore("store_failure", create=True)
     >>> fs.write_failure("clips/broken.mp4", "truncated file", "resmem-ab12", "frames=28")
     >>> fs.sql("SELECT video_id, reason FROM failures").to_pylist()
     [{'video_id': 'broken', 'reason': 'truncated file'}]
@@ -372,7 +372,7 @@ def write_labels(con: Connection, table) -> int:
     Examples
     --------
     >>> from amnetvid_sk import FeatureStore
-    >>> fs = FeatureStore("store_labels")
+    >>> fs = FeatureStore("store_labels", create=True)
     >>> fs.write_labels({"video_id": ["video10"], "short_term": [0.95], "n_short": [34],
     ...                  "long_term": [0.9], "n_long": [10], "source": ["dev.csv"]})
     1
@@ -412,7 +412,7 @@ def write_results(con: Connection, table_or_rows) -> int:
     Examples
     --------
     >>> from amnetvid_sk import FeatureStore
-    >>> fs = FeatureStore("store_results")
+    >>> fs = FeatureStore("store_results", create=True)
     >>> fs.write_results([{"run_id": "r1", "recipe": "mean_score", "target": "short",
     ...                    "protocol": "cv", "fold": 0, "spearman": 0.42}])
     1
@@ -448,7 +448,7 @@ def write_predictions(con: Connection, table) -> int:
     Examples
     --------
     >>> from amnetvid_sk import FeatureStore
-    >>> fs = FeatureStore("store_predictions")
+    >>> fs = FeatureStore("store_predictions", create=True)
     >>> fs.write_predictions({"run_id": ["r1", "r1"], "recipe": ["mean_score"] * 2, "target": ["short"] * 2,
     ...                       "protocol": ["cv"] * 2, "fold": [0, 1], "video_id": ["v1", "v2"],
     ...                       "prediction": [0.8, 0.7], "label": [0.9, 0.6]})

@@ -204,7 +204,7 @@ def write_synthetic_store(path, maps, scores, short, long=None, prefix="syn", st
     ['syn0000', 'syn0001', 'syn0002', 'syn0003', 'syn0004']
     >>> ids = write_synthetic_store(tempfile.mkdtemp(), maps, scores, y, stored=[4, 3, 2, 4, 1])
     """
-    fs = FeatureStore(path)
+    fs = FeatureStore(path, create=True)
     model = "synthetic.w-000000000000.pre-none.maps-3x14x14.fp32"
     fs.write_model(model, "synthetic", {"name": "synthetic"}, (3, 14, 14))
     n, t = scores.shape
