@@ -88,8 +88,7 @@ class Table1:
         lines.append(f"vs mean: the paired difference to the {dict(TABLE1_RECIPES)[BASELINE]} on the same videos "
                      "[its 95% interval] and the relative change (on the videos both models read, when they differ); "
                      "a difference is supported by the data when its interval excludes 0")
-        lines.append(self.verdict())
-        lines += self._stacked_note()
+        lines += self.findings()
         lines += self._videos_lines()
         if self.columns == TABLE1_RECIPES:
             lines.append(f"working note (900-video split): {note_table1_text()}")
@@ -124,6 +123,11 @@ class Table1:
             return (f"the data support none of the {checked} differences to the baseline: every 95% interval "
                     "includes 0")
         return f"the data support {len(supported)} of {checked} differences: " + "; ".join(supported)
+
+    def findings(self) -> list[str]:
+        """What the table shows, in words: which differences the data support, and why a stacked
+        ensemble below its members can be (the text table and the report both say it)."""
+        return [self.verdict(), *self._stacked_note()]
 
     def _stacked_note(self) -> list[str]:
         """One sentence where the stacked ensemble falls below its best member: why it can, on this data."""

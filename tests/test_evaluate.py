@@ -184,6 +184,21 @@ def _result(recipe, mean):
     return CVResult(recipe, "short", "cv", np.array([mean, mean]))
 
 
+def test_stacked_ensemble_below_its_members_is_explained():
+    """A stacked ensemble that falls below its best member gets one sentence saying why (its weights come
+    from inner out-of-fold predictions of a few videos); one above its members gets none."""
+    from amnetvid_sk.evaluate import BEYOND_RECIPES
+
+    base = {("mean_score", "short"): _result("mean_score", 0.40)}
+    low = {("embedding_ridge", "short"): _result("embedding_ridge", 0.35), ("stacked", "short"): _result("stacked", 0.29)}
+    for r in low.values():
+        r.n_videos = 32
+    text = Table1("cv", low, columns=BEYOND_RECIPES, baseline=base).format()
+    assert "the stacked ensemble falls below its best member" in text and "of 16 training videos" in text, text
+    high = {**low, ("stacked", "short"): _result("stacked", 0.45)}
+    assert "falls below" not in Table1("cv", high, columns=BEYOND_RECIPES, baseline=base).format()
+
+
 def test_table1_change_is_absolute_near_a_zero_baseline():
     """Relative change against a baseline >= 0.05; the absolute difference against one near zero or negative."""
     assert change_text(0.4384, 0.4214) == " (+4.0%)"

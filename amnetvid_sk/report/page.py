@@ -126,6 +126,7 @@ def results_html(protocol: str, tables, chart: str | None) -> str:
     out = [f"<p>Protocol: {esc(PROTOCOL_TEXT.get(protocol, protocol))}.</p>"]
     for table in tables:
         out.append(f"<h3>{esc(block_title(table))}</h3>{table1_html(table)}{videos_used(table)}")
+        out += [f"<p>{esc(line)}</p>" for line in table.findings()]
         if block_title(table) == "Table 1":
             out.append(f"<p><small>The working note (MediaEval 2018, 900-video split): "
                        f"{esc(note_table1_text())}.</small></p>")
