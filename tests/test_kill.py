@@ -338,7 +338,7 @@ def test_compact_beside_a_fast_writer_copies_nothing_twice(tmp_path):
     from amnetvid_sk.store import FeatureStore, frames_table, new_extraction_id
 
     store, model = tmp_path / "store", "toy-ab12"
-    FeatureStore(store).write_model(model, "toy", {}, (3, 14, 14))
+    FeatureStore(store, create=True).write_model(model, "toy", {}, (3, 14, 14))
     stop, committed, errors = threading.Event(), [], []
 
     def writer():
