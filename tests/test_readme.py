@@ -212,6 +212,20 @@ def test_mediaeval_block(mediaeval):
     assert "OPTIMISTIC" in done["amnetvid table1 --protocol paper"].stdout
 
 
+def test_mediaeval_report_renders_in_chromium(mediaeval):
+    """The README's `amnetvid report` on the irregular MediaEval store: both protocols' runs, the failures
+    and the short clips; every image loads and no text overflows in headless Chromium."""
+    from test_report import assert_renders
+
+    done, folder = mediaeval
+    assert done["amnetvid report"].returncode == 0
+    index = folder / "report" / "index.html"
+    text = index.read_text()
+    assert all(name.removesuffix(".webm") in text for name in MEDIAEVAL_BROKEN)
+    assert "OPTIMISTIC" in text and "95%" in text
+    assert_renders(index)
+
+
 def test_python_api_block(mediaeval):
     """The README's Python example runs on a MediaEval-layout store whose labelled video99 has no features."""
     from amnetvid_sk import FeatureStore
