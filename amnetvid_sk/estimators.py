@@ -6,13 +6,16 @@
 subclasses around :class:`~amnetvid_sk.networks.ScoreLSTMNet` and
 :class:`~amnetvid_sk.networks.AMNetVidNet`. Relative to skorch they change the defaults (the
 note's training settings, quiet, early stopping on Spearman over a validation part of the
-training data, the GPU when there is one), add ``random_state`` and T-frame subsets of longer
-inputs (:mod:`amnetvid_sk.subsets`), and accept 1-D ``y``. Training loop and devices are skorch's.
+training data, the GPU when there is one), add ``random_state``, ``precision`` (bfloat16 autocast where the
+device computes it natively) and T-frame subsets of longer inputs (:mod:`amnetvid_sk.subsets`), and
+accept 1-D ``y``. Training loop and devices are skorch's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import warnings
 from collections.abc import Mapping
 from numbers import Integral
@@ -30,6 +33,7 @@ from skorch.utils import is_dataset
 from .baseline import MeanScoreRegressor  # noqa: F401  (its own module, no torch; re-exported here)
 from .callbacks import EarlyStoppingOnValid, valid_spearman
 from .networks import AMNetVidNet, ScoreLSTMNet
+from .precision import EMULATED, PRECISIONS, resolve_precision
 from .subsets import TRAIN_SUBSETS, SubsetBatch, mark_batches, subset_dataset
 
 __all__ = ["DEFAULT_DEVICE", "ConvLSTMRegressor", "MeanScoreRegressor", "ScoreLSTMRegressor"]
@@ -39,6 +43,12 @@ __all__ = ["DEFAULT_DEVICE", "ConvLSTMRegressor", "MeanScoreRegressor", "ScoreLS
 #: (a net pickled on "cuda" loads on a CPU-only machine onto "cpu", with skorch's
 #: DeviceWarning).
 DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@functools.lru_cache(maxsize=None)
+def _resolved_precision(precision: str, device: str) -> tuple[str, str]:
+    # cached: every batch asks, and the answer depends on the process's hardware only
+    return resolve_precision(precision, torch.device(device))
 
 
 # ---------------------------------------------------------------------------------
@@ -61,10 +71,12 @@ class _SequenceRegressor(NeuralNetRegressor):
     # neither BaseEstimator._validate_params nor _fit_context applies. skorch's own
     # parameters (lr, max_epochs, module__*, ...) are left to skorch, which has its rules.
     _parameter_constraints = {"random_state": ["random_state"], "train_subsets": [StrOptions(set(TRAIN_SUBSETS)), None],
-                              "test_subsets": [Interval(Integral, 1, None, closed="left")]}
+                              "test_subsets": [Interval(Integral, 1, None, closed="left")],
+                              "precision": [StrOptions(set(PRECISIONS))]}
 
     def __init__(self, module, *, criterion, optimizer, lr, max_epochs, batch_size, train_split,
-                 callbacks, verbose, device, random_state, train_subsets=None, test_subsets=1, **kwargs):
+                 callbacks, verbose, device, random_state, train_subsets=None, test_subsets=1,
+                 precision="float32", **kwargs):
         # Keras shuffles the training set each epoch; skorch's DataLoader does not by default
         kwargs.setdefault("iterator_train__shuffle", True)
         super().__init__(
@@ -83,6 +95,7 @@ class _SequenceRegressor(NeuralNetRegressor):
         self.random_state = random_state
         self.train_subsets = train_subsets
         self.test_subsets = test_subsets
+        self.precision = precision
 
     def _get_param_names(self):
         # skorch lists every public-looking attribute as a parameter, including its private
@@ -169,6 +182,10 @@ class _SequenceRegressor(NeuralNetRegressor):
         validate_parameter_constraints(self._parameter_constraints,
                                        {k: getattr(self, k) for k in self._parameter_constraints},
                                        caller_name=type(self).__name__)
+        self.precision_, note = _resolved_precision(self.precision, self._device())
+        if EMULATED in note:
+            warnings.warn(f"{type(self).__name__}(precision={self.precision!r}) on {self._device()}: {note}; "
+                          "precision='auto' picks float32 here.", UserWarning, stacklevel=2)
         # the data are checked once, in partial_fit (which skorch's fit calls); a refit from
         # scratch learns the number of features anew
         if not self.warm_start and hasattr(self, "n_features_in_"):
@@ -190,9 +207,21 @@ class _SequenceRegressor(NeuralNetRegressor):
         return mark_batches(super().get_iterator(dataset, training=training), k)
 
     def infer(self, x, **fit_params):
-        if isinstance(x, SubsetBatch):  # K subsets per video: one pass over all, mean per video
-            return x.mean(super().infer(x.flat(), **fit_params))
-        return super().infer(x, **fit_params)
+        with self._autocast():
+            if isinstance(x, SubsetBatch):  # K subsets per video: one pass over all, mean per video
+                return x.mean(super().infer(x.flat(), **fit_params).float())
+            return super().infer(x, **fit_params).float()  # the loss in float32, whatever the network ran in
+
+    # -- precision: bfloat16 autocast of the forward pass (the backward follows it); the
+    # weights, the loss and the optimiser's state stay float32
+    def _device(self) -> str:
+        return str(torch.device(self.device)) if self.device is not None else "cpu"
+
+    def _autocast(self):
+        precision, _ = _resolved_precision(self.precision, self._device())
+        if precision == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=torch.device(self._device()).type, dtype=torch.bfloat16)
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Train further without re-initialising (skorch's ``partial_fit``; ``random_state`` is not applied)."""
@@ -264,6 +293,12 @@ class ScoreLSTMRegressor(_SequenceRegressor):
     test_subsets : int, default=1
         For such ``X``, predictions (the validation part's too) are the mean over this many
         evenly spread T-frame subsets (1: the uniform pick). See :mod:`amnetvid_sk.subsets`.
+    precision : {"auto", "float32", "bfloat16"}, default="float32"
+        Precision of the network's forward pass (and so of its backward pass): "bfloat16" runs
+        it under bfloat16 autocast, with the weights, the loss and Adam's state in float32;
+        "auto" picks bfloat16 only where the device computes it natively (a CUDA GPU with
+        bfloat16, a CPU with AVX512-BF16 or AMX) and float32 elsewhere, the frame models' rule
+        (:mod:`amnetvid_sk.precision`). The score LSTM is too small to gain from bfloat16.
     **kwargs
         Other skorch parameters (``module__*``, ``iterator_train__*``,
         ``callbacks__*``, ...). ``iterator_train__shuffle`` defaults to True.
@@ -276,6 +311,8 @@ class ScoreLSTMRegressor(_SequenceRegressor):
         Per epoch ``train_loss``, ``valid_loss``, ``valid_spearman``.
     n_features_in_ : int
         Frames per video seen in ``fit``.
+    precision_ : str
+        The precision ``fit`` trained in, "float32" or "bfloat16".
 
     Examples
     --------
@@ -289,11 +326,12 @@ class ScoreLSTMRegressor(_SequenceRegressor):
 
     def __init__(self, module=ScoreLSTMNet, *, criterion=torch.nn.MSELoss, optimizer=torch.optim.Adam,
                  lr=1e-3, max_epochs=20, batch_size=32, train_split=_DEFAULT_SPLIT, callbacks=None,
-                 verbose=0, device=DEFAULT_DEVICE, random_state=None, train_subsets=None, test_subsets=1, **kwargs):
+                 verbose=0, device=DEFAULT_DEVICE, random_state=None, train_subsets=None, test_subsets=1,
+                 precision="float32", **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
                          batch_size=batch_size, train_split=train_split, callbacks=callbacks, verbose=verbose,
                          device=device, random_state=random_state, train_subsets=train_subsets,
-                         test_subsets=test_subsets, **kwargs)
+                         test_subsets=test_subsets, precision=precision, **kwargs)
 
     def _validate_X(self, X, reset: bool):
         if is_dataset(X):
@@ -338,6 +376,10 @@ class ConvLSTMRegressor(_SequenceRegressor):
         (identical predictions from two fits on the same CPU with the same number of threads).
     train_subsets, test_subsets : default=None, 1
         As in :class:`ScoreLSTMRegressor`; ``X["maps"]`` and ``X["scores"]`` take the same frames.
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        As in :class:`ScoreLSTMRegressor`: "auto" trains and predicts under bfloat16 autocast
+        where the device computes bfloat16 natively, in float32 elsewhere (where bfloat16 is
+        emulated it is many times slower). Weights, loss and optimiser state stay float32.
     **kwargs
         Other skorch parameters (``module__filters``, ``module__dropout``,
         ``module__map_size``, ``callbacks__*``, ...).
@@ -348,6 +390,8 @@ class ConvLSTMRegressor(_SequenceRegressor):
         The trained network (best epoch on the validation part).
     history_ : skorch History
         Per epoch ``train_loss``, ``valid_loss``, ``valid_spearman``.
+    precision_ : str
+        The precision ``fit`` trained in, "float32" or "bfloat16".
 
     Examples
     --------
@@ -364,11 +408,12 @@ class ConvLSTMRegressor(_SequenceRegressor):
 
     def __init__(self, module=AMNetVidNet, *, criterion=torch.nn.MSELoss, optimizer=torch.optim.Adam,
                  lr=1e-3, max_epochs=20, batch_size=32, train_split=_DEFAULT_SPLIT, callbacks=None,
-                 verbose=0, device=DEFAULT_DEVICE, random_state=None, train_subsets=None, test_subsets=1, **kwargs):
+                 verbose=0, device=DEFAULT_DEVICE, random_state=None, train_subsets=None, test_subsets=1,
+                 precision="auto", **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
                          batch_size=batch_size, train_split=train_split, callbacks=callbacks, verbose=verbose,
                          device=device, random_state=random_state, train_subsets=train_subsets,
-                         test_subsets=test_subsets, **kwargs)
+                         test_subsets=test_subsets, precision=precision, **kwargs)
 
     def _required_keys(self):
         module = self.module

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "ConvLSTM",
@@ -22,9 +23,11 @@ __all__ = [
     "KerasBatchNorm1d",
     "LSTM",
     "count_params",
+    "from_time_major",
     "glorot_dense",
     "pooled_size",
     "same_max_pool",
+    "to_time_major",
 ]
 
 
@@ -89,13 +92,47 @@ class KerasBatchNorm1d(nn.BatchNorm1d):
         return super().forward(x)
 
 
+class _LSTMUpdate(torch.autograd.Function):
+    """The pointwise part of an LSTM step, forward and backward written out.
+
+    Autograd of the plain expressions takes each gate as a strided slice of the gate
+    tensor (slow on channels-last convolution outputs, where the channels are the innermost
+    dimension) and joins the four gate gradients with a concatenation; here the sigmoid runs
+    once over the whole gate tensor and the gradients are written into one tensor in place.
+    """
+
+    @staticmethod
+    def forward(ctx, gates: torch.Tensor, c_prev: torch.Tensor | None):
+        act = torch.sigmoid(gates)  # the candidate's sigmoid is not used: one pass over contiguous memory
+        i, f, _, o = act.chunk(4, dim=1)
+        g = torch.tanh(gates.chunk(4, dim=1)[2])
+        c = i * g if c_prev is None else torch.addcmul(i * g, f, c_prev)
+        tanh_c = torch.tanh(c)
+        ctx.save_for_backward(act, g, tanh_c, c_prev)
+        return o * tanh_c, c
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dh: torch.Tensor, dc: torch.Tensor):
+        act, g, tanh_c, c_prev = ctx.saved_tensors
+        i, f, _, o = act.chunk(4, dim=1)
+        d_gates = torch.empty_like(act)
+        di, df, dg, do = d_gates.chunk(4, dim=1)
+        dc = torch.ops.aten.tanh_backward(dh * o, tanh_c).add_(dc)
+        torch.ops.aten.sigmoid_backward.grad_input(dh * tanh_c, o, grad_input=do)
+        torch.ops.aten.sigmoid_backward.grad_input(dc * g, i, grad_input=di)
+        torch.ops.aten.tanh_backward.grad_input(dc * i, g, grad_input=dg)
+        if c_prev is None:
+            df.zero_()
+            return d_gates, None
+        torch.ops.aten.sigmoid_backward.grad_input(dc * c_prev, f, grad_input=df)
+        return d_gates, dc * f
+
+
 def _lstm_update(gates: torch.Tensor, c_prev: torch.Tensor | None):
     """One LSTM step from the gate pre-activations (Keras order i, f, c, o along dim 1):
     returns (h, c); ``c_prev=None`` is a zero state."""
-    i, f, g, o = gates.chunk(4, dim=1)
-    i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
-    c = i * torch.tanh(g) if c_prev is None else f * c_prev + i * torch.tanh(g)
-    return o * torch.tanh(c), c
+    return _LSTMUpdate.apply(gates, c_prev)
 
 
 class ConvLSTMCell(nn.Module):
@@ -181,14 +218,41 @@ class ConvLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` [B, T, C, H, W] -> hidden states [B, T, filters, H, W]."""
-        b, t, c, h, w = x.shape
-        # the input convolution does not depend on the state: run it on all steps at once
-        x_gates = self.cell.kernel(x.reshape(b * t, c, h, w)).reshape(b, t, -1, h, w)
+        b, t = x.shape[:2]
+        return from_time_major(self.forward_time_major(to_time_major(x), t), b)
+
+    def forward_time_major(self, frames: torch.Tensor, t: int) -> torch.Tensor:
+        """``frames`` [T*B, C, H, W] (time-major: step 0 of every video first) -> hidden states
+        [T*B, filters, H, W], time-major and channels-last (see :func:`to_time_major`)."""
+        # the input convolution does not depend on the state: one convolution over all steps;
+        # time-major, each step's gates are one contiguous block (unbind's gradient is one stack,
+        # where indexing [:, step] would zero-fill a copy of all steps for every step)
+        x_gates = self.cell.kernel(frames.contiguous(memory_format=torch.channels_last))
         state, outputs = None, []
-        for step in range(t):
-            state = self.cell.step(x_gates[:, step], state)
+        for gates in x_gates.unflatten(0, (t, -1)).unbind(0):
+            state = self.cell.step(gates, state)
             outputs.append(state[0])
-        return torch.stack(outputs, dim=1)
+        return torch.cat(outputs).contiguous(memory_format=torch.channels_last)
+
+
+def to_time_major(x: torch.Tensor) -> torch.Tensor:
+    """[B, T, C, H, W] -> [T*B, C, H, W], time-major and channels-last, in one copy (integer
+    input becomes float32, values unchanged).
+
+    oneDNN's CPU convolutions run on channels-last memory as it is, where on the default
+    layout they reorder their input and output at every call; time-major keeps each step's
+    frames in one block.
+    """
+    b, t, c, h, w = x.shape
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    out = torch.empty((t, b, h, w, c), dtype=dtype, device=x.device)
+    out.copy_(x.permute(1, 0, 3, 4, 2))
+    return out.view(t * b, h, w, c).permute(0, 3, 1, 2)
+
+
+def from_time_major(frames: torch.Tensor, b: int) -> torch.Tensor:
+    """[T*B, ...] (time-major) -> a [B, T, ...] view."""
+    return frames.unflatten(0, (-1, b)).transpose(0, 1)
 
 
 class LSTM(nn.Module):

@@ -18,9 +18,11 @@ from .layers import (
     ConvLSTMCell,
     KerasBatchNorm1d,
     count_params,
+    from_time_major,
     glorot_dense,
     pooled_size,
     same_max_pool,
+    to_time_major,
 )
 
 __all__ = [
@@ -88,13 +90,12 @@ class _MapsBranch(nn.Module):
         self.dense = glorot_dense(nn.Linear(n_frames * frame_dense[-1], dense))
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
-        h = maps
+        b, t = maps.shape[:2]
+        h = to_time_major(maps)  # [T*B, C, H, W]: every layer's frames stay in this layout
         for convlstm, pool in zip(self.convlstms, self.pools):
-            h = convlstm(h)
-            b, t = h.shape[:2]
-            h = same_max_pool(h.flatten(0, 1), pool)
-            h = h.reshape(b, t, *h.shape[1:])
-        h = self.frame_dense(h.flatten(2))  # [B, T, frame_dense[-1]]
+            h = same_max_pool(convlstm.forward_time_major(h, t), pool)
+        # the per-frame flatten is channels first (C, H, W), whatever the memory layout
+        h = self.frame_dense(from_time_major(h, b).flatten(2))  # [B, T, frame_dense[-1]]
         return self.dense(h.flatten(1))
 
 
@@ -108,7 +109,10 @@ class _Head(nn.Module):
         self.out = glorot_dense(nn.Linear(fusion_dense, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.out(self.dense(self.norm(x))))
+        # float32 even under bfloat16 autocast: a prediction rounded to bfloat16's 8 bits would tie
+        # videos that Spearman must rank apart (and the head costs nothing next to the ConvLSTM)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return torch.sigmoid(self.out(self.dense(self.norm(x.float()))))
 
 
 def _shape_error(what: str, got, expected: str, fix: str) -> ValueError:

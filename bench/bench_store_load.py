@@ -172,7 +172,7 @@ def build_store(path: Path, n_videos: int, n_frames: int, seed: int, batch: int 
     """Write a store of ``n_videos`` x ``n_frames`` frames in batches (as the extractor
     flushes); return the seconds it took, generation excluded."""
     rng = np.random.default_rng(seed)
-    fs = FeatureStore(path)
+    fs = FeatureStore(path, create=True)
     fs.write_model("bench-model", "synthetic", {}, SHAPE)
     spent = 0.0
     for first in range(0, n_videos, batch):

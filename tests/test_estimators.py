@@ -140,6 +140,83 @@ def test_jet_input_path_runs(seed):
 # training behaviour
 
 
+def _conv_output_dtypes(reg, X) -> set:
+    """The dtypes the first ConvLSTM's input convolution gave while ``reg`` predicted ``X``."""
+    seen = set()
+    handle = reg.module_.maps_branch.convlstms[0].cell.kernel.register_forward_hook(
+        lambda module, args, out: seen.add(out.dtype))
+    try:
+        reg.predict(X)
+    finally:
+        handle.remove()
+    return seen
+
+
+def test_bfloat16_trains_with_float32_weights_loss_and_optimiser(seed):
+    """precision='bfloat16' runs the network under bfloat16 autocast; weights, loss and Adam's state stay float32."""
+    X, y = moving_peak_inputs(24, seed=seed)
+    reg = ConvLSTMRegressor(max_epochs=2, train_split=None, random_state=0, precision="bfloat16", **TINY_CONV)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # emulated bfloat16 on some CPUs: slow, still right
+        reg.fit(X, y)
+    assert reg.precision_ == "bfloat16"
+    assert _conv_output_dtypes(reg, X) == {torch.bfloat16}
+    assert {p.dtype for p in reg.module_.parameters()} == {torch.float32}
+    states = [t for state in reg.optimizer_.state.values() for t in state.values() if t.ndim]
+    assert states and {t.dtype for t in states} == {torch.float32}
+    assert np.isfinite(reg.history[:, "train_loss"]).all()
+    pred = reg.predict(X)
+    assert pred.dtype == np.float32 and np.all((pred > 0) & (pred < 1))
+    # the head runs in float32: predictions rounded to bfloat16 (8 bits) tied most of a barely
+    # trained network's videos, and a Spearman ranks them
+    assert len(np.unique(pred)) == len(pred), np.unique(pred, return_counts=True)
+    fp32 = clone(reg).set_params(precision="float32").fit(X, y)
+    assert fp32.precision_ == "float32" and _conv_output_dtypes(fp32, X) == {torch.float32}
+
+
+def test_precision_auto_follows_the_frame_models_rule(seed):
+    """precision='auto' (ConvLSTMRegressor's default) resolves as the frame models' rule says; the score LSTM
+    defaults to float32; a bad value names the allowed ones."""
+    from amnetvid_sk.precision import resolve_precision
+
+    X, y = moving_peak_inputs(12, seed=seed)
+    reg = ConvLSTMRegressor(max_epochs=1, train_split=None, random_state=0, **TINY_CONV).fit(X, y)
+    assert reg.precision == "auto"
+    assert reg.precision_ == resolve_precision("auto", torch.device("cpu"))[0]
+    assert ScoreLSTMRegressor().precision == "float32"
+    with pytest.raises(ValueError, match="'precision' parameter of ConvLSTMRegressor must be a str among"):
+        ConvLSTMRegressor(precision="fp16", **TINY_CONV).fit(X, y)
+
+
+def test_precision_auto_picks_float32_where_bfloat16_is_emulated(tmp_path):
+    """With torch's CPU kernels limited to AVX2 (bfloat16 emulated), 'auto' trains in float32; an explicit
+    'bfloat16' warns that it is emulated."""
+    import subprocess
+    import sys
+
+    code = ("import warnings, torch\n"
+            "from amnetvid_sk.estimators import ConvLSTMRegressor\n"
+            "from amnetvid_sk.testing.synthetic import moving_peak_inputs\n"
+            "X, y = moving_peak_inputs(8, seed=0)\n"
+            "small = dict(module__map_channels=3, module__map_size=14, module__filters=(2, 2, 2),"
+            " module__frame_dense=(4, 4), module__maps_dense=4, module__score_units=(2,), module__score_dense=4,"
+            " module__fusion_dense=4, max_epochs=1, train_split=None, device='cpu')\n"
+            "auto = ConvLSTMRegressor(**small).fit(X, y)\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    ConvLSTMRegressor(precision='bfloat16', **small).fit(X, y)\n"
+            "print(torch.backends.cpu.get_cpu_capability(), auto.precision_,"
+            " any('emulated' in str(w.message) for w in caught))\n")
+    env = {**__import__("os").environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    capability, precision, warned = done.stdout.split()[-3:]
+    assert capability in ("AVX2", "DEFAULT") and precision == "float32"
+    # where the CPU has no native bfloat16 at all, the warning comes all the same
+    assert warned == "True"
+
+
 def test_early_stopping_restores_the_best_epoch(seed, tmp_path, monkeypatch):
     """After early stopping the net predicts with the best epoch's weights, kept in memory (no files)."""
     monkeypatch.chdir(tmp_path)  # skorch's Checkpoint would write here; nothing must

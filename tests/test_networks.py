@@ -205,3 +205,60 @@ def test_batchnorm_trains_on_a_batch_of_one(seed):
     out = net(maps=torch.rand(1, 4, 3, 14, 14), scores=torch.rand(1, 4))
     out.sum().backward()
     assert out.shape == (1, 1)
+
+
+def _lstm_update_by_autograd(gates, c_prev):
+    i, f, g, o = gates.chunk(4, dim=1)
+    i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
+    c = i * torch.tanh(g) if c_prev is None else f * c_prev + i * torch.tanh(g)
+    return o * torch.tanh(c), c
+
+
+@pytest.mark.parametrize("first_step", [True, False])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_lstm_update_gradients_match_autograd(first_step, layout, seed):
+    """The written-out LSTM step gives autograd's values and gradients (gradcheck in float64, both layouts)."""
+    from amnetvid_sk.layers import _LSTMUpdate
+
+    gates = torch.randn(2, 8, 4, 4, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
+    c_prev = None if first_step else torch.randn(2, 2, 4, 4, dtype=torch.float64, requires_grad=True)
+    inputs = (gates,) if first_step else (gates, c_prev)
+    assert torch.autograd.gradcheck(lambda *a: _LSTMUpdate.apply(a[0], None if first_step else a[1]), inputs)
+    ours, ref = _LSTMUpdate.apply(gates, c_prev), _lstm_update_by_autograd(gates, c_prev)
+    weights = [torch.randn_like(t) for t in ref]
+    grads = [torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, out)), inputs) for out in (ours, ref)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b)
+
+
+def test_convlstm_gradients_match_the_step_by_step_layer(seed):
+    """ConvLSTM's batched, time-major, channels-last path has the gradients of the plain per-step loop."""
+    layer = ConvLSTM(3, 4, 3)
+    x = torch.randn(2, 3, 3, 6, 6)
+
+    def per_step(x):
+        cell, state, outputs = layer.cell, None, []
+        for t in range(x.shape[1]):
+            gates = cell.kernel(x[:, t]) if state is None else cell.kernel(x[:, t]) + cell.recurrent_kernel(state[0])
+            state = _lstm_update_by_autograd(gates, None if state is None else state[1])
+            outputs.append(state[0])
+        return torch.stack(outputs, dim=1)
+
+    weights = torch.randn(2, 3, 4, 6, 6)
+    grads = [torch.autograd.grad((f(x) * weights).sum(), list(layer.parameters())) for f in (layer, per_step)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_time_major_round_trip_converts_uint8(seed):
+    """to_time_major gives [T*B, C, H, W] float32 channels-last (step 0 of every video first); from_time_major undoes it."""
+    from amnetvid_sk.layers import from_time_major, to_time_major
+
+    x = torch.randint(0, 256, (2, 3, 4, 5, 5), dtype=torch.uint8)
+    frames = to_time_major(x)
+    assert frames.shape == (6, 4, 5, 5) and frames.dtype == torch.float32
+    assert frames.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(frames[1], x[1, 0].float())  # t=0 of video 1
+    torch.testing.assert_close(from_time_major(frames, 2), x.float())

@@ -59,6 +59,28 @@ class Videos:
         return Videos(self.ids.take(pa.array(v)), self.eids.take(pa.array(v)), self.n_frames[v])
 
 
+def _bits(buffer, offset: int, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(buffer, np.uint8), count=offset + n, bitorder="little")[offset:].astype(bool)
+
+
+def as_numpy(arr: pa.Array) -> np.ndarray:
+    """A numpy view of a primitive Arrow array (booleans: a new array); values under nulls are undefined.
+
+    Arrow's own ``to_numpy`` goes through its pandas conversion, which imports pandas (a third of
+    a second) in a process that reads from a cache file in a few milliseconds.
+    """
+    if pa.types.is_boolean(arr.type):
+        return _bits(arr.buffers()[1], arr.offset, len(arr))
+    dtype = np.dtype(arr.type.to_pandas_dtype())
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
+
+
+def is_valid(arr: pa.Array) -> np.ndarray:
+    """Which values of ``arr`` are not null, as a numpy bool array (without pandas, see :func:`as_numpy`)."""
+    validity = arr.buffers()[0]
+    return np.ones(len(arr), bool) if validity is None else _bits(validity, arr.offset, len(arr))
+
+
 class Frames:
     """The frames a layout picks, of every video of one (model, sampling).
 
@@ -103,9 +125,9 @@ class Frames:
             values = col["maps"].values
             if values.type.list_size != size:
                 raise ValueError("maps of another size")
-            maps = values.values.to_numpy(zero_copy_only=True).reshape(-1, size)
-        return cls(col["video_id"], col["n_frames"].to_numpy(), col["complete"].to_numpy(zero_copy_only=False),
-                   col["scores"].offsets.to_numpy(), col["scores"].values.to_numpy(zero_copy_only=True), maps)
+            maps = as_numpy(values.values).reshape(-1, size)
+        return cls(col["video_id"], as_numpy(col["n_frames"]), as_numpy(col["complete"]),
+                   as_numpy(col["scores"].offsets), as_numpy(col["scores"].values), maps)
 
     def take(self, v: np.ndarray, t: int, shape: tuple[int, ...], maps: bool, short: str = "error"):
         """New, writable scores [n, t] (and maps [n, t, *shape]) of the videos at rows ``v``; a video
@@ -301,14 +323,14 @@ def _cached(con: Connection, key: str, name: str, maps: bool, size: int) -> Fram
 def locate(con: Connection, known, ids_arr: pa.Array, model: str, sampling: str) -> np.ndarray:
     """Rows of ``ids_arr`` in ``known`` (a Videos or Frames); MissingVideosError naming the absent ones."""
     where = pc.index_in(ids_arr, value_set=known.ids)
-    found = where.is_valid().to_numpy(zero_copy_only=False)
+    found = is_valid(where)
     if not found.all():
         missing = unique_in_order(pc.filter(ids_arr, pa.array(~found)).to_pylist())
         raise MissingVideosError(
             f"{len(missing)} of {len(unique_in_order(ids_arr.to_pylist()))} requested video ids are not in "
             f"the store {str(con.path)!r} for frame model {model!r} with sampling {sampling!r}: "
             f"{fmt_ids(missing)}")
-    return where.to_numpy(zero_copy_only=False).astype(np.int64)
+    return as_numpy(where).astype(np.int64)
 
 
 def _read(con: Connection, ids_arr: pa.Array, model, n_frames, maps: bool, sampling, limit: int,

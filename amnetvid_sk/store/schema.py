@@ -214,13 +214,24 @@ def id_array(ids) -> pa.Array:
     arr = np.asarray(ids, dtype=object)
     if arr.ndim != 1:
         raise ValueError(f"ids must be 1-D; got shape {arr.shape}")
-    try:
-        out = pa.array(arr, type=pa.string())
-    except (pa.ArrowException, TypeError) as e:
-        raise TypeError(f"video ids must be str: {e}") from None
-    if out.null_count:
+    values = arr.tolist()
+    wrong = next((v for v in values if v is not None and not isinstance(v, str)), None)
+    if wrong is not None:
+        raise TypeError(f"video ids must be str; got {wrong!r} of type {type(wrong).__name__}")
+    if None in values:
         raise ValueError("ids hold None")
-    return out
+    # Arrow's buffers built by hand: pa.array, on any input, imports pandas when it is
+    # installed (to check for pandas types), which costs a fresh process more than the read
+    try:
+        encoded = [v.encode("utf-8") for v in values]
+    except UnicodeEncodeError as e:
+        raise ValueError(f"video ids must be valid Unicode: {e}") from None
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    if offsets[-1] > np.iinfo(np.int32).max:
+        raise ValueError(f"the video ids hold {offsets[-1]} bytes; at most 2**31 - 1 fit in one read")
+    return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets.astype(np.int32)),
+                                       pa.py_buffer(b"".join(encoded)))
 
 
 def frames_table(extraction_id: str, frame_index, timestamp, score, attention=None, *,
