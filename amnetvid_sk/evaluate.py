@@ -88,6 +88,16 @@ def _inner_folds(pipeline) -> int:
     return max([c for c in inner if isinstance(c, Integral)] or [0])
 
 
+def _check_cv(pipeline, data: TrainingSet, cv: int, store) -> None:
+    """Before any fit of a ``cv``-fold evaluation: the folds, and an ensemble's inner folds within the
+    smallest training part; then the warnings about the data (a refused run is one line)."""
+    check_folds(cv, len(data), data.target, store, n_short=len(data.short))
+    smallest = len(data) - -(-len(data) // cv)  # the training part of the largest test fold
+    _check_inner_folds(pipeline, smallest, f"the smallest training part of {cv}-fold cross-validation",
+                       f"pass --cv {cv + 1} or more (more videos per training part)")
+    data.warn()
+
+
 def _check_inner_folds(pipeline, n_train: int, what: str, fix: str) -> None:
     """Refuse, before any fit, an ensemble whose inner split cannot be made on ``n_train`` videos."""
     from .errors import TooFewVideosError
@@ -136,11 +146,7 @@ def cross_validate(recipe, store="store", target="short", cv=5, n_jobs=1, random
     if set_params:
         pipe.set_params(**set_params)
     data = training_set(store, target, pipe, warn=False)
-    check_folds(cv, len(data), target, store)
-    smallest = len(data) - -(-len(data) // cv)  # the training part of the largest test fold
-    _check_inner_folds(pipe, smallest, f"the smallest training part of {cv}-fold cross-validation",
-                       f"pass --cv {cv + 1} or more (more videos per training part)")
-    data.warn()  # after the checks: a refused run is one line
+    _check_cv(pipe, data, cv, store)
     folds = KFold(n_splits=cv, shuffle=True, random_state=random_state)
     splits = list(folds.split(data.ids))
     started = time.perf_counter()
@@ -259,10 +265,7 @@ def grid_search(recipe, store="store", target="short", cv=5, n_jobs=1, backend=N
         pipe.set_params(**set_params)
     data = training_set(store, target, pipe, warn=False)
     ids, y = data.ids, data.y
-    check_folds(cv, len(ids), target, store)
-    _check_inner_folds(pipe, len(ids) - -(-len(ids) // cv), f"the smallest training part of {cv}-fold "
-                       "cross-validation", f"pass --cv {cv + 1} or more (more videos per training part)")
-    data.warn()
+    _check_cv(pipe, data, cv, store)
     search = GridSearchCV(pipe, module.param_grid, scoring=spearman_scorer, n_jobs=n_jobs,
                           cv=KFold(n_splits=cv, shuffle=True, random_state=random_state),
                           error_score="raise", refit=True)

@@ -152,7 +152,7 @@ def training_set(store, target: str, pipeline, *, warn: bool = True) -> Training
     return data
 
 
-def check_folds(n_splits: int, n_videos: int, target: str, store) -> None:
+def check_folds(n_splits: int, n_videos: int, target: str, store, n_short: int = 0) -> None:
     """Refuse, before any fit, a K-fold split with more folds than labelled videos.
 
     Raises
@@ -173,6 +173,9 @@ def check_folds(n_splits: int, n_videos: int, target: str, store) -> None:
         return
     fix = (f"pass --cv {n_videos} or fewer (cv={n_videos} in Python), or label and extract more videos"
            if n_videos >= 2 else "label and extract more videos")
+    if n_short:  # the videos the model cannot read count too: say so, or the store's count looks wrong
+        fix += (f" ({n_short} more hold fewer stored frames than the model reads: --short-videos stretch or "
+                "repeat-last keeps them)")
     raise TooFewVideosError(
         f"{n_splits}-fold cross-validation needs at least {n_splits} labelled videos with features; the "
         f"store {str(store)!r} has {n_videos} with a {target}-term label: {fix}")

@@ -196,6 +196,9 @@ ROWS = [
     ("verify-store-missing", ["verify", "--store", "{missing_store}"], ["no_such_store", "does not exist"], {}),
     ("verify-store-is-file", ["verify", "--store", "{file}"], ["is a file"], {}),
     ("report-store-missing", ["report", "--store", "{missing_store}"], ["no_such_store", "does not exist"], {}),
+    ("evaluate-n-frames-0", ["evaluate", "mean_score", "--target", "short", "--n-frames", "0"], ["--n-frames", ">= 1"], {}),
+    ("evaluate-short-videos-unknown", ["evaluate", "mean_score", "--target", "short", "--short-videos", "pad"],
+     ["--short-videos", "invalid choice", "'pad'"], {}),
     # the demo's own parser reports in the same way
     ("demo-cv-text", ["demo", "--cv", "three"], ["--cv", "three"], {}),
 ]

@@ -177,3 +177,28 @@ def test_cli_folds_library_warnings_into_one_line(tmp_path):
     notes = [line for line in done.stderr.splitlines() if line.startswith("note:")]
     assert len(notes) <= 1 and all("folded into this line" in n for n in notes), done.stderr
     assert "warning: only 3 labelled videos" in done.stderr
+
+
+def test_bad_inputs_of_the_new_parameters_are_named(irregular, tmp_path):
+    """An unknown fill policy, predictions of unequal lengths, bad stored counts, and a store whose every
+    video is too short: each an error naming the parameter or the fix."""
+    path, ids, _ = irregular
+    with pytest.raises(ValueError, match=r"'short' parameter .* \['error', 'stretch', 'repeat-last', 'nan'\]"):
+        FeatureStore(path).read_arrays(ids, n_frames=4, short="pad")
+    with pytest.raises(ValueError, match="one length"):
+        OutOfFold.from_arrays(["a", "b"], [0, 1], [0.5], [0.1, 0.2])
+    maps, scores, y = make_moving_peak_dataset(2, n_frames=4)
+    with pytest.raises(ValueError, match="stored must hold 2 counts between 1 and 4"):
+        write_synthetic_store(tmp_path / "bad", maps, scores, y, stored=[5, 2])
+    pipe = load_recipe("score_lstm").pipeline(str(path))
+    with pytest.raises(StoreError, match="every labelled video .* fewer stored frames"):
+        training_set(path, "short", pipe.set_params(frames__n_frames=7))
+
+
+def test_too_few_folds_counts_the_short_videos(irregular):
+    """A split refused for too few videos says how many more the model could not read, and how to keep them
+    (the store's count alone looked wrong next to the labels)."""
+    path, _, _ = irregular
+    with pytest.raises(TooFewVideosError, match=r"has 5 with a short-term label.*3 more hold fewer stored frames.*"
+                                                r"--short-videos stretch"):
+        cross_validate("score_lstm", path, "short", cv=6, write=False)

@@ -56,8 +56,8 @@ def _report_videos(target: str, n_used: int, left_out, store, count: bool = True
 def cmd_evaluate(args) -> int:
     from ..evaluate import cross_validate
 
-    params = _recipe_params(args.recipe, args)
-    _say(_features_of(args.recipe, args, params))
+    params, pipe = _recipe_params(args.recipe, args)
+    _say(features_line(args.store, pipe))
     res = cross_validate(args.recipe, args.store, args.target, cv=args.cv, n_jobs=args.n_jobs,
                          random_state=args.seed, set_params=params)
     _report_videos(args.target, res.n_videos, res.left_out, args.store)
@@ -70,22 +70,25 @@ def cmd_evaluate(args) -> int:
         over = f"{n} folds" if defined == n else f"over {defined} of {n} folds; {n - defined} undefined"
         interval = res.interval
         summary = f"mean {interval.text()}, std {res.std:.4f} ({over}, {res.seconds:.1f} s)"
-        summary += (f"\n[{interval.confidence:.0%} interval of the mean: bootstrap over {interval.n_videos} videos, "
-                    f"{interval.method}, {interval.n_resamples} resamples, seed 0]")
+        if math.isfinite(interval.low):  # an undefined interval says so in the line above
+            summary += (f"\n[{interval.confidence:.0%} interval of the mean: bootstrap over {interval.n_videos} "
+                        f"videos, {interval.method}, {interval.n_resamples} resamples, seed 0]")
     print(f"{res.recipe} {args.target}-term: {summary}")
     return 0
 
 
-def _recipe_params(recipe, args) -> dict | None:
-    """A recipe's ``set_params`` from the options: ``--max-epochs`` for each network it trains, and
-    ``--n-frames``/``--sampling``/``--short-videos`` for its store steps; None without any."""
+def _recipe_params(recipe, args):
+    """A recipe's ``set_params`` from the options (``--max-epochs`` for each network it trains,
+    ``--n-frames``/``--sampling``/``--short-videos`` for its store steps; None without any), and
+    its pipeline with them set (for the line that says which features it reads)."""
     from ..evaluate import load_recipe, role_params
 
     pipe = load_recipe(recipe).pipeline(args.store)
     params = reader_params(pipe, args)
     if getattr(args, "max_epochs", None) is not None:
         params.update(role_params(pipe, network={"max_epochs": args.max_epochs}))
-    return params or None
+    pipe.set_params(**params)
+    return params or None, pipe
 
 
 def _say(line: str) -> None:
@@ -93,22 +96,13 @@ def _say(line: str) -> None:
         print(line)
 
 
-def _features_of(recipe, args, params) -> str:
-    """The line that says which extraction of the store the recipe reads (refusing an ambiguous one)."""
-    from ..evaluate import load_recipe
-
-    pipe = load_recipe(recipe).pipeline(args.store)
-    pipe.set_params(**(params or {}))
-    return features_line(args.store, pipe)
-
-
 def cmd_table1(args) -> int:
     from ..evaluate import table1
 
-    params = {name: _recipe_params(name, args) for name, _ in TABLE1_RECIPES}
-    _say(_features_of(TABLE1_RECIPES[0][0], args, params[TABLE1_RECIPES[0][0]]))
+    setup = {name: _recipe_params(name, args) for name, _ in TABLE1_RECIPES}
+    _say(features_line(args.store, setup[TABLE1_RECIPES[0][0]][1]))
     t = table1(args.store, protocol=args.protocol, cv=args.cv, n_jobs=args.n_jobs, random_state=args.seed,
-               set_params=params)
+               set_params={name: params for name, (params, _) in setup.items()})
     print(t.format())  # it says how many videos were used
     for target, (n_used, left_out) in t.videos().items():
         _report_videos(target, n_used, left_out, args.store, count=False)
@@ -120,7 +114,7 @@ def cmd_grid(args) -> int:
 
     search, rows = grid_search(args.recipe, args.store, args.target, cv=args.cv, n_jobs=args.n_jobs,
                                backend=args.backend if args.backend != "local" else None,
-                               scheduler=args.scheduler, set_params=_recipe_params(args.recipe, args))
+                               scheduler=args.scheduler, set_params=_recipe_params(args.recipe, args)[0])
     print(f"{'rank':<5} {'mean':>8} {'std':>8}  params")
     for r in rows:
         print(f"{r['rank']:<5} {r['mean_spearman']:8.4f} {r['std_spearman']:8.4f}  {r['params']}")
@@ -137,16 +131,12 @@ def _save_pipeline(pipeline, path, recipe, target, y) -> None:
 
 
 def cmd_fit(args) -> int:
-    from ..evaluate import load_recipe, reader_step, role_params, training_set
+    from ..evaluate import reader_step, training_set
 
     folder = Path(args.out).resolve().parent
     if not folder.is_dir():  # checked before a fit that may take long
         args.parser.error(f"argument --out: the folder {str(folder)!r} does not exist")
-    recipe = load_recipe(args.recipe)
-    pipe = recipe.pipeline(args.store)
-    if args.max_epochs is not None:  # on the pipeline at hand: no second build of the recipe
-        pipe.set_params(**role_params(pipe, network={"max_epochs": args.max_epochs}))
-    pipe.set_params(**reader_params(pipe, args))
+    _, pipe = _recipe_params(args.recipe, args)
     _say(features_line(args.store, pipe))
     data = training_set(args.store, args.target, pipe)
     ids, y, left_out = data.ids, data.y, data.left_out
@@ -155,7 +145,8 @@ def cmd_fit(args) -> int:
                    features={"model": reader.get("model"), "sampling": reader.get("sampling")})
     pipe.fit(ids, y)
     _save_pipeline(pipe, args.out, args.recipe, args.target, y)
-    print(f"fitted {recipe.recipe_name} on {len(ids)} videos ({args.target}-term); saved to {args.out}")
+    # a recipe's name is its file's stem (load_recipe), given as a name or as a path
+    print(f"fitted {Path(args.recipe).stem} on {len(ids)} videos ({args.target}-term); saved to {args.out}")
     return 0
 
 
