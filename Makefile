@@ -17,7 +17,7 @@ $(BIN)/python:
 
 # Reinstall when the project's metadata changes.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[resmem,test]"
+	$(BIN)/pip install --quiet -e ".[resmem,test,s3]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,7 +41,7 @@ test-floors:
 	$(FLOORS)/bin/pip install --quiet --upgrade pip
 	sed -n 's/^ *"\([A-Za-z0-9_.-]*\)>=\([^",;]*\)",\{0,1\}$$/\1==\2/p' pyproject.toml > $(FLOORS)/floors.txt
 	cat $(FLOORS)/floors.txt
-	$(FLOORS)/bin/pip install --quiet -c $(FLOORS)/floors.txt -e ".[resmem,test]"
+	$(FLOORS)/bin/pip install --quiet -c $(FLOORS)/floors.txt -e ".[resmem,test,s3]"
 	$(FLOORS)/bin/pip check
 	$(FLOORS)/bin/python -m pytest -m "not slow"
 

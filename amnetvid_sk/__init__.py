@@ -24,6 +24,9 @@ _EXPORTS = {
     "FrameModelLookupError": "errors",
     "FrameModelRebuildError": "errors",
     "DeviceError": "errors",
+    "ParameterError": "errors",
+    "RecipeError": "errors",
+    "RecipeNotFoundError": "errors",
     # frames
     "sample_frames": "video",
     "video_info": "video",
@@ -56,7 +59,7 @@ _EXPORTS = {
     "ScoreLSTMRegressor": "estimators",
     "ConvLSTMRegressor": "estimators",
     "Conv3DRegressor": "conv3d",
-    "Conv3DNet": "conv3d",
+    "Conv3DNet": "conv3d_network",
     "spearman_scorer": "metrics",
     "spearman": "metrics",
     # evaluation data and uncertainty

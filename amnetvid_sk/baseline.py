@@ -7,8 +7,10 @@ every table runs where the networks cannot.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from ._validation import fit_context
 
 __all__ = ["MeanScoreRegressor"]
 
@@ -50,10 +52,10 @@ class MeanScoreRegressor(RegressorMixin, BaseEstimator):
     array([0.3])
     """
 
-    # no parameters; the table says so, and _fit_context checks it once per fit
+    # no parameters; the table says so, and fit_context checks it once per fit
     _parameter_constraints: dict = {}
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Check the frame scores ``X`` [n_videos, n_frames]; learn nothing.
 

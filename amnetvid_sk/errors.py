@@ -11,6 +11,33 @@ class AmnetvidError(Exception):
     """Base class of every error raised on purpose by amnetvid-sk."""
 
 
+class ParameterError(AmnetvidError, ValueError, TypeError):
+    """A parameter was given a value it does not take; the message names the parameter, what is
+    allowed (:func:`allowed_values`) and what was given.
+
+    Both a ValueError and a TypeError, as scikit-learn's ``InvalidParameterError`` is: the checks
+    made with scikit-learn's constraints raise :class:`amnetvid_sk._validation.InvalidParameterError`,
+    a subclass of both. ``origin`` is the message of the check that refused the value first, where
+    that differs (scikit-learn renames an estimator's error after the function that fitted it).
+
+    Examples
+    --------
+    >>> err = ParameterError("The 'maps' parameter must be a str among {'attention', 'none'}. Got 'rgb' instead.")
+    >>> isinstance(err, ValueError), isinstance(err, TypeError), err.origin is None
+    (True, True, True)
+    """
+
+    origin: str | None = None
+
+
+class RecipeError(AmnetvidError, ValueError):
+    """A recipe that cannot be loaded or used: not found, or missing what a recipe defines."""
+
+
+class RecipeNotFoundError(RecipeError, FileNotFoundError):
+    """A recipe name that names no shipped recipe and no file."""
+
+
 class VideoDecodeError(AmnetvidError, ValueError):
     """A video file is missing, empty, truncated or not a video."""
 
@@ -98,7 +125,7 @@ class ModelFileError(AmnetvidError, ValueError):
     """A saved model file is missing, unreadable, or holds no fitted pipeline."""
 
 
-class FrameModelLookupError(AmnetvidError, ValueError):
+class FrameModelLookupError(ParameterError):
     """A frame model name that names no frame model class (unknown, not importable, not a FrameModel)."""
 
 
@@ -122,6 +149,18 @@ class DeviceError(AmnetvidError, ValueError):
     def __init__(self, message: str, asked: str = "", available=()):
         super().__init__(message)
         self.asked, self.available = asked, list(available)
+
+
+def allowed_values(values) -> str:
+    """The allowed values of a parameter, in the words of scikit-learn's messages and in sorted
+    order (a set's order changes with the hash seed: the same mistake would get another message).
+
+    Examples
+    --------
+    >>> allowed_values({"short", "long"})
+    "{'long', 'short'}"
+    """
+    return "{" + ", ".join(repr(v) for v in sorted(values)) + "}"
 
 
 def disk_full_message(code: int, where: str = "", kept: str = "",

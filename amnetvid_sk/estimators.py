@@ -4,250 +4,26 @@
 :mod:`amnetvid_sk.baseline`, re-exported here).
 ``ScoreLSTMRegressor`` and ``ConvLSTMRegressor`` are thin skorch ``NeuralNetRegressor``
 subclasses around :class:`~amnetvid_sk.networks.ScoreLSTMNet` and
-:class:`~amnetvid_sk.networks.AMNetVidNet`. Relative to skorch they change the defaults (the
-note's training settings, quiet, early stopping on Spearman over a validation part of the
-training data, the GPU when there is one), add ``random_state``, ``precision`` (bfloat16 autocast where the
-device computes it natively) and T-frame subsets of longer inputs (:mod:`amnetvid_sk.subsets`), and
-accept 1-D ``y``. Training loop and devices are skorch's.
+:class:`~amnetvid_sk.networks.AMNetVidNet`; what they share (the note's training settings as
+defaults, quiet, early stopping on Spearman over a validation part of the training data, the GPU
+when there is one, ``random_state``, ``precision``, ``compile``, T-frame subsets of longer
+inputs, 1-D ``y``) is their base class in :mod:`amnetvid_sk.sequence_regressor`. Each class here
+adds its network, its input checks and its tags.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import functools
-import warnings
 from collections.abc import Mapping
-from numbers import Integral
 
 import numpy as np
-import torch
-from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
-from sklearn.utils.validation import check_array, column_or_1d, validate_data
-from skorch import NeuralNet, NeuralNetRegressor
-from skorch.callbacks import EpochScoring
-from skorch.dataset import ValidSplit, get_len
+from sklearn.utils.validation import check_array, validate_data
 from skorch.utils import is_dataset
 
 from .baseline import MeanScoreRegressor  # noqa: F401  (its own module, no torch; re-exported here)
-from .callbacks import EarlyStoppingOnValid, valid_spearman
 from .networks import AMNetVidNet, ScoreLSTMNet
-from .precision import EMULATED, PRECISIONS, resolve_precision
-from .subsets import TRAIN_SUBSETS, SubsetBatch, mark_batches, subset_dataset
+from .sequence_regressor import DEFAULT_DEVICE, _SequenceRegressor
 
 __all__ = ["DEFAULT_DEVICE", "ConvLSTMRegressor", "MeanScoreRegressor", "ScoreLSTMRegressor"]
-
-#: The regressors' default ``device``: "cuda" when torch sees a GPU as this module is
-#: imported, else "cpu". An ordinary skorch device string, so skorch's own rules apply
-#: (a net pickled on "cuda" loads on a CPU-only machine onto "cpu", with skorch's
-#: DeviceWarning).
-DEFAULT_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-
-@functools.lru_cache(maxsize=None)
-def _resolved_precision(precision: str, device: str) -> tuple[str, str]:
-    # cached: every batch asks, and the answer depends on the process's hardware only
-    return resolve_precision(precision, torch.device(device))
-
-
-# ---------------------------------------------------------------------------------
-# skorch regressors
-
-
-class _SequenceRegressor(NeuralNetRegressor):
-    """Shared behaviour of the two skorch regressors (see their docstrings).
-
-    What it adds to skorch: the note's defaults and Spearman early stopping as default
-    callbacks, ``random_state``, shuffled training batches, the data checks
-    (``_validate_X`` per subclass, ``_validate_y``), and T-frame subsets of longer inputs
-    (``train_subsets``, ``test_subsets``: the hooks ``get_iterator`` and ``infer`` hand them
-    to :mod:`amnetvid_sk.subsets`). ``device`` is skorch's, with :data:`DEFAULT_DEVICE` as
-    its default.
-    """
-
-    # Checked with sklearn's validate_parameter_constraints in fit: NeuralNet is not a
-    # BaseEstimator (its own _validate_params checks prefixed argument names instead), so
-    # neither BaseEstimator._validate_params nor _fit_context applies. skorch's own
-    # parameters (lr, max_epochs, module__*, ...) are left to skorch, which has its rules.
-    _parameter_constraints = {"random_state": ["random_state"], "train_subsets": [StrOptions(set(TRAIN_SUBSETS)), None],
-                              "test_subsets": [Interval(Integral, 1, None, closed="left")],
-                              "precision": [StrOptions(set(PRECISIONS))]}
-
-    def __init__(self, module, *, criterion, optimizer, lr, max_epochs, batch_size, train_split,
-                 callbacks, verbose, device, random_state, train_subsets=None, test_subsets=1,
-                 precision="float32", **kwargs):
-        # Keras shuffles the training set each epoch; skorch's DataLoader does not by default
-        kwargs.setdefault("iterator_train__shuffle", True)
-        super().__init__(
-            module,
-            criterion=criterion,
-            optimizer=optimizer,
-            lr=lr,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            train_split=train_split,
-            callbacks=callbacks,
-            verbose=verbose,
-            device=device,
-            **kwargs,
-        )
-        self.random_state = random_state
-        self.train_subsets = train_subsets
-        self.test_subsets = test_subsets
-        self.precision = precision
-
-    def _get_param_names(self):
-        # skorch lists every public-looking attribute as a parameter, including its private
-        # bookkeeping ``_params_to_validate``; clone and set_params must not touch that
-        return [k for k in super()._get_param_names() if not k.startswith("_")]
-
-    def get_params(self, deep=True, **kwargs):
-        params = super().get_params(deep=deep, **kwargs)
-        # before the callbacks are initialised, skorch reports the fresh default callbacks'
-        # values even when __init__/set_params stored others (as clone does); fit applies the
-        # stored ones, so report those
-        params.update({k: v for k, v in vars(self).items() if k.startswith("callbacks__")})
-        return params
-
-    # -- callbacks: defaults live here so that set_params(callbacks__early_stopping__patience=3)
-    # reaches them, and every net gets its own instances (a mutable default in the signature
-    # would be shared by all nets built with it).
-    @property
-    def _default_callbacks(self):
-        return [
-            *super()._default_callbacks,
-            ("valid_spearman", EpochScoring(valid_spearman, lower_is_better=False,
-                                            name="valid_spearman", on_train=False)),
-            ("early_stopping", EarlyStoppingOnValid(monitor="valid_spearman", lower_is_better=False,
-                                              patience=5, load_best=True)),
-        ]
-
-    # -- data
-    def _validate_X(self, X, reset: bool):
-        raise NotImplementedError
-
-    def _validate_y(self, y, n_samples: int) -> np.ndarray:
-        """``y`` as skorch's regression loss takes it: float32, one column of ``n_samples`` rows."""
-        name = type(self).__name__
-        if y is None:
-            raise ValueError(f"{name} requires y to be passed, but the target y is None.")
-        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
-        y = column_or_1d(y, warn=True)
-        if len(y) != n_samples:
-            raise ValueError(f"X holds {n_samples} videos but y holds {len(y)} labels; they must match.")
-        if len(y) and (y.min() < 0.0 or y.max() > 1.0):
-            warnings.warn(
-                f"y has values outside [0, 1] (min {y.min():.3g}, max {y.max():.3g}), but {name}'s "
-                f"network ends in a sigmoid, so its predictions stay in (0, 1). Memorability "
-                f"scores are in [0, 1]; rescale y otherwise.",
-                UserWarning,
-                stacklevel=3,
-            )
-        return y.astype(np.float32).reshape(-1, 1)
-
-    def get_split_datasets(self, X, y=None, **fit_params):
-        split = self.train_split
-        if self.random_state is not None and isinstance(split, ValidSplit) and split.random_state is None:
-            # the split's seed comes from the torch generator that fit seeded
-            split = copy.copy(split)
-            split.random_state = int(torch.randint(0, 2**31 - 1, (1,)).item())
-            original, self.train_split = self.train_split, split
-            try:
-                return super().get_split_datasets(X, y, **fit_params)
-            finally:
-                self.train_split = original
-        return super().get_split_datasets(X, y, **fit_params)
-
-    def fit(self, X, y, **fit_params):
-        """Initialise the network and train it (skorch's loop, early stopping on Spearman).
-
-        With an int ``random_state``, the torch generators are seeded inside a
-        ``torch.random.fork_rng`` block, so the weights, the dropout masks, the
-        shuffling and the validation split repeat from one fit to the next, and the
-        global torch random state is the same after ``fit`` as before.
-
-        Parameters
-        ----------
-        X : see the class docstring
-        y : array-like of shape (n_videos,)
-            Memorability scores in [0, 1].
-        **fit_params : dict
-            Passed to skorch (``NeuralNet.fit``).
-
-        Returns
-        -------
-        self
-        """
-        validate_parameter_constraints(self._parameter_constraints,
-                                       {k: getattr(self, k) for k in self._parameter_constraints},
-                                       caller_name=type(self).__name__)
-        self.precision_, note = _resolved_precision(self.precision, self._device())
-        if EMULATED in note:
-            warnings.warn(f"{type(self).__name__}(precision={self.precision!r}) on {self._device()}: {note}; "
-                          "precision='auto' picks float32 here.", UserWarning, stacklevel=2)
-        # the data are checked once, in partial_fit (which skorch's fit calls); a refit from
-        # scratch learns the number of features anew
-        if not self.warm_start and hasattr(self, "n_features_in_"):
-            del self.n_features_in_
-        if self.random_state is None:
-            return super().fit(X, y, **fit_params)
-        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            return super().fit(X, y, **fit_params)
-
-    # -- T-frame subsets (amnetvid_sk.subsets): skorch builds every loader here (training,
-    # validation, predict) and runs every forward pass through infer
-    def get_iterator(self, dataset, training=False):
-        dataset, k = subset_dataset(dataset, training=training, train_subsets=self.train_subsets,
-                                    test_subsets=self.test_subsets, name=type(self).__name__,
-                                    n_frames=getattr(self.module_, "n_frames", None))
-        return mark_batches(super().get_iterator(dataset, training=training), k)
-
-    def infer(self, x, **fit_params):
-        with self._autocast():
-            if isinstance(x, SubsetBatch):  # K subsets per video: one pass over all, mean per video
-                return x.mean(super().infer(x.flat(), **fit_params).float())
-            return super().infer(x, **fit_params).float()  # the loss in float32, whatever the network ran in
-
-    # -- precision: bfloat16 autocast of the forward pass (the backward follows it); the
-    # weights, the loss and the optimiser's state stay float32
-    def _device(self) -> str:
-        return str(torch.device(self.device)) if self.device is not None else "cpu"
-
-    def _autocast(self):
-        precision, _ = _resolved_precision(self.precision, self._device())
-        if precision == "float32":
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=torch.device(self._device()).type, dtype=torch.bfloat16)
-
-    def partial_fit(self, X, y=None, classes=None, **fit_params):
-        """Train further without re-initialising (skorch's ``partial_fit``; ``random_state`` is not applied)."""
-        X = self._validate_X(X, reset=not hasattr(self, "n_features_in_"))
-        y = self._validate_y(y, get_len(X))
-        return super().partial_fit(X, y, classes, **fit_params)
-
-    def predict(self, X) -> np.ndarray:
-        """Predicted memorability, shape (n_videos,).
-
-        A video's prediction does not depend on the other videos of ``X`` or their order,
-        up to float32 rounding: torch's kernels take other code paths for other batch
-        shapes, so the last bits may differ (a few units in the last place, about 1e-7).
-        """
-        self.check_is_fitted()
-        X = self._validate_X(X, reset=False)
-        return NeuralNet.predict_proba(self, X).reshape(-1)
-
-    @property
-    def predict_proba(self):
-        # a regressor has no probabilities (skorch's NeuralNet defines it for every net);
-        # hiding it keeps sklearn's meta-estimators and checks from treating it as a classifier
-        raise AttributeError(f"{type(self).__name__} is a regressor and has no predict_proba; use predict.")
-
-
-_DEFAULT_SPLIT = ValidSplit(0.15, stratified=False)
 
 
 class ScoreLSTMRegressor(_SequenceRegressor):
@@ -299,6 +75,13 @@ class ScoreLSTMRegressor(_SequenceRegressor):
         "auto" picks bfloat16 only where the device computes it natively (a CUDA GPU with
         bfloat16, a CPU with AVX512-BF16 or AMX) and float32 elsewhere, the frame models' rule
         (:mod:`amnetvid_sk.precision`). The score LSTM is too small to gain from bfloat16.
+    compile : {"auto", True, False}, default="auto"
+        Run the training steps through ``torch.compile`` (:mod:`amnetvid_sk.compiling`): True
+        from the first batch; "auto" after the first epoch, when the epochs left would take
+        more than 10 minutes eagerly (a long fit gains, a short one never waits for a
+        compiler). Where no compiler can run (no C++ compiler for a CPU) training is eager,
+        with a warning for True. Compiled training draws dropout masks with Inductor's own
+        generator: repeatable with ``random_state``, but not the eager fit's masks.
     **kwargs
         Other skorch parameters (``module__*``, ``iterator_train__*``,
         ``callbacks__*``, ...). ``iterator_train__shuffle`` defaults to True.
@@ -324,14 +107,9 @@ class ScoreLSTMRegressor(_SequenceRegressor):
     (3,)
     """
 
-    def __init__(self, module=ScoreLSTMNet, *, criterion=torch.nn.MSELoss, optimizer=torch.optim.Adam,
-                 lr=1e-3, max_epochs=20, batch_size=32, train_split=_DEFAULT_SPLIT, callbacks=None,
-                 verbose=0, device=DEFAULT_DEVICE, random_state=None, train_subsets=None, test_subsets=1,
-                 precision="float32", **kwargs):
-        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
-                         batch_size=batch_size, train_split=train_split, callbacks=callbacks, verbose=verbose,
-                         device=device, random_state=random_state, train_subsets=train_subsets,
-                         test_subsets=test_subsets, precision=precision, **kwargs)
+    def __init__(self, module=ScoreLSTMNet, **kwargs):
+        # every other parameter and its default is _SequenceRegressor's (the note's settings)
+        super().__init__(module, **kwargs)
 
     def _validate_X(self, X, reset: bool):
         if is_dataset(X):
@@ -380,6 +158,11 @@ class ConvLSTMRegressor(_SequenceRegressor):
         As in :class:`ScoreLSTMRegressor`: "auto" trains and predicts under bfloat16 autocast
         where the device computes bfloat16 natively, in float32 elsewhere (where bfloat16 is
         emulated it is many times slower). Weights, loss and optimiser state stay float32.
+    compile : {"auto", True, False}, default="auto"
+        As in :class:`ScoreLSTMRegressor`: ``torch.compile`` of the training steps, by
+        default once a fit's first epoch shows that the rest would take more than 10 minutes
+        (about 1.5x on the note's network on a CPU, where the gate arithmetic between the
+        convolutions is fused).
     **kwargs
         Other skorch parameters (``module__filters``, ``module__dropout``,
         ``module__map_size``, ``callbacks__*``, ...).
@@ -406,14 +189,9 @@ class ConvLSTMRegressor(_SequenceRegressor):
 
     _keys = ("maps", "scores")
 
-    def __init__(self, module=AMNetVidNet, *, criterion=torch.nn.MSELoss, optimizer=torch.optim.Adam,
-                 lr=1e-3, max_epochs=20, batch_size=32, train_split=_DEFAULT_SPLIT, callbacks=None,
-                 verbose=0, device=DEFAULT_DEVICE, random_state=None, train_subsets=None, test_subsets=1,
-                 precision="auto", **kwargs):
-        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
-                         batch_size=batch_size, train_split=train_split, callbacks=callbacks, verbose=verbose,
-                         device=device, random_state=random_state, train_subsets=train_subsets,
-                         test_subsets=test_subsets, precision=precision, **kwargs)
+    def __init__(self, module=AMNetVidNet, *, precision="auto", **kwargs):
+        # every other parameter and its default is _SequenceRegressor's (the note's settings)
+        super().__init__(module, precision=precision, **kwargs)
 
     def _required_keys(self):
         module = self.module

@@ -24,33 +24,26 @@ from types import ModuleType
 
 import numpy as np
 from sklearn.pipeline import Pipeline
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from .pipelines import (  # noqa: F401  (recipes by name and steps by role: re-exported here)
     BEYOND_RECIPES, PROTOCOLS, TABLE1_RECIPES, TARGETS, load_recipe, network_step, network_steps, reader_step,
     recipe_dirs, role_params,
 )
 from . import training_data, uncertainty
+from ._validation import Interval, StrOptions, validate_params
+from .dask_backend import dask_client_class
 from .runs import CVResult, write_run  # noqa: F401  (CVResult re-exported)
 from .tables import (  # noqa: F401  (the table layout: re-exported here)
     BASELINE, NOTE_TABLE1, RELATIVE_BASE_MIN, Table1, change_text, note_table1_text,
 )
 from .training_data import TrainingSet, check_folds, training_set  # noqa: F401  (re-exported)
 
-class _SortedOptions(frozenset):
-    """Allowed values listed in sorted order: scikit-learn lists them in set order, which
-    changes with the hash seed, so the same mistake would get a different message each run."""
-
-    def __iter__(self):
-        return iter(sorted(frozenset.__iter__(self)))
-
-
 # Parameter constraints shared by the functions below, in scikit-learn's terms. Every function
 # is checked with prefer_skip_nested_validation=False: the recipes' estimators and the store
 # receive values that nothing here has checked, so their own checks must still run.
 _STORE = [str, os.PathLike]
 _RECIPE = [str, os.PathLike, ModuleType]
-_TARGET = [StrOptions(_SortedOptions(TARGETS))]
+_TARGET = [StrOptions(set(TARGETS))]
 _FOLDS = [Interval(Integral, 2, None, closed="left")]
 _N_JOBS = [Integral, None]
 _SET_PARAMS = [dict, None]
@@ -58,6 +51,14 @@ _SET_PARAMS = [dict, None]
 labelled_data = validate_params({"store": _STORE, "target": _TARGET, "pipeline": [Pipeline, None],
                                  "return_left_out": ["boolean"]},
                                 prefer_skip_nested_validation=False)(training_data.labelled_data)
+
+
+def _recipe_pipeline(module: ModuleType, store, set_params) -> Pipeline:
+    """A new pipeline of the recipe ``module`` on ``store``, with ``set_params`` set on it."""
+    pipe = module.pipeline(store)
+    if set_params:
+        pipe.set_params(**set_params)
+    return pipe
 
 
 def _n_frames(pipeline):
@@ -142,9 +143,7 @@ def cross_validate(recipe, store="store", target="short", cv=5, n_jobs=1, random
     from sklearn.model_selection import KFold, cross_val_predict
 
     module = load_recipe(recipe)
-    pipe = module.pipeline(store)
-    if set_params:
-        pipe.set_params(**set_params)
+    pipe = _recipe_pipeline(module, store, set_params)
     data = training_set(store, target, pipe, warn=False)
     _check_cv(pipe, data, cv, store)
     folds = KFold(n_splits=cv, shuffle=True, random_state=random_state)
@@ -188,9 +187,7 @@ def paper_protocol(recipe, store="store", target="short", rounds=3, test_size=0.
     from .callbacks import EarlyStoppingOnValid
 
     module = load_recipe(recipe)
-    first = module.pipeline(store)
-    if set_params:
-        first.set_params(**set_params)
+    first = _recipe_pipeline(module, store, set_params)
     data = training_set(store, target, first, warn=False)
     if len(data) < 4:
         from .errors import TooFewVideosError
@@ -204,9 +201,7 @@ def paper_protocol(recipe, store="store", target="short", rounds=3, test_size=0.
     started = time.perf_counter()
     preds = []
     for r in range(rounds):
-        pipe = module.pipeline(store)
-        if set_params:
-            pipe.set_params(**set_params)
+        pipe = _recipe_pipeline(module, store, set_params)
         network = network_step(pipe)
         if network is None:
             pipe.fit(ids_tr, y_tr)
@@ -237,7 +232,7 @@ def paper_protocol(recipe, store="store", target="short", rounds=3, test_size=0.
 
 
 @validate_params({"recipe": _RECIPE, "store": _STORE, "target": _TARGET, "cv": _FOLDS, "n_jobs": _N_JOBS,
-                  "backend": [StrOptions(_SortedOptions({"dask"})), None], "scheduler": [str, None],
+                  "backend": [StrOptions({"dask"}), None], "scheduler": [str, None],
                   "random_state": ["random_state"], "set_params": _SET_PARAMS},
                  prefer_skip_nested_validation=False)
 def grid_search(recipe, store="store", target="short", cv=5, n_jobs=1, backend=None, scheduler=None,
@@ -260,9 +255,7 @@ def grid_search(recipe, store="store", target="short", cv=5, n_jobs=1, backend=N
     from .metrics import spearman_scorer
 
     module = load_recipe(recipe)
-    pipe = module.pipeline(store)
-    if set_params:
-        pipe.set_params(**set_params)
+    pipe = _recipe_pipeline(module, store, set_params)
     data = training_set(store, target, pipe, warn=False)
     ids, y = data.ids, data.y
     _check_cv(pipe, data, cv, store)
@@ -270,15 +263,7 @@ def grid_search(recipe, store="store", target="short", cv=5, n_jobs=1, backend=N
                           cv=KFold(n_splits=cv, shuffle=True, random_state=random_state),
                           error_score="raise", refit=True)
     if backend == "dask":
-        try:
-            from distributed import Client
-        except ImportError as exc:
-            from .errors import MissingDependencyError
-
-            raise MissingDependencyError(
-                f'backend="dask" needs Dask distributed ({exc}): pip install "amnetvid-sk[dask]"') from exc
-
-        with Client(scheduler), joblib.parallel_config(backend="dask"):
+        with dask_client_class()(scheduler), joblib.parallel_config(backend="dask"):
             search.fit(ids, y)
     else:
         search.fit(ids, y)
@@ -292,7 +277,7 @@ def grid_search(recipe, store="store", target="short", cv=5, n_jobs=1, backend=N
     return search, rows
 
 
-_TABLE_PARAMS = {"store": _STORE, "protocol": [StrOptions(_SortedOptions(PROTOCOLS))], "cv": _FOLDS,
+_TABLE_PARAMS = {"store": _STORE, "protocol": [StrOptions(set(PROTOCOLS))], "cv": _FOLDS,
                  "n_jobs": _N_JOBS, "random_state": ["random_state"], "targets": [list, tuple],
                  "set_params": _SET_PARAMS, "progress": ["boolean"]}
 

@@ -1,7 +1,7 @@
 """The text of a label file: the encodings read, line numbers, and errors that name the line.
 
 :func:`decode_text` reads what spreadsheets export (see :mod:`amnetvid_sk.labels` for the list);
-the rest of :mod:`amnetvid_sk.labels` parses the text it returns.
+:mod:`amnetvid_sk.label_rows` parses the text it returns.
 
 Examples
 --------

@@ -9,14 +9,16 @@ file is refused as damaged) and
 recipe (``{"name", "path"}``: a shipped one by name, a user's by its path; recorded for
 people, never run), the frame-model fingerprint and sampling of the reader step (its
 ``model_`` and ``sampling_``), what it was trained on (``target``: ``"short"`` or ``"long"``,
-``n_videos``, ``label_range``: ``[min, max]`` of the training labels; null where not given,
-and absent from files written before they were recorded) and the pipeline, a tree of JSON
+``n_videos``, ``label_range``: ``[min, max]`` of the training labels; null where not given, and
+read as null where a file lacks them) and the pipeline, a tree of JSON
 nodes (see :mod:`amnetvid_sk.model_nodes`), which names classes only from
-:data:`ALLOWED_PREFIXES`. :func:`read_model_file` refuses pickles unless ``allow_pickle=True``.
+:data:`ALLOWED_PREFIXES`. :func:`~amnetvid_sk.model_sources.read_model_file` refuses pickles unless
+``allow_pickle=True``.
 
 Versions: a file loads if its format version is at most :data:`FORMAT_VERSION` and it was written by
 an amnetvid-sk of this major.minor (a minor release may change the classes' parameters and fitted
-attributes). Otherwise a ModelFileError names both versions.
+attributes). Otherwise a ModelFileError names both versions. What ``amnetvid predict`` accepts besides
+(a trusted pickle) is :mod:`amnetvid_sk.model_sources`'.
 
 Examples
 --------
@@ -35,7 +37,6 @@ import hashlib
 import json
 import os
 import re
-import struct
 import sys
 from pathlib import Path
 
@@ -43,21 +44,17 @@ import numpy as np
 
 from . import __version__
 from .atomic_files import write_file_atomic
-from .errors import ModelFileError
+from .errors import ModelFileError, ParameterError, allowed_values
 from .model_nodes import ALLOWED_PREFIXES, DTYPE_CODES, Decoder, Encoder
 
-__all__ = ["ALLOWED_PREFIXES", "FORMAT_NAME", "FORMAT_VERSION", "TRAINING_FIELDS", "load_model",
-           "model_file_info", "read_model_file", "save_model"]
+__all__ = ["ALLOWED_PREFIXES", "FORMAT_NAME", "FORMAT_VERSION", "TRAINING_FIELDS", "existing_model_path",
+           "load_model", "model_file_info", "save_model"]
 
 FORMAT_NAME = "amnetvid-sk model"
 #: the version of the layout described in the module docstring; a reader reads 1..FORMAT_VERSION
 FORMAT_VERSION = 1
-#: what a model file records of its training data; None where unknown (not given, or an older file)
+#: what a model file records of its training data; None where unknown (not given, or not in the file)
 TRAINING_FIELDS = ("target", "n_videos", "label_range")
-_MAX_HEADER = 100_000_000  # the safetensors limit
-# pickle protocols 2-5 start with PROTO (0x80); joblib's compressed files with zlib/gzip/bz2/xz/lzma/lz4 magic
-_PICKLE_MAGIC = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x5d\x00\x00", b"\x04\x22\x4d\x18")
-_PICKLE_SUFFIXES = {".joblib", ".pkl", ".pickle", ".jl", ".sav"}
 
 
 def _recipe_ref(recipe) -> dict | None:
@@ -107,8 +104,8 @@ def _training(target, y) -> dict:
     from .pipelines import TARGETS
 
     if target is not None and target not in TARGETS:
-        raise ValueError(f"The 'target' parameter of save_model must be a str among {set(TARGETS)} or None. "
-                         f"Got {target!r} instead.")
+        raise ParameterError(f"The 'target' parameter of save_model must be a str among {allowed_values(TARGETS)} "
+                             f"or None. Got {target!r} instead.")
     if y is None:
         return {"target": target, "n_videos": None, "label_range": None}
     try:
@@ -116,8 +113,8 @@ def _training(target, y) -> dict:
     except (TypeError, ValueError):
         labels = np.array([np.nan])
     if labels.size == 0 or not np.isfinite(labels).all():
-        raise ValueError("The 'y' parameter of save_model must be the training labels, a non-empty array of "
-                         f"finite numbers, or None. Got {np.asarray(y, dtype=object).ravel()[:5]!r} instead.")
+        raise ParameterError("The 'y' parameter of save_model must be the training labels, a non-empty array of "
+                             f"finite numbers, or None. Got {np.asarray(y, dtype=object).ravel()[:5]!r} instead.")
     return {"target": target, "n_videos": int(labels.size), "label_range": [float(labels.min()), float(labels.max())]}
 
 
@@ -188,7 +185,8 @@ def save_model(pipeline, path, *, recipe=None, target=None, y=None) -> None:
     _write(path, json.dumps(doc, separators=(",", ":")), enc.arrays)
 
 
-def _existing(path) -> Path:
+def existing_model_path(path) -> Path:
+    """``path`` as a Path, refused (ModelFileError) unless it is a file."""
     p = Path(path)
     if not p.is_file():
         what = "is a folder" if p.is_dir() else "does not exist"
@@ -200,7 +198,7 @@ def _read(path) -> tuple[dict, dict, Path]:
     """The description and the arrays of a model file, after the format, version and checksum checks."""
     from safetensors import SafetensorError, safe_open
 
-    p = _existing(path)
+    p = existing_model_path(path)
     damaged = f"the model file {str(p)!r} is damaged (cut short or garbled)"
     try:
         with safe_open(str(p), framework="np") as f:
@@ -233,8 +231,7 @@ def _read(path) -> tuple[dict, dict, Path]:
 
 def model_file_info(path) -> dict:
     """What a model file records besides the pipeline: versions, recipe, frame model, sampling and
-    the :data:`TRAINING_FIELDS` (each None where unknown: not given to :func:`save_model`, or a file
-    written before they were recorded).
+    the :data:`TRAINING_FIELDS` (each None where unknown: not given to :func:`save_model`, or not in the file).
 
     Examples
     --------
@@ -277,46 +274,3 @@ def load_model(path, *, device=None):
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ModelFileError(f"the model file {str(p)!r} holds a malformed pipeline description "
                              f"({type(e).__name__}: {e})") from None
-
-
-def read_model_file(path, *, allow_pickle: bool = False):
-    """The fitted pipeline in ``path`` for ``amnetvid predict``: a model file, or a trusted pickle.
-
-    ``allow_pickle=True`` (``--allow-pickle``) also loads pickle and joblib files, which run whatever
-    code their author put in them: only for files you trust. Raises ModelFileError (see :func:`load_model`).
-
-    Examples
-    --------
-    >>> import pickle
-    >>> with open("model.pkl", "wb") as f:
-    ...     pickle.dump({"not": "a model"}, f)
-    >>> read_model_file("model.pkl")
-    Traceback (most recent call last):
-    ...
-    amnetvid_sk.errors.ModelFileError: 'model.pkl' is a pickle (joblib) file...
-    """
-    p = _existing(path)
-    with open(p, "rb") as f:
-        start = f.read(9)
-    if start[8:9] == b"{" and struct.unpack("<Q", start[:8])[0] <= _MAX_HEADER:  # a safetensors header
-        pipeline = load_model(p)
-    elif not allow_pickle:
-        if start.startswith(_PICKLE_MAGIC) or p.suffix.lower() in _PICKLE_SUFFIXES:
-            raise ModelFileError(
-                f"{str(p)!r} is a pickle (joblib) file, and loading a pickle can run any code its author put "
-                "in it, so it is not opened by default; for a file you trust, pass --allow-pickle "
-                "(read_model_file(..., allow_pickle=True)); better, save the model again as data with "
-                "`amnetvid fit --out` or amnetvid_sk.save_model")
-        raise ModelFileError(f"{str(p)!r} is not an amnetvid-sk model file; give a file saved by "
-                             "`amnetvid fit --out` or amnetvid_sk.save_model")
-    else:
-        import joblib
-
-        try:
-            pipeline = joblib.load(p)
-        except Exception as e:  # any failure to unpickle means: not a model file
-            raise ModelFileError(f"cannot read the pickle file {str(p)!r} ({type(e).__name__}: {e})") from None
-    if not (hasattr(pipeline, "steps") and hasattr(pipeline, "predict")):
-        raise ModelFileError(f"model file {str(p)!r} holds a {type(pipeline).__name__}, not a fitted pipeline; "
-                             "give a file saved by `amnetvid fit`")
-    return pipeline

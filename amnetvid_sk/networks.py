@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .errors import ParameterError
 from .layers import (
     LSTM,
     ConvLSTM,
@@ -40,11 +41,11 @@ def _check_tuple(name: str, value, length=None) -> tuple:
     try:
         value = tuple(int(v) for v in value)
     except TypeError:
-        raise TypeError(f"{name} must be a tuple of ints; got {value!r}.") from None
+        raise ParameterError(f"{name} must be a tuple of ints; got {value!r}.") from None
     if length is not None and len(value) != length:
-        raise ValueError(f"{name} must hold {length} ints; got {value!r}.")
+        raise ParameterError(f"{name} must hold {length} ints; got {value!r}.")
     if not value or any(v < 1 for v in value):
-        raise ValueError(f"{name} must hold positive ints; got {value!r}.")
+        raise ParameterError(f"{name} must hold positive ints; got {value!r}.")
     return value
 
 
@@ -189,7 +190,7 @@ class AMNetVidNet(nn.Module):
                  map_scale=1.0):
         super().__init__()
         if not (use_maps or use_scores):
-            raise ValueError(f"{type(self).__name__} needs at least one branch: use_maps=True or use_scores=True.")
+            raise ParameterError(f"{type(self).__name__} needs at least one branch: use_maps=True or use_scores=True.")
         self.n_frames = int(n_frames)
         self.map_channels = int(map_channels)
         self.map_size = int(map_size)
@@ -197,18 +198,18 @@ class AMNetVidNet(nn.Module):
         self.use_scores = bool(use_scores)
         self.map_scale = float(map_scale)
         if not self.map_scale > 0:
-            raise ValueError(f"map_scale must be a positive number; got {map_scale!r}.")
+            raise ParameterError(f"map_scale must be a positive number; got {map_scale!r}.")
         filters = _check_tuple("filters", filters)
         pools = _check_tuple("pools", pools, len(filters))
         frame_dense = _check_tuple("frame_dense", frame_dense)
         score_units = _check_tuple("score_units", score_units)
         if use_maps and use_scores and maps_dense != score_dense:
-            raise ValueError(
+            raise ParameterError(
                 f"The two branches are averaged, so maps_dense ({maps_dense}) must equal "
                 f"score_dense ({score_dense})."
             )
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}.")
+            raise ParameterError(f"dropout must be in [0, 1); got {dropout!r}.")
         self.maps_branch = (
             self._make_maps_branch(filters, kernel_size, pools, frame_dense, int(maps_dense), float(dropout))
             if use_maps else None

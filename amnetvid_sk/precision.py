@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+from .errors import ParameterError, allowed_values
+
 __all__ = ["PRECISIONS", "native_bfloat16", "resolve_precision"]
 
 #: values of every ``precision`` parameter and ``--precision`` option
@@ -83,9 +85,8 @@ def resolve_precision(precision: str, device) -> tuple[str, str]:
     ('float32', 'as asked')
     """
     if precision not in PRECISIONS:
-        raise ValueError(
-            "The 'precision' parameter must be a str among {'auto', 'bfloat16', 'float32'}. "
-            f"Got {precision!r} instead."
+        raise ParameterError(
+            f"The 'precision' parameter must be a str among {allowed_values(PRECISIONS)}. Got {precision!r} instead."
         )
     if precision == "float32":
         return "float32", "as asked"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelFileError
+from .errors import ModelFileError, ParameterError, StoreError
 
 __all__ = ["load_pipeline", "predict_videos", "predict_files", "mediaeval_run"]
 
@@ -49,7 +49,7 @@ def load_pipeline(path, *, allow_pickle: bool = False):
     ...
     amnetvid_sk.errors.ModelFileError: model file 'missing.safetensors' does not exist; give a file saved by `amnetvid fit` or save_model
     """
-    from .model_files import read_model_file
+    from .model_sources import read_model_file
 
     return read_model_file(path, allow_pickle=allow_pickle)
 
@@ -132,7 +132,7 @@ def _predict(pipeline, paths, store, *, progress, workers, device, ids):
     sampling = getattr(first, "sampling_", None) or fs.resolve_sampling(fingerprint)
     record = fs.sql("SELECT name, config FROM models WHERE model = ?", [fingerprint]).to_pylist()
     if not record:
-        raise ValueError(
+        raise StoreError(
             f"the store {str(fs.path)!r} does not know the frame model {fingerprint!r} this pipeline was "
             "trained with; pass the store the pipeline was trained on (--store)"
         )
@@ -201,7 +201,7 @@ def predict_files(models, paths, store=None, *, progress=True, workers=2, device
     import pyarrow as pa
 
     if not any(m is not None for m in dict(models).values()):
-        raise ValueError(f"The 'models' parameter of predict_files must name at least one fitted pipeline. "
+        raise ParameterError(f"The 'models' parameter of predict_files must name at least one fitted pipeline. "
                          f"Got {models!r} instead.")
     order: list[tuple] = []          # (path, id) of the first pipeline's videos, in input order
     columns: dict[str, dict] = {}    # column -> {path: prediction}

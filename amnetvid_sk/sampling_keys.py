@@ -10,6 +10,8 @@ import math
 import numbers
 from fractions import Fraction
 
+from .errors import ParameterError
+
 __all__ = ["DEFAULT_N_FRAMES", "check_sampling", "parse_sampling_key", "sampling_key"]
 
 
@@ -21,13 +23,13 @@ def check_sampling(n_frames, fps):
     which is refused here. The messages keep sklearn's wording.
     """
     if (n_frames is None) == (fps is None):
-        raise ValueError(
+        raise ParameterError(
             "Exactly one of the 'n_frames' and 'fps' parameters must be given. "
             f"Got n_frames={n_frames!r} and fps={fps!r} instead."
         )
     if n_frames is not None:
         if isinstance(n_frames, bool) or not isinstance(n_frames, numbers.Integral) or n_frames < 1:
-            raise ValueError(
+            raise ParameterError(
                 f"The 'n_frames' parameter must be a positive int. Got {n_frames!r} instead."
             )
         return int(n_frames), None
@@ -37,7 +39,7 @@ def check_sampling(n_frames, fps):
         or not math.isfinite(float(fps))
         or fps <= 0
     ):
-        raise ValueError(f"The 'fps' parameter must be a positive number. Got {fps!r} instead.")
+        raise ParameterError(f"The 'fps' parameter must be a positive number. Got {fps!r} instead.")
     # exact rational sample times: k / fps must land exactly on frame timestamps
     # when they coincide (fps=5 on a 25 fps clip), which floats do not guarantee
     rate = Fraction(fps) if isinstance(fps, numbers.Rational) else Fraction(float(fps))

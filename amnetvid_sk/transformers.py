@@ -16,10 +16,10 @@ import os
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._validation import Interval, StrOptions, fit_context, validate_parameter_constraints
 from .render import render_jet
 from .short_videos import SHORT_VIDEOS, read_policy
 from .store import FeatureStore
@@ -60,7 +60,7 @@ class _StoreReader:
 
     def _fit_source(self):
         store = FeatureStore(self.store)
-        self.store_ = str(store.path.resolve())
+        self.store_ = store.path if isinstance(store.path, str) else str(store.path.resolve())  # str: s3://
         self.store_param_ = self.store
         self.model_ = store.resolve_model(self.model)
         self.sampling_ = store.resolve_sampling(self.model_, self.sampling)
@@ -78,7 +78,7 @@ class _StatelessReader(_StoreReader):
     """A store reader that learns nothing (FrameScores, FrameEmbeddings): ``fit`` notes where the
     ids are read from, and ``transform`` also works unfitted, reading what the parameters name."""
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Note the store, model and sampling the ids will be read from; nothing is learned.
 
@@ -99,7 +99,7 @@ class _StatelessReader(_StoreReader):
         """``(model, sampling)`` to read: those fixed at ``fit``, else the parameters (checked here)."""
         if hasattr(self, "model_"):
             return self.model_, self.sampling_
-        self._validate_params()
+        validate_parameter_constraints(self._parameter_constraints, self.get_params(deep=False), type(self).__name__)
         return self.model, self.sampling
 
     def __sklearn_is_fitted__(self):
@@ -278,10 +278,10 @@ class FrameMinMaxScaler(TransformerMixin, BaseEstimator):
            [0.25, 1.  ]], dtype=float32)
     """
 
-    # no parameters; the table says so, and _fit_context checks it once per fit
+    # no parameters; the table says so, and fit_context checks it once per fit
     _parameter_constraints: dict = {}
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Learn the smallest and largest frame score of ``X``.
 
@@ -386,7 +386,7 @@ class AttentionSequences(_StoreReader, TransformerMixin, BaseEstimator):
         self.sampling = sampling
         self.short_videos = short_videos
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Note the store, model and sampling read, and the range of the training frame scores.
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import ParameterError, allowed_values
+
 __all__ = ["VIDEO_EXTENSIONS", "ID_MODES", "video_id_from_name", "video_id_of_path"]
 
 # Extensions stripped from ids, so that "video10.webm" and "video10" are one video
@@ -64,7 +66,7 @@ def video_id_of_path(path, base=None, ids: str = "stem") -> str:
     'clip'
     """
     if ids not in ID_MODES:
-        raise ValueError(f"The 'ids' parameter must be a str among {{'relpath', 'stem'}}. Got {ids!r} instead.")
+        raise ParameterError(f"The 'ids' parameter must be a str among {allowed_values(ID_MODES)}. Got {ids!r} instead.")
     if ids == "stem":
         return video_id_from_name(str(path))
     rel = os.path.relpath(os.path.abspath(path), os.path.abspath(base if base is not None else "."))

@@ -1,12 +1,12 @@
 """Frames per second of the frame models, float32 against bfloat16 autocast.
 
-Measures, in one run on this machine, each frame model (AMNet with random
-weights, ResMem + Grad-CAM with its real weights) in float32 and in bfloat16,
-and prints frames/s, the speed ratio and how well the bfloat16 scores agree with
-the float32 ones (Spearman), with the CPU capability and what ``precision="auto"``
-picks here. Goals: where bfloat16 is native, bfloat16 >= 1.5x faster with
-Spearman >= 0.99; everywhere, auto is the faster of the two (on an AVX2 CPU
-bfloat16 is emulated and auto must be float32).
+Measures, in one run on this machine, each frame model (AMNet with random weights, ResMem +
+Grad-CAM with its real weights, ResMem scores only) in float32 and in bfloat16, and prints
+frames/s, the speed ratio and how well the bfloat16 scores agree with the float32 ones
+(Spearman), with the CPU capability, what ``precision="auto"`` picks here and the machine's
+float32 and bfloat16 matmul GFLOP/s. Goals: where bfloat16 is native, bfloat16 >= 1.5x faster
+with Spearman >= 0.99; everywhere, auto is the faster of the two (on an AVX2 CPU bfloat16 is
+emulated and auto must be float32).
 
 The two modes are run alternately (``--repeats`` rounds) and the best time of
 each is kept, so that load from other processes hits both alike.
@@ -31,10 +31,13 @@ from scipy.stats import spearmanr
 from amnetvid_sk.demo import photo_frames
 from amnetvid_sk.frame_models import make_frame_model, resolve_device
 from amnetvid_sk.precision import native_bfloat16, resolve_precision
+from ceiling import ceilings, load_average
 
 
 def build(name: str, bfloat16: bool, device, batch_size):
     precision = "bfloat16" if bfloat16 else "float32"
+    if name == "resmem-scores":  # ResMem without maps: one forward pass, no Grad-CAM backward
+        return make_frame_model("resmem", device=device, precision=precision, batch_size=batch_size, maps="none")
     if name == "amnet":
         from amnetvid_sk.frame_models.amnet import AMNet
 
@@ -75,7 +78,8 @@ def bench_model(name: str, frames: np.ndarray, device, batch_size, repeats: int)
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=16, help="frames per model (default 16)")
-    parser.add_argument("--models", default="amnet,resmem", help="comma-separated: amnet, resmem")
+    parser.add_argument("--models", default="amnet,resmem,resmem-scores",
+                        help="comma-separated: amnet, resmem (maps and scores), resmem-scores (scores only)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: automatic)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: each model's own")
     parser.add_argument("--repeats", type=int, default=2, help="alternating timed rounds (best is kept)")
@@ -90,6 +94,9 @@ def main(argv=None) -> None:
           f"{torch.get_num_threads()} threads, {os.cpu_count()} cores ({cpu}), "
           f"CUDA: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
     print(f"device {device}: {why}; precision='auto' runs {auto}")
+    ceiling = ceilings(str(device))
+    print(f"matmul ceiling ({device}): float32 {ceiling['float32']:.0f} GFLOP/s, bfloat16 {ceiling['bfloat16']:.0f} "
+          f"GFLOP/s; {load_average()}")
     print(f"{len(frames)} frames of {frames.shape[2]}x{frames.shape[1]}, best of {args.repeats} alternating rounds\n")
     header = f"{'model':<8} {'device':<7} {'batch':>5} {'fp32 fr/s':>10} {'bf16 fr/s':>10} {'bf16/fp32':>10} " \
              f"{'Spearman':>9} {'max|diff|':>10}  goal"
@@ -104,6 +111,7 @@ def main(argv=None) -> None:
             ok = ("met" if auto == "float32" and r["ratio"] < 1.0 else "NOT met") + " (emulated bf16: auto=fp32)"
         print(f"{r['model']:<8} {r['device']:<7} {r['batch_size']:>5} {r['fps32']:>10.2f} {r['fps16']:>10.2f} "
               f"{r['ratio']:>9.2f}x {r['spearman']:>9.4f} {r['max_abs_diff']:>10.5f}  {ok}", flush=True)
+    print(load_average())
 
 
 if __name__ == "__main__":

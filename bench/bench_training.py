@@ -4,11 +4,15 @@ Part ``throughput`` (the default): ``ConvLSTMRegressor`` with the working note's
 settings (4 frames of 9x70x70 JET maps as uint8, divided by 255 in the network, plus the 4
 frame scores; batch 32, MSE, Adam) trains on moving-peak videos
 (``amnetvid_sk.testing.synthetic.make_moving_peak_dataset``) in float32 and in the default
-precision (``precision="auto"``: bfloat16 where the device computes it natively), epoch by
-epoch, the two alternating so that both see the same load; each rate is the best epoch. Next
-to them: the machine's float32 and bfloat16 matmul GFLOP/s (the ceiling), the floating-point
-operations of one training sample (counted by ``torch.utils.flop_counter``) and the fraction of
-the ceiling each rate reaches.
+precision (``precision="auto"``: bfloat16 where the device computes it natively), each eager
+and through ``torch.compile`` (``compile=True``), epoch by epoch, the four alternating so that
+all see the same load; each rate is the best epoch. Next to them: the machine's float32 and
+bfloat16 matmul GFLOP/s (the ceiling), the floating-point operations of one training sample
+(counted by ``torch.utils.flop_counter``) and the fraction of the ceiling each rate reaches.
+
+Part ``learning-curve``: held-out Spearman of float32, compiled float32 and the default
+precision, seed by seed (raw maps, the same code path at a size that trains in seconds): the
+faster ways must learn no worse than float32 eager, within the seeds' spread.
 
 Part ``raw-vs-jet``: the same videos as raw attention maps (3x14x14, scaled by 196) and as
 JET renders, trained for the same epochs on the same videos: samples/s and held-out
@@ -17,7 +21,8 @@ than the JET fit. Goal: raw >= 10x the JET samples/s, and a held-out Spearman no
 
 All figures come from this one run, with the CPU capability and the load average.
 
-Run: ``.venv/bin/python bench/bench_training.py`` (about 1 minute on 2 cores; ``--part
+Run: ``.venv/bin/python bench/bench_training.py`` (about 4 minutes on 2 cores, most of it compiling;
+``--model conv3d`` or ``score-lstm`` for the other networks; ``--part
 raw-vs-jet`` about 3 minutes; ``--device cuda`` on a GPU; ``--threads`` sets torch's
 intra-op threads, 2 by default).
 """
@@ -25,85 +30,82 @@ intra-op threads, 2 by default).
 from __future__ import annotations
 
 import argparse
-import os
+import copy
 import time
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from amnetvid_sk.estimators import DEFAULT_DEVICE, ConvLSTMRegressor, MeanScoreRegressor
+from amnetvid_sk.conv3d import Conv3DRegressor
+from amnetvid_sk.estimators import DEFAULT_DEVICE, ConvLSTMRegressor, MeanScoreRegressor, ScoreLSTMRegressor
 from amnetvid_sk.metrics import spearman
-from amnetvid_sk.networks import AMNetVidNet
 from amnetvid_sk.precision import resolve_precision
 from amnetvid_sk.render import render_jet
 from amnetvid_sk.testing.synthetic import make_moving_peak_dataset
+from ceiling import ceilings, load_average
 
 
-def _load() -> str:
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def matmul_gflops(device: str, dtype: torch.dtype, n: int = 2048, repeat: int = 5) -> float:
-    """Best GFLOP/s of an n x n matmul in ``dtype`` on ``device``."""
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    torch.mm(a, b)
-    _sync(device)
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
-
-
-def flops_per_sample(maps: np.ndarray, scores: np.ndarray, y: np.ndarray) -> float:
+def flops_per_sample(module: torch.nn.Module, X, y: np.ndarray) -> float:
     """Floating-point operations of one training step (forward, MSE, backward) per sample."""
-    net = AMNetVidNet()
+    net = copy.deepcopy(module).train()
     counter = FlopCounterMode(display=False)
     with counter:
-        out = net(maps=torch.from_numpy(maps), scores=torch.from_numpy(scores))
+        inputs = ({k: torch.from_numpy(v) for k, v in X.items()} if isinstance(X, dict)
+                  else {"scores": torch.from_numpy(X)})
+        out = net(**inputs)
         torch.nn.functional.mse_loss(out, torch.from_numpy(y).reshape(-1, 1)).backward()
     return counter.get_total_flops() / len(y)
 
 
+MODELS = {
+    "amnetvid": (ConvLSTMRegressor, "AMNetVid (ConvLSTM), the note's JET input (4 x 9x70x70 uint8 + 4 scores)"),
+    "conv3d": (Conv3DRegressor, "Conv3D on the note's JET input (4 x 9x70x70 uint8 + 4 scores)"),
+    "score-lstm": (ScoreLSTMRegressor, "the note's score LSTM (4 frame scores)"),
+}
+
+
 def throughput(args) -> None:
     maps, scores, y = make_moving_peak_dataset(args.n_train, seed=0)
-    jet = render_jet(maps, size=70)  # uint8, as AttentionSequences hands them over
-    X = {"maps": jet, "scores": scores}
+    regressor, title = MODELS[args.model]
+    # JET renders as uint8, as AttentionSequences hands them over
+    X = scores if args.model == "score-lstm" else {"maps": render_jet(maps, size=70), "scores": scores}
     auto, why = resolve_precision("auto", torch.device(args.device))
-    per_sample = flops_per_sample(jet[:8], scores[:8], y[:8])
-    regs = {}
-    for precision in ("float32", "auto"):
-        # one warm-up epoch each: oneDNN picks and caches its kernels on the first batches
-        regs[precision] = ConvLSTMRegressor(max_epochs=1, train_split=None, random_state=0, device=args.device,
-                                            precision=precision).fit(X, y)
+    configs = {"float32": dict(precision="float32", compile=False),
+               "float32, compiled": dict(precision="float32", compile=True),
+               "auto": dict(precision="auto", compile=False),
+               "auto, compiled": dict(precision="auto", compile=True)}
+    regs, first_epoch = {}, {}
+    for name, params in configs.items():
+        # one warm-up epoch each: oneDNN picks and caches its kernels on the first batches, and
+        # the compiled ones compile (their warm-up epoch minus an eager one is the compile time)
+        regs[name] = regressor(max_epochs=1, train_split=None, random_state=0, device=args.device,
+                               **params).fit(X, y)
+        first_epoch[name] = float(regs[name].history[-1, "dur"])
+    first8 = {k: v[:8] for k, v in X.items()} if isinstance(X, dict) else X[:8]
+    per_sample = flops_per_sample(regs["float32"].module_, first8, y[:8])
     best = dict.fromkeys(regs, 0.0)
     for _ in range(args.repeat):
-        for precision, reg in regs.items():
+        for name, reg in regs.items():
             reg.partial_fit(X, y)
-            best[precision] = max(best[precision], len(y) / float(reg.history[-1, "dur"]))
-    # a smaller bfloat16 matmul: where bfloat16 is emulated, 2048 x 2048 takes minutes
-    ceiling = {"float32": matmul_gflops(args.device, torch.float32),
-               "bfloat16": matmul_gflops(args.device, torch.bfloat16, n=1024, repeat=3)}
-    print(f"AMNetVid, the note's JET input (4 x 9x70x70 uint8 + 4 scores), batch 32, MSE + Adam; "
+            best[name] = max(best[name], len(y) / float(reg.history[-1, "dur"]))
+    ceiling = ceilings(args.device)
+    print(f"{title}, batch 32, MSE + Adam; "
           f"{len(y)} videos per epoch, best of {args.repeat} epochs each, alternated")
-    print(f"  one training sample: {per_sample / 1e9:.2f} GFLOP (forward + backward)")
+    print(f"  one training sample: {per_sample / 1e9:.3g} GFLOP (forward + backward)")
     print(f"  matmul ceiling ({args.device}): float32 {ceiling['float32']:.0f} GFLOP/s, "
           f"bfloat16 {ceiling['bfloat16']:.1f} GFLOP/s")
-    for precision, rate in best.items():
-        runs = "float32" if precision == "float32" else auto
-        label = "float32" if precision == "float32" else f"auto -> {auto} ({why})"
+    for name, rate in best.items():
+        runs = "float32" if name.startswith("float32") else auto
+        label = name if name.startswith("float32") else name.replace("auto", f"auto -> {auto} ({why})")
+        compiled = regs[name].compile is True
+        extra = (f"; compiling took about {first_epoch[name] - len(y) / best[name]:.0f} s (its warm-up epoch "
+                 f"less a compiled one)") if compiled else ""
         print(f"  {label}: {rate:6.1f} samples/s = {rate * per_sample / 1e9:5.0f} GFLOP/s, "
-              f"{rate * per_sample / 1e9 / ceiling[runs]:.2f} of the {runs} ceiling")
-    print(f"  auto / float32: {best['auto'] / best['float32']:.2f}x")
+              f"{rate * per_sample / 1e9 / ceiling[runs]:.2f} of the {runs} ceiling{extra}")
+    print(f"  float32 compiled / eager: {best['float32, compiled'] / best['float32']:.2f}x; "
+          f"auto / float32: {best['auto'] / best['float32']:.2f}x; "
+          f"auto compiled / float32 eager: {best['auto, compiled'] / best['float32']:.2f}x")
 
 
 def _fit(maps, scores, y, **params):
@@ -157,27 +159,49 @@ def raw_vs_jet(args) -> None:
           f"{wall:.1f} s ({wall / jet_wall:.2f}x the JET fit's time); held-out Spearman {rho:.3f}")
 
 
+def learning_curve(args) -> None:
+    maps, scores, y = make_moving_peak_dataset(args.n_train, seed=0)
+    maps_te, scores_te, y_te = make_moving_peak_dataset(args.n_test, seed=1)
+    X, X_te = {"maps": maps, "scores": scores}, {"maps": maps_te, "scores": scores_te}
+    raw = dict(module__map_channels=3, module__map_size=14, module__map_scale=196)
+    print(f"held-out Spearman after {args.epochs} epochs on {len(y)} moving-peak videos (raw 3x14x14 maps, "
+          f"the ConvLSTM's code path at a size that trains in seconds), {len(y_te)} test videos")
+    for name, params in [("float32", dict(precision="float32", compile=False)),
+                         ("float32, compiled", dict(precision="float32", compile=True)),
+                         ("auto", dict(precision="auto", compile=False))]:
+        rhos = []
+        for seed in range(args.seeds):
+            reg = ConvLSTMRegressor(max_epochs=args.epochs, train_split=None, random_state=seed,
+                                    device=args.device, **raw, **params).fit(X, y)
+            rhos.append(spearman(y_te, reg.predict(X_te)))
+        label = name.replace("auto", f"auto -> {reg.precision_}")
+        print(f"  {label}: {', '.join(f'{r:.3f}' for r in rhos)} (mean {np.mean(rhos):.3f}, "
+              f"spread {max(rhos) - min(rhos):.3f})")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=("throughput", "raw-vs-jet"), default="throughput")
+    parser.add_argument("--part", choices=("throughput", "raw-vs-jet", "learning-curve"), default="throughput")
+    parser.add_argument("--model", choices=tuple(MODELS), default="amnetvid", help="throughput: which network")
     parser.add_argument("--n-train", type=int, default=None,
                         help="videos per epoch (default: 128 for throughput, 192 for raw-vs-jet)")
     parser.add_argument("--repeat", type=int, default=3, help="throughput: epochs per precision")
-    parser.add_argument("--epochs", type=int, default=5, help="raw-vs-jet: epochs for the equal-budget fits")
+    parser.add_argument("--epochs", type=int, default=5, help="raw-vs-jet, learning-curve: epochs per fit")
+    parser.add_argument("--seeds", type=int, default=3, help="learning-curve: random_state 0..seeds-1")
     parser.add_argument("--n-test", type=int, default=300, help="raw-vs-jet: held-out videos")
     parser.add_argument("--n-train-raw", type=int, default=800, help="raw-vs-jet: videos for the time-matched raw fit")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--device", default=DEFAULT_DEVICE)
     args = parser.parse_args(argv)
     if args.n_train is None:
-        args.n_train = 128 if args.part == "throughput" else 192
+        args.n_train = {"throughput": 128, "raw-vs-jet": 192, "learning-curve": 400}[args.part]
     if args.threads:
         torch.set_num_threads(args.threads)
     gpu = f" ({torch.cuda.get_device_name(args.device)})" if args.device.startswith("cuda") else ""
     print(f"device={args.device}{gpu} torch threads={torch.get_num_threads()} torch {torch.__version__} "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}; {_load()}")
-    throughput(args) if args.part == "throughput" else raw_vs_jet(args)
-    print(f"  {_load()}")
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}; {load_average()}")
+    {"throughput": throughput, "raw-vs-jet": raw_vs_jet, "learning-curve": learning_curve}[args.part](args)
+    print(f"  {load_average()}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+from ..errors import RecipeError, RecipeNotFoundError
+
 #: memorability targets a recipe is fitted to (the ``short_term`` and ``long_term`` labels)
 TARGETS = ("short", "long")
 
@@ -74,6 +76,19 @@ def recipe_dirs() -> list[Path]:
     return [shipped] if local.resolve() == shipped.resolve() else [local, shipped]
 
 
+def shipped_recipe(name: str) -> ModuleType:
+    """The recipe ``name`` as shipped with the package, whatever ``./pipelines`` holds: a recipe made
+    of other recipes (the stacked ensemble) names its members by this, so that a file in the folder
+    a user works in cannot change them unseen.
+
+    Examples
+    --------
+    >>> shipped_recipe("mean_score").recipe_name
+    'mean_score'
+    """
+    return load_recipe(Path(__file__).resolve().parent / f"{name}.py")
+
+
 def load_recipe(recipe) -> ModuleType:
     """Load a recipe: a path to a ``.py`` file, or a name such as ``"amnetvid"``.
 
@@ -99,14 +114,14 @@ def load_recipe(recipe) -> ModuleType:
     if not path.is_file():
         dirs = recipe_dirs()
         known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.py")} - {"__init__"})
-        raise FileNotFoundError(f"recipe {text!r} not found; give a path to a .py file or one of {known} "
-                                f"(names are looked up in {', '.join(map(str, dirs))})")
+        raise RecipeNotFoundError(f"recipe {text!r} not found; give a path to a .py file or one of {known} "
+                                  f"(names are looked up in {', '.join(map(str, dirs))})")
     spec = importlib.util.spec_from_file_location(f"amnetvid_recipe_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for attr in ("pipeline", "param_grid"):
         if not hasattr(module, attr):
-            raise ValueError(f"recipe {str(path)!r} must define {attr!r}")
+            raise RecipeError(f"recipe {str(path)!r} must define {attr!r}")
     module.recipe_name = path.stem
     return module
 
@@ -154,7 +169,7 @@ def reader_step(pipeline) -> tuple[str, object]:
     """
     steps = store_steps(pipeline)
     if not steps:
-        raise ValueError(f"the pipeline {[n for n, _ in pipeline.steps]} has no step that reads the store "
+        raise RecipeError(f"the pipeline {[n for n, _ in pipeline.steps]} has no step that reads the store "
                          "(a step with a 'store' parameter, such as FrameScores or AttentionSequences)")
     return steps[0]
 

@@ -246,6 +246,33 @@ def test_extract_embeddings_after_a_plain_extract_adds_them_without_new_frames(c
     np.testing.assert_array_equal(fs.read_arrays(["clip0", "clip1"], maps=False)[0], scores_before)
 
 
+def test_extract_embeddings_asks_the_store_once_per_run_not_per_flush(clips, tmp_path, amnet32, monkeypatch):
+    """A flush of videos new to the store runs no query over the whole store (a cost per flush that grew
+    with the store): which videos lack embeddings is asked once per run, and again only for a flush that
+    holds one of them, which then gets its embeddings alone."""
+    calls = []
+    real = FeatureStore.extracted_files
+    monkeypatch.setattr(FeatureStore, "extracted_files", lambda self, *a: calls.append(a) or real(self, *a))
+    store = tmp_path / "store"
+    new = [clips / "clip0.mp4", clips / "clip1.mp4", clips / "clip3.mp4"]
+    done = extract(new, store=store, frame_model=amnet32, n_frames=3, progress=False, embeddings=True,
+                   flush_every=1)
+    assert len(done.extracted) == 3
+    assert len(calls) == 2  # the plan's look at the store, and the extractor's one for the run
+    fs = FeatureStore(store)
+    assert fs.read_embeddings(["clip0", "clip1", "clip3"]).shape == (3, 3, 1024)
+    # a video extracted without embeddings, flushed among new ones: only its embeddings are added
+    extract([clips / "clip4.mp4"], store=store, frame_model=amnet32, n_frames=3, progress=False)
+    frames_before = fs.sql("SELECT * FROM frames_all WHERE video_id = 'clip4' ORDER BY frame_index")
+    calls.clear()
+    mixed = extract([clips / "clip5.webm", clips / "clip4.mp4", clips / "clip2.webm"], store=store,
+                    frame_model=amnet32, n_frames=3, progress=False, embeddings=True, flush_every=1)
+    assert len(mixed.extracted) == 3 and len(calls) <= 3  # plan, run, and at most the flush of clip4
+    assert fs.sql("SELECT * FROM frames_all WHERE video_id = 'clip4' ORDER BY frame_index").equals(frames_before)
+    assert fs.sql("SELECT count(*) AS n FROM videos_all WHERE video_id = 'clip4'").to_pylist() == [{"n": 1}]
+    assert fs.read_embeddings(["clip4", "clip5", "clip2"]).shape == (3, 3, 1024)
+
+
 def test_scores_only_extraction_never_mixes_with_maps(clips, tmp_path, amnet32):
     """extract(maps='none') writes another fingerprint with null attention; model=None then lists both."""
     from amnetvid_sk.frame_models.amnet import AMNet

@@ -318,7 +318,7 @@ def test_parameter_errors_are_sklearns_and_the_same_in_every_run():
     import subprocess
     import sys
 
-    from sklearn.utils._param_validation import InvalidParameterError
+    from amnetvid_sk._validation import SklearnInvalidParameterError as InvalidParameterError
 
     with pytest.raises(InvalidParameterError) as err:
         labelled_data("somewhere", "medium")

@@ -349,19 +349,19 @@ class SlowFrameModel(FrameModel):
     name = "slow"
     map_shape = (3, 14, 14)
 
-    def __init__(self, seconds=0.4, device=None, batch_size=1, precision="auto", bfloat16=None):
-        super().__init__(device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16)
+    def __init__(self, seconds=0.4, device=None, batch_size=1, precision="auto"):
+        super().__init__(device=device, batch_size=batch_size, precision=precision)
         self.seconds = seconds
 
     def _fingerprint_parts(self) -> dict:
         return {"weights_sha256": hashlib.sha256(f"slow={self.seconds!r}".encode()).hexdigest(),
                 "preprocessing": "none"}
 
-    def _predict_batch(self, frames):
+    def _forward_batch(self, frames, *, maps, embeddings):
         import torch
 
         time.sleep(self.seconds)
-        return torch.full((len(frames),), 0.5), torch.ones((len(frames), *self.map_shape))
+        return torch.full((len(frames),), 0.5), torch.ones((len(frames), *self.map_shape)) if maps else None, None
 
 
 def test_video_time_limit_records_failures_and_a_rerun_extracts(clips, tmp_path, amnet):

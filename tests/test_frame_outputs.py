@@ -175,7 +175,7 @@ def test_unreadable_images_name_the_file(amnet, images, tmp_path):
 
 
 def test_old_style_subclass_still_works(monkeypatch, images):
-    """A frame model written against _predict_batch only keeps working: maps, images; no embeddings, said clearly."""
+    """A frame model without embeddings (a plug-in's _forward_batch): maps, images; no embeddings, said clearly."""
     monkeypatch.syspath_prepend(str(PLUGIN_DIR))
     from tiny_frame_model import TinyFrameModel
 

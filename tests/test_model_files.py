@@ -20,8 +20,8 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from amnetvid_sk import __version__
 from amnetvid_sk.errors import ModelFileError
-from amnetvid_sk.model_files import (ALLOWED_PREFIXES, load_model, model_file_info, read_model_file,
-                                     save_model)
+from amnetvid_sk.model_files import ALLOWED_PREFIXES, load_model, model_file_info, save_model
+from amnetvid_sk.model_sources import read_model_file
 from amnetvid_sk.pipelines import load_recipe, reader_step, role_params
 from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
 
@@ -277,7 +277,7 @@ def test_pickles_are_refused_and_never_run(evil_files):
 def test_pickle_refused_in_a_real_subprocess(evil_files, tmp_path):
     """The same refusal in a fresh interpreter; with allow_pickle=True the file does run (it is real)."""
     flag, paths = evil_files
-    code = "import sys; from amnetvid_sk.model_files import read_model_file; read_model_file(sys.argv[1]{})"
+    code = "import sys; from amnetvid_sk.model_sources import read_model_file; read_model_file(sys.argv[1]{})"
     for path in paths:
         proc = subprocess.run([sys.executable, "-c", code.format(""), str(path)], capture_output=True, text=True,
                               timeout=120, cwd=tmp_path)

@@ -40,9 +40,9 @@ def test_auto_is_bfloat16_exactly_where_it_is_native():
     bf = AMNet.from_random(seed=0, device="cpu", precision="bfloat16")
     assert bf.fingerprint.endswith(".bf16")
     assert ("emulated" in bf.describe()) == (not native)
-    # the older keyword still works and means an explicit choice
-    assert AMNet.from_random(seed=0, device="cpu", bfloat16=True).precision == "bfloat16"
-    assert AMNet.from_random(seed=0, device="cpu", bfloat16=False).precision == "float32"
+    # an explicit choice is kept, whatever this machine computes natively
+    assert AMNet.from_random(seed=0, device="cpu", precision="bfloat16").precision == "bfloat16"
+    assert AMNet.from_random(seed=0, device="cpu", precision="float32").precision == "float32"
     assert bf.fingerprint_as("float32") == f32.fingerprint
 
 

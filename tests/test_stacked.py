@@ -75,3 +75,22 @@ def test_stacked_cross_validates_grid_searches_and_predicts_new_files(stacked_st
     assert list(new_ids) == ["n0", "n1"] and summary.ok and np.isfinite(predictions).all()
     # the new files were extracted with embeddings: the embedding ridge member could read them
     assert FeatureStore(store).read_embeddings(["n0", "n1"], pooling="mean").shape[0] == 2
+
+
+def test_members_are_the_shipped_recipes_whatever_the_working_folder_holds(tmp_path, monkeypatch):
+    """A recipe of a member's name in ./pipelines does not change the stacked ensemble; members passed do."""
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "mean_score.py").write_text(
+        "from sklearn.dummy import DummyRegressor\nfrom sklearn.pipeline import Pipeline\n\nparam_grid = {}\n\n\n"
+        "def pipeline(store='store'):\n    return Pipeline([('dummy', DummyRegressor())])\n")
+    monkeypatch.chdir(tmp_path)
+    # the name alone finds the user's copy ...
+    assert [type(s).__name__ for _, s in load_recipe("mean_score").pipeline("store").steps] == ["DummyRegressor"]
+    # ... but the ensemble's members are the shipped recipes
+    members = dict(load_recipe("stacked").pipeline("store").named_steps["stack"].estimators)
+    assert list(members) == ["mean_score", "score_lstm", "amnetvid", "embedding_ridge"]
+    assert [type(s).__name__ for _, s in members["mean_score"].steps] == ["FrameScores", "MeanScoreRegressor"]
+    # members given explicitly are the ones used
+    mine = dict(load_recipe("stacked").pipeline("store", members=["mean_score"]).named_steps["stack"].estimators)
+    assert list(mine) == ["mean_score"]
+    assert [type(s).__name__ for _, s in mine["mean_score"].steps] == ["DummyRegressor"]

@@ -215,6 +215,28 @@ def test_two_writers_same_video_leave_one_visible(store):
     assert frames == [{"extraction_id": visible[0]["extraction_id"], "n": visible[0]["n_frames"]}]
 
 
+def test_writes_list_only_the_models_table(store, monkeypatch):
+    """Registering a model (known or new) and writing extractions look at the small models table only:
+    no listing and binding of every frames part, a cost per write that grew with the store."""
+    from amnetvid_sk.store import connection
+
+    write_videos(store, {"v1": 2, "v2": 3})
+    listed, real = [], connection.list_parts
+    monkeypatch.setattr(connection, "list_parts",
+                        lambda path, tables=connection.TABLES: listed.append(tuple(tables)) or real(path, tables))
+    fresh = FeatureStore(store.path)
+    assert fresh.write_model("m1", "toy-m1", {"seed": 1}, SHAPE) is False
+    assert fresh.write_model("m9", "toy-m9", {}, SHAPE, embedding_dim=4) is True
+    r = _video_row("v3", 2, model="m9")
+    emb = embeddings_table(r["extraction_id"], [0, 7], np.ones((2, 4)))
+    assert fresh.write_extractions([r], frames_table(r["extraction_id"], [0, 7], [0.0, 0.2], [0.5, 0.6],
+                                                     _softmax_maps(np.random.default_rng(0), 2)), emb) == 1
+    assert listed and set(listed) == {("models",)}
+    monkeypatch.undo()
+    assert sorted(m["model"] for m in fresh.models()) == ["m1", "m9"]
+    assert fresh.sql("SELECT count(*) AS n FROM embeddings").to_pylist() == [{"n": 2}]
+
+
 def test_temp_files_and_uncommitted_frames_are_invisible(store):
     """A half-written temp file is ignored, and frames without their videos row stay hidden."""
     write_videos(store, {"v1": 3})

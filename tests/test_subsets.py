@@ -7,7 +7,7 @@ import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
-from sklearn.utils._param_validation import InvalidParameterError
+from amnetvid_sk._validation import SklearnInvalidParameterError as InvalidParameterError
 from skorch.dataset import ValidSplit
 from torch import nn
 

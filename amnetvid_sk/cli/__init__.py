@@ -7,19 +7,17 @@ exception (a bug) keeps its traceback, so that it can be reported.
 Where things are: :mod:`.parser` (the parser class, typed option values, shared option
 groups), :mod:`.store_commands` (sql, info, compact, verify, labels import), :mod:`.score_commands`
 (score), :mod:`.extract_commands` (extract), :mod:`.model_commands` (evaluate, table1, grid, fit, predict,
-demo), :mod:`.report_commands` (report); this module builds the parser, runs a command and tells user
-errors from bugs.
+demo), :mod:`.report_commands` (report); this module builds the parser, runs a command and maps the
+exception types of user errors to exit status 2.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from .. import __version__
-from .. import pipelines
-from ..errors import DISK_FULL_ERRNOS, AmnetvidError, disk_full_errno, disk_full_message
+from ..errors import DISK_FULL_ERRNOS, AmnetvidError, ParameterError, disk_full_errno, disk_full_message
 from ..precision import PRECISIONS  # noqa: F401  (the --precision choices, kept without torch)
 from .extract_commands import add_extract_commands
 from .model_commands import add_model_commands
@@ -30,12 +28,6 @@ from .report_commands import add_report_commands
 from .score_commands import add_score_commands
 from .store_commands import add_store_commands
 from .warning_lines import warning_lines
-
-# Where a ValueError or TypeError was raised tells a parameter check (a user error) from a bug:
-# the package's own folders, the shipped recipes' folder (a separate folder in an editable
-# install), and the CLI's folder, whose own checks raise the package's error types instead.
-_PACKAGE_DIRS = (Path(__file__).resolve().parent.parent, Path(pipelines.__file__).resolve().parent)
-_CLI_DIR = Path(__file__).resolve().parent
 
 
 def build_parser() -> Parser:
@@ -69,78 +61,35 @@ def build_parser() -> Parser:
     return parser
 
 
-def _is_invalid_parameter(exc: BaseException) -> bool:
-    """Whether ``exc`` is scikit-learn's InvalidParameterError (looked up only once scikit-learn
-    is loaded: the light commands never import it)."""
-    module = sys.modules.get("sklearn.utils._param_validation")
-    return module is not None and isinstance(exc, module.InvalidParameterError)
-
-
-def _in_package(path: Path) -> bool:
-    return any(folder in path.parents for folder in _PACKAGE_DIRS)
-
-
-def _check_reached_from_package(exc: BaseException) -> bool:
-    """Whether a scikit-learn parameter check was entered from this package (the CLI included).
-
-    scikit-learn raises ``InvalidParameterError`` inside its own validation code, called by the
-    ``validate_params`` wrapper of a function of this package (or by an estimator's ``fit`` that a
-    function of this package runs): the frame that entered scikit-learn is then in this package.
-    """
-    sklearn = sys.modules.get("sklearn")
-    if sklearn is None:
-        return False
-    sklearn_dir = Path(sklearn.__file__).resolve().parent
-    tb, caller = exc.__traceback__, None
-    while tb is not None:
-        where = Path(tb.tb_frame.f_code.co_filename).resolve()
-        if sklearn_dir in where.parents:
-            return caller is not None and _in_package(caller)
-        caller, tb = where, tb.tb_next
-    return False
-
-
 def _is_user_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is a user error (one line, exit 2) rather than a bug (a traceback).
+    """Whether ``exc`` is a user error (one line, exit 2) rather than a bug (a traceback), by its type.
 
-    User errors: this package's own error types; a full disk or used-up quota (an OSError with
-    ENOSPC or EDQUOT, naming a file or not, or another error raised while handling one); a file
-    the system refused (an OSError naming it: missing, unreadable); a ValueError or TypeError
-    raised inside this package by a parameter check; and scikit-learn's ``InvalidParameterError``
-    for a check that this package called (its functions are checked by ``validate_params``). The same types raised
-    deep inside a dependency, or by the CLI's own modules (whose checks raise the package's
-    types), are bugs.
+    User errors: this package's own error types (a bad parameter is a
+    :class:`~amnetvid_sk.errors.ParameterError`, scikit-learn's checks included, see
+    :mod:`amnetvid_sk._validation`); a full disk or used-up quota (an OSError with ENOSPC or EDQUOT,
+    or another error raised while handling one); a file the system refused (an OSError naming it:
+    missing, unreadable). Any other exception is a bug, wherever it was raised.
     """
     if isinstance(exc, AmnetvidError) or disk_full_errno(exc) is not None:
         return True
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return True
-    if not isinstance(exc, (ValueError, TypeError, FileNotFoundError)) or exc.__traceback__ is None:
-        return False
-    if _is_invalid_parameter(exc) and _check_reached_from_package(exc):
-        return True
-    tb = exc.__traceback__
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    where = Path(tb.tb_frame.f_code.co_filename).resolve()
-    return _in_package(where) and _CLI_DIR not in where.parents
+    return isinstance(exc, OSError) and exc.filename is not None
 
 
 def _error_line(exc: BaseException) -> str:
     """The one line that reports a user error.
 
     scikit-learn's ``validate_params`` renames an estimator's parameter error after the
-    function that ran it ("The 'maps' parameter of cross_validate ..."); the original, which
-    names the estimator, is its cause and is the one reported. A full disk met outside the
-    package's own writers (which raise StoreFullError or DiskFullError) says so, and what to do.
+    function that ran it ("The 'maps' parameter of cross_validate ..."); the first message, which
+    names the estimator, is the one reported (``ParameterError.origin``). A full disk met outside
+    the package's own writers (which raise StoreFullError or DiskFullError) says so, and what to do.
     """
     if not isinstance(exc, AmnetvidError) and disk_full_errno(exc) is not None:
         return _disk_full_line(exc)
     if isinstance(exc, OSError) and exc.filename is not None and not isinstance(exc, AmnetvidError):
         names = " -> ".join(repr(str(f)) for f in (exc.filename, exc.filename2) if f is not None)
         return f"error: {exc.strerror or exc}: {names}"
-    while _is_invalid_parameter(exc) and _is_invalid_parameter(exc.__cause__):
-        exc = exc.__cause__
+    if isinstance(exc, ParameterError) and exc.origin:
+        return f"error: {one_line(exc.origin)}"
     return f"error: {one_line(exc)}"
 
 

@@ -131,6 +131,7 @@ def _save_pipeline(pipeline, path, recipe, target, y) -> None:
 
 
 def cmd_fit(args) -> int:
+    from .._validation import as_parameter_error
     from ..evaluate import reader_step, training_set
 
     folder = Path(args.out).resolve().parent
@@ -143,7 +144,8 @@ def cmd_fit(args) -> int:
     reader = reader_step(pipe)[1].get_params(deep=False)
     _report_videos(args.target, len(ids), left_out, args.store,
                    features={"model": reader.get("model"), "sampling": reader.get("sampling")})
-    pipe.fit(ids, y)
+    with as_parameter_error():  # a recipe's step refusing one of its parameters: a user error, in one line
+        pipe.fit(ids, y)
     _save_pipeline(pipe, args.out, args.recipe, args.target, y)
     # a recipe's name is its file's stem (load_recipe), given as a name or as a path
     print(f"fitted {Path(args.recipe).stem} on {len(ids)} videos ({args.target}-term); saved to {args.out}")

@@ -32,6 +32,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import ParameterError, allowed_values
+
 __all__ = ["ROW_FORMATS", "RowWriter", "check_out_file"]
 
 #: the formats every row-printing command offers
@@ -103,8 +105,8 @@ class RowWriter:
 
     def __init__(self, columns, fmt: str = "table", out=None, digits: int = 4):
         if fmt not in ROW_FORMATS:
-            raise ValueError(f"The 'fmt' parameter of RowWriter must be a str among {set(ROW_FORMATS)}. "
-                             f"Got {fmt!r} instead.")
+            raise ParameterError(f"The 'fmt' parameter of RowWriter must be a str among "
+                                 f"{allowed_values(ROW_FORMATS)}. Got {fmt!r} instead.")
         self.columns = list(columns)
         self.fmt = fmt
         self.out = None if out is None else Path(out)

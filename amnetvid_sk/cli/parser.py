@@ -11,7 +11,8 @@ import math
 import os
 import re
 
-from ..errors import MissingDependencyError
+from ..dask_backend import dask_client_class
+from ..frame_models.outputs import MAPS_MODES
 from ..precision import PRECISIONS  # no torch import: precision.py loads it lazily
 from ..sampling_keys import DEFAULT_N_FRAMES
 
@@ -128,15 +129,25 @@ def _device(text: str) -> str:
 
 
 def _store_folder(text: str) -> str:
-    """A store folder to write: it may not exist yet (the first write makes it), but is not a file."""
+    """A store folder to write: it may not exist yet (the first write makes it), but is not a file.
+    An ``s3://bucket/prefix`` store is checked for its form only (FeatureStore reaches the server)."""
+    if text.startswith("s3://"):
+        from ..errors import StoreError
+        from ..store.location import store_root
+
+        try:
+            return store_root(text)
+        except StoreError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
     if os.path.exists(text) and not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a file, not a feature store folder")
     return text
 
 
 def _existing_store_folder(text: str) -> str:
-    """A store folder to read: it exists (a typo would otherwise read as an empty store)."""
-    if not os.path.exists(_store_folder(text)):
+    """A store folder to read: it exists (a typo would otherwise read as an empty store; an S3
+    store's existence is checked when it opens)."""
+    if not text.startswith("s3://") and not os.path.exists(_store_folder(text)):
         raise argparse.ArgumentTypeError(
             f"the store folder {text!r} does not exist; check the path (`amnetvid extract` and "
             "`amnetvid labels import` make a new store)")
@@ -215,7 +226,7 @@ def add_frame_model_args(p: argparse.ArgumentParser, precision: bool = True) -> 
                             "bfloat16 only where the device computes it natively, float32 elsewhere "
                             "(emulated bfloat16 is many times slower)")
         g.add_argument("--bfloat16", dest="precision", action="store_const", const="bfloat16",
-                       help="the same as --precision bfloat16 (older spelling)")
+                       help="the same as --precision bfloat16")
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -228,9 +239,10 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_store_arg(p: argparse.ArgumentParser, default=DEFAULT_STORE, help=None, create: bool = False) -> None:
-    """--store DIR: a folder that exists, or with ``create`` (commands that write) one that may not yet."""
+    """--store DIR: a folder that exists, or with ``create`` (commands that write) one that may not yet;
+    or an ``s3://bucket/prefix`` store (the server and credentials from the AWS environment variables)."""
     p.add_argument("--store", type=_store_folder if create else _existing_store_folder, default=default,
-                   metavar="DIR", help=help or f"feature store folder (default: {DEFAULT_STORE}/)"
+                   metavar="DIR", help=help or f"feature store folder or s3://BUCKET/PREFIX (default: {DEFAULT_STORE}/)"
                                                + ("; made by the first write" if create else ""))
 
 
@@ -241,7 +253,7 @@ def check_device(args) -> None:
     if getattr(args, "device", None) in (None, "cpu"):
         return
     from ..errors import DeviceError
-    from ..frame_models.base import resolve_device
+    from ..frame_models.devices import resolve_device
 
     try:
         resolve_device(args.device)
@@ -268,18 +280,9 @@ def check_dask(args) -> None:
     if args.backend == "dask":
         if not args.scheduler:
             args.parser.error("--backend dask needs --scheduler ADDRESS (e.g. tcp://HOST:8786)")
-        try:
-            import distributed  # noqa: F401
-        except ImportError as exc:
-            raise MissingDependencyError(
-                f'--backend dask needs Dask distributed ({exc}): pip install "amnetvid-sk[dask]"') from exc
+        dask_client_class("--backend dask")
     elif args.scheduler:
         args.parser.error(f"--scheduler is only used with --backend dask (got --backend {args.backend})")
-
-
-#: what a frame model computes besides its scores: attention maps (Grad-CAM for ResMem, a backward
-#: pass) or nothing (scores only: a forward pass)
-MAPS_MODES = ("attention", "none")
 
 
 def add_maps_arg(p: argparse.ArgumentParser) -> None:

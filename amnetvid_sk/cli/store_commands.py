@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from .parser import EXIT_STATUS, TRACEBACK_ENV, _sql_param, add_store_arg
 
@@ -102,7 +101,7 @@ def cmd_info(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
-    print(f"store: {Path(args.store).resolve()}")
+    print(f"store: {fs.path}")
     size = info.get("size_bytes", 0)
     print(f"size on disk: {size / 1e6:.2f} MB")
     print("tables:")

@@ -16,8 +16,9 @@ import errno
 import sys
 import time
 
-from ..errors import VideoDecodeError
+from ..errors import ParameterError, VideoDecodeError, allowed_values
 from ..frame_models import make_frame_model
+from ..frame_models.outputs import MAPS_MODES
 from ..frame_models.spec import spec_of
 from ..store import FeatureStore
 from ..video import DEFAULT_N_FRAMES, sampling_key
@@ -34,7 +35,6 @@ __all__ = [
 ]
 
 BACKENDS = ("local", "joblib", "dask")
-MAPS_MODES = ("attention", "none")
 
 
 def keep_store_precision(store, model) -> None:
@@ -65,7 +65,6 @@ def extract(
     video_time_limit: float | None = None,
     device=None,
     precision: str = "auto",
-    bfloat16: bool | None = None,
     allow_unsafe_weights: bool = False,
     ids: str = "stem",
     replace: bool = False,
@@ -117,8 +116,6 @@ def extract(
         has for this frame model (a store extracted elsewhere in bfloat16 stays
         in bfloat16), so that one store never holds a model under two
         fingerprints by accident. Ignored when ``frame_model`` is a built model.
-    bfloat16 : bool or None, default=None
-        Older spelling of ``precision`` (True: bfloat16, False: float32).
     allow_unsafe_weights : bool, default=False
         Allow a weights file that needs arbitrary unpickling (trusted files only).
     ids : {"stem", "relpath"}, default="stem"
@@ -184,24 +181,24 @@ def extract(
     >>> print(summary.report())  # doctest: +SKIP
     """
     if backend not in BACKENDS:
-        raise ValueError(
-            f"The 'backend' parameter of extract must be a str among {set(BACKENDS)}. Got {backend!r} instead."
-        )
+        raise ParameterError(f"The 'backend' parameter of extract must be a str among {allowed_values(BACKENDS)}. "
+                             f"Got {backend!r} instead.")
     if backend == "dask" and not scheduler:
-        raise ValueError("backend='dask' needs a scheduler address, e.g. scheduler='tcp://127.0.0.1:8786'")
+        raise ParameterError("backend='dask' needs a scheduler address, e.g. scheduler='tcp://127.0.0.1:8786'")
     if ids not in ID_MODES:
-        raise ValueError(f"The 'ids' parameter of extract must be a str among {{'relpath', 'stem'}}. "
-                         f"Got {ids!r} instead.")
+        raise ParameterError(f"The 'ids' parameter of extract must be a str among {allowed_values(ID_MODES)}. "
+                             f"Got {ids!r} instead.")
     if n_frames is None and fps is None:
         n_frames = DEFAULT_N_FRAMES
     sampling = sampling_key(n_frames=n_frames, fps=fps)
     if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
-        raise ValueError(f"The 'flush_every' parameter of extract must be an int >= 1. Got {flush_every!r} instead.")
+        raise ParameterError(
+            f"The 'flush_every' parameter of extract must be an int >= 1. Got {flush_every!r} instead.")
     if maps is not None and maps not in MAPS_MODES:
-        raise ValueError(f"The 'maps' parameter of extract must be a str among {set(MAPS_MODES)} or None. "
-                         f"Got {maps!r} instead.")
+        raise ParameterError(f"The 'maps' parameter of extract must be a str among {allowed_values(MAPS_MODES)} "
+                             f"or None. Got {maps!r} instead.")
     if not isinstance(embeddings, bool):
-        raise ValueError(f"The 'embeddings' parameter of extract must be a bool. Got {embeddings!r} instead.")
+        raise ParameterError(f"The 'embeddings' parameter of extract must be a bool. Got {embeddings!r} instead.")
     video_time_limit = check_time_limit(video_time_limit, "video_time_limit", "extract")
 
     started = time.perf_counter()
@@ -209,8 +206,6 @@ def extract(
     store_obj = FeatureStore(store, create=True)  # extraction starts a store
     inputs = expand_inputs(paths, ids)
     check_unique_ids(inputs)  # before the model loads: a naming problem costs nothing
-    if bfloat16 is not None:
-        precision = "bfloat16" if bfloat16 else "float32"
     if isinstance(frame_model, str):
         model = make_frame_model(frame_model, weights=weights, device=device, batch_size=batch_size,
                                  precision=precision, allow_unsafe_weights=allow_unsafe_weights,
@@ -220,10 +215,10 @@ def extract(
     else:
         model = frame_model
         if maps is not None and maps != model.maps:
-            raise ValueError(f"The 'maps' parameter of extract is {maps!r} but the frame model given was built "
+            raise ParameterError(f"The 'maps' parameter of extract is {maps!r} but the frame model given was built "
                              f"with maps={model.maps!r}; build it with maps={maps!r}, or leave maps=None")
     if embeddings and not model.embedding_dim:
-        raise ValueError(f"embeddings=True (--embeddings) needs a frame model that gives frame embeddings; "
+        raise ParameterError(f"embeddings=True (--embeddings) needs a frame model that gives frame embeddings; "
                          f"{model.name!r} ({type(model).__name__}) has embedding_dim=0. Use resmem or amnet")
     if progress:
         print(model.describe(), file=sys.stderr, flush=True)

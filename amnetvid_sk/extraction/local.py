@@ -122,6 +122,7 @@ class Extractor:
         self.fingerprint = model.fingerprint
         self._queue: deque = deque()  # frames waiting for the model: (video, position in the video, frame)
         self._completed: list[_PendingVideo] = []  # videos with all outputs, not written yet
+        self._unembedded: set[str] | None = None  # see _stored_extractions
         self._n_model_frames = 0
         self._bar = None
         self._started = time.perf_counter()
@@ -135,6 +136,7 @@ class Extractor:
         so a rerun continues from it.
         """
         self._started = time.perf_counter()
+        self._unembedded = None
         if self.progress:
             from tqdm.auto import tqdm
 
@@ -228,10 +230,25 @@ class Extractor:
 
     def _stored_extractions(self) -> dict[str, str]:
         """video id -> the extraction id of the completed videos whose visible extraction (same
-        file, same frames) lacks embeddings: those get only their embeddings written."""
+        file, same frames) lacks embeddings: those get only their embeddings written.
+
+        The store is asked once per run which videos have an extraction without embeddings, and
+        again only at a flush that holds one of them: a flush of videos new to the store (most
+        of a first run) then costs no query, which would read every ``videos`` and ``embeddings``
+        part of the store each time (a cost per flush that grows with the store). A video that
+        another writer extracts without embeddings during this run gets a new extraction here,
+        with embeddings, which hides that one.
+        """
         if not self.job.embeddings:
             return {}
-        done = self.store.extracted_files(self.fingerprint, self.job.sampling).to_pylist()
+        done = None
+        if self._unembedded is None:
+            done = self.store.extracted_files(self.fingerprint, self.job.sampling).to_pylist()
+            self._unembedded = {r["video_id"] for r in done if not r["embedded"]}
+        if not any(p.video_id in self._unembedded for p in self._completed):
+            return {}
+        if done is None:
+            done = self.store.extracted_files(self.fingerprint, self.job.sampling).to_pylist()
         by_id = {r["video_id"]: r for r in done if not r["embedded"]}
         found = {}
         for pending in self._completed:

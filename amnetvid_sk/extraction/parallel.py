@@ -10,14 +10,14 @@ own part files into the store, which must be a folder all workers can reach.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Sequence
 
 import joblib
 
-from ..errors import MissingDependencyError
+from ..dask_backend import dask_client_class
 from ..frame_models.spec import FrameModelSpec
+from ..store.location import store_root
 from .local import ExtractionJob, Extractor
 from .summary import ExtractionSummary
 
@@ -67,7 +67,8 @@ def extract_parallel(todo: Sequence[tuple[Path, str]], spec: FrameModelSpec, job
     spec : FrameModelSpec
         The frame model, rebuilt in each worker. Its ``device`` None lets each worker choose.
     job : ExtractionJob
-        ``job.store`` must be a folder every worker can reach.
+        ``job.store`` must be a folder every worker can reach, or an ``s3://`` store (each
+        worker then needs the AWS environment variables).
     backend : {"joblib", "dask"}
     scheduler : str, default=None
         Dask scheduler address, for ``backend="dask"``.
@@ -85,17 +86,11 @@ def extract_parallel(todo: Sequence[tuple[Path, str]], spec: FrameModelSpec, job
 
     >>> extract_parallel(todo, spec, job, backend="joblib", n_jobs=4)  # doctest: +SKIP
     """
-    job = dataclasses.replace(job, store=os.path.abspath(job.store))
+    job = dataclasses.replace(job, store=str(store_root(job.store)))  # an s3:// URL stays one
     call = joblib.delayed(extract_chunk)
     tasks = (call(chunk, spec, job) for chunk in _chunks(todo, n_jobs))
     if backend == "dask":
-        try:
-            from distributed import Client
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise MissingDependencyError(
-                'backend="dask" needs Dask distributed: pip install "amnetvid-sk[dask]"'
-            ) from exc
-        with Client(scheduler) as client, joblib.parallel_config(backend="dask"):
+        with dask_client_class()(scheduler) as client, joblib.parallel_config(backend="dask"):
             n_workers = max(1, len(client.scheduler_info().get("workers", {})))
             results = joblib.Parallel(n_jobs=n_workers)(tasks)
     else:

@@ -6,8 +6,8 @@ is imported here; the classes and helpers of :mod:`.base`, :mod:`.fingerprint`
 and :mod:`.spec` are imported on first use (PEP 562), so that the command line
 can list frame model names for its help text without loading torch.
 
-Where things are: :mod:`.base` (the :class:`FrameModel` interface, :class:`FrameOutputs`),
-:mod:`.frames` (frame checks, image paths, resizing, map normalisation),
+Where things are: :mod:`.base` (the :class:`FrameModel` interface), :mod:`.outputs` (:class:`FrameOutputs`,
+the ``maps`` modes), :mod:`.devices` (device choice), :mod:`.frames` (frame checks, image paths, resizing, map normalisation),
 :mod:`.identity` (fingerprint, rebuild parameters and config of a model),
 :mod:`.fingerprint` (the store's cache key), :mod:`.registry` (names -> classes,
 plug-ins), :mod:`.spec` (rebuilding a model in another process), :mod:`.amnet`
@@ -35,16 +35,16 @@ from .registry import (
 # public name -> submodule that defines it, imported on first use
 _LAZY = {
     "FrameModel": "base",
-    "FrameOutputs": "base",
-    "resolve_device": "base",
-    "available_devices": "base",
+    "FrameOutputs": "outputs",
+    "resolve_device": "devices",
+    "available_devices": "devices",
     "check_frames": "frames",
     "frames_to_tensor": "frames",
     "normalise_maps": "frames",
     "resize_frames": "frames",
     "IMAGENET_MEAN": "base",
     "IMAGENET_STD": "base",
-    "MAPS_MODES": "fingerprint",
+    "MAPS_MODES": "outputs",
     "make_fingerprint": "fingerprint",
     "hash_state_dict": "fingerprint",
     "hash_file": "fingerprint",

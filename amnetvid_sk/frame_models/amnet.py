@@ -178,8 +178,6 @@ class AMNet(FrameModel):
         ``"bfloat16"``: autocast for the network; the last linear layer and the
         softmax stay in float32. ``"auto"``: bfloat16 only where the device
         computes it natively (see :class:`~amnetvid_sk.frame_models.FrameModel`).
-    bfloat16 : bool or None, default=None
-        Older spelling of ``precision``.
     allow_unsafe_weights : bool, default=False
         Read a file that ``torch.load(weights_only=True)`` refuses (arbitrary
         unpickling: only for files you trust).
@@ -234,8 +232,8 @@ class AMNet(FrameModel):
     map_titles = tuple(f"attention step {k + 1}" for k in range(STEPS))
 
     def __init__(self, weights=None, device=None, batch_size: int = 16, precision: str = "auto",
-                 bfloat16: bool | None = None, allow_unsafe_weights: bool = False, maps: str = "attention"):
-        super().__init__(device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16, maps=maps)
+                 allow_unsafe_weights: bool = False, maps: str = "attention"):
+        super().__init__(device=device, batch_size=batch_size, precision=precision, maps=maps)
         self.allow_unsafe_weights = bool(allow_unsafe_weights)
         if weights is None:
             raise WeightsError(
@@ -271,7 +269,7 @@ class AMNet(FrameModel):
 
     @classmethod
     def from_random(cls, seed: int = 0, device=None, batch_size: int = 16, precision: str = "auto",
-                    bfloat16: bool | None = None, maps: str = "attention") -> "AMNet":
+                    maps: str = "attention") -> "AMNet":
         """AMNet with explicitly random weights (seeded): for tests and benchmarks only.
 
         Its scores mean nothing; its fingerprint names the random weights' hash
@@ -286,8 +284,7 @@ class AMNet(FrameModel):
         True
         """
         self = cls.__new__(cls)
-        FrameModel.__init__(self, device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16,
-                            maps=maps)
+        FrameModel.__init__(self, device=device, batch_size=batch_size, precision=precision, maps=maps)
         self.allow_unsafe_weights = False
         self.weights = None
         self.seed = seed

@@ -6,8 +6,10 @@ and, where it declares an :attr:`~FrameModel.embedding_dim`, an embedding of its
 internal state from the same forward pass. This module holds what they share:
 the :class:`FrameModel` base class (batching, ``inference_mode``, bfloat16
 autocast where the precision asks for it, the parameters that rebuild a model
-elsewhere), :class:`FrameOutputs` and device choice; the frame helpers (input
-checks, image paths, resizing, map normalisation) are in
+elsewhere). What it gives is in :mod:`~amnetvid_sk.frame_models.outputs`
+(:class:`FrameOutputs`, the ``maps`` modes), device choice in
+:mod:`~amnetvid_sk.frame_models.devices`, the frame helpers (input
+checks, image paths, resizing, map normalisation) in
 :mod:`~amnetvid_sk.frame_models.frames`. The fingerprint that keys the feature store is made in
 :mod:`~amnetvid_sk.frame_models.fingerprint`, the precision rule (``auto``:
 bfloat16 only where the hardware computes it natively) in
@@ -18,17 +20,18 @@ bfloat16 only where the hardware computes it natively) in
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, NamedTuple, Optional
+from typing import Iterator
 
 import numpy as np
 import torch
 
-from ..errors import DeviceError
+from ..errors import ParameterError, allowed_values
 from ..precision import EMULATED, PRECISIONS, native_bfloat16, resolve_precision
 from .cpu_parts import run_parts
-from .fingerprint import MAPS_MODES
+from .devices import available_devices, resolve_device
 from .frames import check_frames, frame_groups, frames_to_tensor, normalise_maps, resize_frames
 from .identity import RUNTIME_PARAMS, FrameModelIdentity
+from .outputs import MAPS_MODES, FrameOutputs
 
 __all__ = [
     "FrameModel",
@@ -50,100 +53,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-# --------------------------------------------------------------------------- device
-
-
-def resolve_device(device=None) -> torch.device:
-    """Device to run a frame model on: CUDA when present, else the CPU.
-
-    Parameters
-    ----------
-    device : str, torch.device or None, default=None
-        ``None`` picks ``"cuda"`` when ``torch.cuda.is_available()`` and
-        ``"cpu"`` otherwise. A CUDA device this machine does not have (none, or
-        ``"cuda:N"`` beyond its GPUs) is refused here rather than failing later inside torch.
-
-    Returns
-    -------
-    torch.device
-
-    Raises
-    ------
-    DeviceError
-        A CUDA device this machine does not have; its ``available`` lists those it has.
-
-    Examples
-    --------
-    >>> from amnetvid_sk.frame_models import resolve_device
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    """
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"The 'device' parameter must be None, 'cpu', 'cuda' or 'cuda:N' (or a torch.device). "
-            f"Got {device!r} instead."
-        ) from exc
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(
-            f"The 'device' parameter must be None, 'cpu', 'cuda' or 'cuda:N'. Got {device!r} instead."
-        )
-    have = available_devices()
-    if dev.type == "cuda" and (len(have) == 1 or (dev.index is not None and f"cuda:{dev.index}" not in have)):
-        raise DeviceError(
-            f"The 'device' parameter asks for {str(dev)!r}, which this machine does not have (torch sees "
-            f"{', '.join(have)}); use device=None (CUDA when present, else the CPU) or one of those.",
-            asked=str(device), available=have)
-    return dev
-
-
-def available_devices() -> list[str]:
-    """The devices a frame model can run on here: ``"cpu"``, then ``"cuda:0"``, ``"cuda:1"``, ...
-    (those torch sees).
-
-    Examples
-    --------
-    >>> from amnetvid_sk.frame_models.base import available_devices
-    >>> available_devices()[0]
-    'cpu'
-    """
-    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return ["cpu", *(f"cuda:{i}" for i in range(n_cuda))]
-
-
-# --------------------------------------------------------------------------- outputs
-
-
-class FrameOutputs(NamedTuple):
-    """What :meth:`FrameModel.predict_outputs` gives for ``N`` frames.
-
-    Attributes
-    ----------
-    scores : ndarray of float32, shape (N,)
-    maps : ndarray of float32, shape (N, K, h, w), or None
-        Non-negative, each map sums to 1; None exactly when the model has ``maps="none"``.
-    embeddings : ndarray of float32, shape (N, embedding_dim), or None
-        The model's internal state per frame, from the same forward pass; None unless asked for.
-    """
-
-    scores: np.ndarray
-    maps: Optional[np.ndarray]
-    embeddings: Optional[np.ndarray]
-
-
-# --------------------------------------------------------------------------- base class
-
-
 class FrameModel(FrameModelIdentity):
     """Base class of frame models: frames in, scores, attention maps and embeddings out.
 
     Subclasses set :attr:`name`, :attr:`map_shape` and implement
-    :meth:`_fingerprint_parts` and either :meth:`_predict_batch` (one batch of
-    uint8 frames -> scores and maps) or, to give scores without maps faster or
-    embeddings, :meth:`_forward_batch` (and :attr:`embedding_dim`). This class
+    :meth:`_fingerprint_parts` and :meth:`_forward_batch` (one batch of uint8 frames ->
+    scores, maps unless not wanted, embeddings where :attr:`embedding_dim` declares them). This class
     does the input checks (image paths too), the batching, ``torch.inference_mode``
     (a subclass whose maps need gradients, such as Grad-CAM, sets ``_needs_grad = True``),
     the precision (bfloat16 autocast or float32) and the final map normalisation.
@@ -160,8 +75,8 @@ class FrameModel(FrameModelIdentity):
     ``predict`` rebuild a model from its :class:`~amnetvid_sk.frame_models.FrameModelSpec`,
     which holds its parameters taken the scikit-learn way:
 
-    - every parameter of ``__init__`` (other than ``device``, ``precision`` and
-      ``bfloat16``, which the rebuild sets) is stored under an attribute of the
+    - every parameter of ``__init__`` (other than ``device`` and ``precision``,
+      which the rebuild sets) is stored under an attribute of the
       same name, holding a value that ``__init__`` accepts again, preferably
       plain JSON (str, number, bool, None, lists, dicts): the store's ``models``
       table records them;
@@ -188,9 +103,6 @@ class FrameModel(FrameModelIdentity):
         only where the device computes it natively (CUDA with bfloat16, a CPU
         with AVX512-BF16 or AMX) and float32 elsewhere, where bfloat16 is
         emulated and many times slower (see :mod:`amnetvid_sk.precision`).
-    bfloat16 : bool or None, default=None
-        The older spelling: ``True`` means ``precision="bfloat16"``, ``False``
-        means ``precision="float32"``; None leaves ``precision`` in charge.
     maps : {"attention", "none"}, default="attention"
         ``"attention"``: scores and ``K`` maps per frame. ``"none"``: scores only
         (a subclass that overrides :meth:`_forward_batch` skips the work the maps
@@ -239,27 +151,21 @@ class FrameModel(FrameModelIdentity):
     thread_safe_forward: bool = False
     _needs_grad: bool = False
 
-    def __init__(self, device=None, batch_size: int = 16, precision: str = "auto", bfloat16=None,
-                 maps: str = "attention"):
+    def __init__(self, device=None, batch_size: int = 16, precision: str = "auto", maps: str = "attention"):
         owner = type(self).__name__
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(
+            raise ParameterError(
                 f"The 'batch_size' parameter of {owner} must be an int >= 1. Got {batch_size!r} instead."
             )
-        if bfloat16 is not None:
-            if not isinstance(bfloat16, (bool, np.bool_)):
-                raise ValueError(
-                    f"The 'bfloat16' parameter of {owner} must be a bool or None. Got {bfloat16!r} instead."
-                )
-            precision = "bfloat16" if bfloat16 else "float32"
         if precision not in PRECISIONS:
-            raise ValueError(
-                f"The 'precision' parameter of {owner} must be a str among {{'auto', 'bfloat16', 'float32'}}. "
+            raise ParameterError(
+                f"The 'precision' parameter of {owner} must be a str among {allowed_values(PRECISIONS)}. "
                 f"Got {precision!r} instead."
             )
         if not isinstance(maps, str) or maps not in MAPS_MODES:
-            raise ValueError(
-                f"The 'maps' parameter of {owner} must be a str among {{'attention', 'none'}}. Got {maps!r} instead."
+            raise ParameterError(
+                f"The 'maps' parameter of {owner} must be a str among {allowed_values(MAPS_MODES)}. "
+                f"Got {maps!r} instead."
             )
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
@@ -307,19 +213,14 @@ class FrameModel(FrameModelIdentity):
 
     # -- inference --------------------------------------------------------------------
 
-    def _predict_batch(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
-        """Scores ``[B]`` and maps ``[B,K,h,w]`` (tensors) for uint8 frames ``[B,H,W,3]`` (numpy)."""
-        raise NotImplementedError
-
-    def _forward_batch(self, frames: np.ndarray, *, maps: bool, embeddings: bool) -> tuple:
-        """Scores ``[B]``, maps ``[B,K,h,w]`` or None, embeddings ``[B,D]`` or None (tensors) of one batch.
+    def _forward_batch(self, frames: np.ndarray, *, maps: bool, embeddings: bool) -> tuple:  # pragma: no cover
+        """Scores ``[B]``, maps ``[B,K,h,w]`` or None, embeddings ``[B,D]`` or None (tensors) of uint8
+        frames ``[B,H,W,3]`` (numpy).
 
         ``maps``/``embeddings``: whether they are wanted (a model may skip what they
-        cost). The default runs :meth:`_predict_batch`, so that a subclass written
-        before this hook existed keeps working (without embeddings).
+        cost; embeddings are asked only of a model whose :attr:`embedding_dim` is not 0).
         """
-        scores, frame_maps = self._predict_batch(frames)
-        return scores, frame_maps if maps else None, None
+        raise NotImplementedError
 
     @contextlib.contextmanager
     def _autocast(self) -> Iterator[None]:
@@ -375,7 +276,7 @@ class FrameModel(FrameModelIdentity):
         """
         want_embeddings = bool(embeddings)
         if want_embeddings and not self.embedding_dim:
-            raise ValueError(
+            raise ParameterError(
                 f"The frame model {self.name!r} ({type(self).__name__}) gives no embeddings (embedding_dim=0); "
                 "call predict_outputs with embeddings=False, or use a model that declares an embedding_dim "
                 "(resmem: 2048, amnet: 1024)."

@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-__all__ = ["make_fingerprint", "hash_state_dict", "hash_file", "MAPS_MODES"]
+from ..errors import ParameterError, allowed_values
+from .outputs import MAPS_MODES
+
+__all__ = ["make_fingerprint", "hash_state_dict", "hash_file"]
 
 _FINGERPRINT_HASH_CHARS = 12
-#: what a frame model's ``maps`` parameter allows: ``"attention"`` (scores and K maps per frame)
-#: or ``"none"`` (scores only)
-MAPS_MODES = ("attention", "none")
 
 
 def hash_state_dict(state_dict) -> str:
@@ -134,8 +134,8 @@ def make_fingerprint(name: str, weights_sha256: str, preprocessing: str, map_sha
     'amnet.w-abababababab.pre-224sq-imagenet.maps-none.emb-1024.fp32'
     """
     if maps not in MAPS_MODES:
-        raise ValueError(f"The 'maps' parameter of make_fingerprint must be a str among {{'attention', 'none'}}. "
-                         f"Got {maps!r} instead.")
+        raise ParameterError(f"The 'maps' parameter of make_fingerprint must be a str among "
+                             f"{allowed_values(MAPS_MODES)}. Got {maps!r} instead.")
     parts = [name, f"w-{weights_sha256[:_FINGERPRINT_HASH_CHARS]}", f"pre-{preprocessing}"]
     if extra:
         parts.append(extra)

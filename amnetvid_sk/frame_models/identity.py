@@ -17,12 +17,11 @@ from .fingerprint import make_fingerprint
 __all__ = ["FrameModelIdentity", "RUNTIME_PARAMS"]
 
 #: constructor parameters that a rebuild sets itself rather than reading them from the model:
-#: the device (the rebuilding process picks its own), the precision (recorded resolved) and its
-#: older spelling
-RUNTIME_PARAMS = ("device", "precision", "bfloat16")
-#: parameters left out of the rebuild parameters while they hold this default: ``maps`` came later,
-#: and leaving it out at ``"attention"`` keeps specs and configs the same as those written before
-#: (a rebuild without it gets the default); ``config`` records it in any case
+#: the device (the rebuilding process picks its own) and the precision (recorded resolved)
+RUNTIME_PARAMS = ("device", "precision")
+#: parameters left out of the rebuild parameters while they hold this default: a rebuild without
+#: them gets the default, and ``config`` records the output mode on its own (``maps``), so the
+#: parameters name only what a model's maker chose beyond the usual scores-and-maps model
 _OMITTED_AT_DEFAULT = {"maps": "attention"}
 
 
@@ -79,9 +78,9 @@ class FrameModelIdentity:
         """The parameters that rebuild this model, read from its attributes (the scikit-learn way).
 
         The parameters of ``__init__`` (or of the classmethod named by ``_factory``),
-        without ``device``, ``precision`` and ``bfloat16``, each read from the
+        without ``device`` and ``precision``, each read from the
         attribute of the same name; ``maps`` only when it is not the default
-        ``"attention"`` (so that these are the same as before the parameter existed).
+        ``"attention"`` (``config`` records it on its own).
 
         Returns
         -------

@@ -19,7 +19,7 @@ import importlib
 import inspect
 from importlib.metadata import entry_points
 
-from ..errors import FrameModelLookupError
+from ..errors import FrameModelLookupError, ParameterError, allowed_values
 
 __all__ = [
     "BUILTIN_FRAME_MODELS",
@@ -145,9 +145,9 @@ def frame_model_class(name: str) -> type:
         return _check_class(_import_class(ep.value, what), what)
     if ":" in name:
         return _check_class(_import_class(name, f"frame model {name!r}"), repr(name))
-    allowed = "{" + ", ".join(repr(a) for a in sorted(frame_model_names())) + "}"
     raise FrameModelLookupError(
-        f"The 'name' parameter of make_frame_model must be a str among {allowed}. Got {name!r} instead. "
+        f"The 'name' parameter of make_frame_model must be a str among {allowed_values(frame_model_names())}. "
+        f"Got {name!r} instead. "
         "A frame model of your own is named 'module:Class' (an importable FrameModel subclass)."
     )
 
@@ -163,7 +163,6 @@ def make_frame_model(
     device=None,
     batch_size: int | None = None,
     precision: str = "auto",
-    bfloat16: bool | None = None,
     allow_unsafe_weights: bool = False,
     maps: str = "attention",
     **params,
@@ -188,8 +187,6 @@ def make_frame_model(
     precision : {"auto", "float32", "bfloat16"}, default="auto"
         See :class:`~amnetvid_sk.frame_models.FrameModel`: ``"auto"`` takes
         bfloat16 only where the device computes it natively.
-    bfloat16 : bool or None, default=None
-        Older spelling of ``precision`` (True: bfloat16, False: float32).
     allow_unsafe_weights : bool, default=False
         AMNet only: allow a weights file that needs arbitrary unpickling.
     maps : {"attention", "none"}, default="attention"
@@ -216,7 +213,7 @@ def make_frame_model(
     kwargs = dict(params)
     # (value, the value that asks for nothing): a class may leave out a parameter it has no use for
     for key, value, unset in (("device", device, None), ("precision", precision, "auto"),
-                              ("bfloat16", bfloat16, None), ("batch_size", batch_size, None),
+                              ("batch_size", batch_size, None),
                               ("maps", maps, "attention")):
         if takes(key) and value is not None:
             kwargs[key] = value
@@ -226,7 +223,7 @@ def make_frame_model(
         kwargs["weights"] = weights  # a class that needs weights says so when there are none
     elif weights is not None:
         why = getattr(cls, "no_weights_reason", f"{cls.__name__} takes no weights file")
-        raise ValueError(
+        raise ParameterError(
             f"The 'weights' parameter must be None for name={name!r} ({why}). Got {weights!r} instead; "
             "did you mean name='amnet'?"
         )
@@ -235,7 +232,7 @@ def make_frame_model(
     unknown = sorted(k for k in kwargs if not takes(k))
     if unknown:
         known = ", ".join(sorted(accepted))
-        raise ValueError(
+        raise ParameterError(
             f"{cls.__name__} (frame model {name!r}) takes no parameter {', '.join(map(repr, unknown))}; "
             f"its parameters are: {known}."
         )

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..errors import MissingDependencyError, WeightsError
+from ..errors import MissingDependencyError, ParameterError, WeightsError, allowed_values
 from .base import FrameModel, frames_to_tensor, resize_frames
 from .fingerprint import hash_file
 
@@ -161,8 +161,8 @@ def fold_batch_norms(module: nn.Module) -> int:
 
     In eval mode a batch norm is a fixed per-channel affine map, so the convolution before
     it can absorb it exactly (up to float rounding, ~1e-7 on ResMem's scores). ResNet-152
-    has 155 of them, each a full pass over its activations: folding made the batched
-    forward pass 5-20% faster on an AVX2 CPU (``bench/bench_scores_only.py``). The
+    has 155 of them, each a full pass over its activations that folding saves
+    (``bench/bench_scores_only.py`` prints the gain on this machine). The
     module keeps its structure (each folded norm becomes ``nn.Identity``), so hooks on
     the ResNet stages (Grad-CAM) see the same outputs.
 
@@ -238,8 +238,8 @@ def resmem_forward(net: nn.Module, x: torch.Tensor, keep=()) -> tuple:
     ``[B, 2048]`` and the outputs of the ResNet stages named in ``keep`` (for Grad-CAM).
 
     Forward hooks take the pooled features (the input of the ResNet's ``fc``) and the stages
-    from the one pass, so the network runs exactly as the resmem package runs it (measured:
-    writing the steps out was 20-30% slower on an AVX2 CPU). The hooks stay on the network
+    from the one pass, so the network runs exactly as the resmem package runs it, with its own
+    module calls rather than steps written out here again. The hooks stay on the network
     and keep what each thread's own call asks for, so threads may call this at once on
     one network. The last linear layer runs in float32 outside autocast, so that bfloat16
     does not round the scores to a few hundred levels. The first kept stage is made to
@@ -265,10 +265,9 @@ def _validate_layers(layers) -> tuple:
         layers = (layers,)
     bad = [x for x in layers if x not in RESMEM_LAYERS]
     if len(layers) != 3 or bad:
-        allowed = "{" + ", ".join(repr(a) for a in RESMEM_LAYERS) + "}"
-        raise ValueError(
-            f"The 'layers' parameter of ResMemGradCAM must be 3 names among {allowed} (one map per layer, "
-            f"K=3 like AMNet). Got {layers!r} instead."
+        raise ParameterError(
+            f"The 'layers' parameter of ResMemGradCAM must be 3 names among {allowed_values(RESMEM_LAYERS)} "
+            f"(one map per layer, K=3 like AMNet). Got {layers!r} instead."
         )
     return layers
 
@@ -286,8 +285,6 @@ class ResMemGradCAM(FrameModel):
         last linear layer and sigmoid stay in float32 so that scores are not
         rounded to bfloat16's few hundred levels. ``"auto"``: bfloat16 only where
         the device computes it natively (see :class:`~amnetvid_sk.frame_models.FrameModel`).
-    bfloat16 : bool or None, default=None
-        Older spelling of ``precision``.
     layers : tuple of 3 str, default=("layer2", "layer3", "layer4")
         ResNet-152 stages whose Grad-CAM gives the three maps, shallow to deep.
     maps : {"attention", "none"}, default="attention"
@@ -349,9 +346,9 @@ class ResMemGradCAM(FrameModel):
     #: braces are filled from the model's constructor parameters (as the store's models table records them)
     map_titles = ("Grad-CAM of {layers[0]}", "Grad-CAM of {layers[1]}", "Grad-CAM of {layers[2]}")
 
-    def __init__(self, device=None, batch_size: int = 8, precision: str = "auto", bfloat16: bool | None = None,
+    def __init__(self, device=None, batch_size: int = 8, precision: str = "auto",
                  layers=("layer2", "layer3", "layer4"), maps: str = "attention"):
-        super().__init__(device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16, maps=maps)
+        super().__init__(device=device, batch_size=batch_size, precision=precision, maps=maps)
         self.layers = _validate_layers(layers)
         self.network = load_resmem(self.device)
         self.weights = str(resmem_weights_path())

@@ -17,7 +17,7 @@ import inspect
 from dataclasses import dataclass, field
 
 from ..errors import FrameModelRebuildError
-from .registry import BUILTIN_FRAME_MODELS, frame_model_class
+from .registry import frame_model_class
 
 __all__ = ["FrameModelSpec", "FrameModelRebuildError", "spec_of"]
 
@@ -132,33 +132,25 @@ class FrameModelSpec:
     def from_config(cls, config: dict, fingerprint: str, device=None) -> "FrameModelSpec":
         """The spec of a model from its ``config`` in the store's ``models`` table.
 
-        A config written before configs named their class (``name``, ``weights``
-        only) rebuilds a shipped model as before: AMNet from its weights file,
-        ResMem with its default layers.
-
         Examples
         --------
         >>> from amnetvid_sk.frame_models import FrameModelSpec
-        >>> FrameModelSpec.from_config({"name": "amnet", "weights": "/w.pkl", "precision": "float32"},
-        ...                            "amnet.w-ab").params
+        >>> FrameModelSpec.from_config({"class": "amnetvid_sk.frame_models.amnet:AMNet", "factory": None,
+        ...                             "params": {"weights": "/w.pkl"}, "precision": "float32"}, "amnet.w-ab").params
         {'weights': '/w.pkl'}
         """
-        precision = config.get("precision") or ("bfloat16" if config.get("bfloat16") else "float32")
         if "class" not in config:
-            name = config.get("name")
-            if name not in BUILTIN_FRAME_MODELS:
-                raise FrameModelRebuildError(
-                    f"the store's config of the frame model {fingerprint!r} names no class (name {name!r}): "
-                    "it cannot be rebuilt here"
-                )
-            params = {"weights": config.get("weights")} if name == "amnet" else {}
-            return cls(name, params, precision, fingerprint, None, device)
+            raise FrameModelRebuildError(
+                f"the store's config of the frame model {fingerprint!r} names no class (name {config.get('name')!r}): "
+                "it cannot be rebuilt here"
+            )
         if config.get("params") is None:
             raise FrameModelRebuildError(
                 f"the store's config of the frame model {fingerprint!r} ({config['class']}) records no "
                 "parameters: its class keeps no attribute for each constructor parameter (see FrameModel)"
             )
-        return cls(config["class"], dict(config["params"]), precision, fingerprint, config.get("factory"), device)
+        return cls(config["class"], dict(config["params"]), config["precision"], fingerprint, config.get("factory"),
+                   device)
 
 
 def spec_of(model) -> FrameModelSpec:

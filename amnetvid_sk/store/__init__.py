@@ -10,6 +10,8 @@ documents the tables, the dedup rules and example SQL.
 Where things are:
 
 - ``schema.py``: column types, required columns, ``frames_table``, ids;
+- ``location.py``: where the store lives (a local folder or an S3 prefix) and the file
+  operations made there: listing, whole-file writes, reads, deletes;
 - ``connection.py``: the DuckDB connection per thread, the views (dedup rules),
   the listing of part files, damaged-file errors;
 - ``sql.py``: the read-only guard of :meth:`FeatureStore.sql`;
@@ -19,7 +21,8 @@ Where things are:
 - ``read.py``: the one read path of arrays (decode, pick frames, take ids);
 - ``frame_pick.py``: which stored frames a read returns, and what fills a short video's row;
 - ``embeddings.py``: the same read path for frame embeddings;
-- ``cache.py``: the array cache (memory-mapped Arrow IPC files in ``.cache/``);
+- ``cache.py``: the array cache (memory-mapped Arrow IPC files in ``.cache/``, or a local
+  folder for an S3 store);
 - ``queries.py``: the other readers (video ids, labels, models, info);
 - ``compact.py``: rewriting each table into one part file;
 - ``verify.py``: every part file read whole, damaged ones moved into quarantine.
@@ -28,14 +31,13 @@ Where things are:
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from . import compact as _compact
-from . import embeddings, queries, read
+from . import embeddings, location, queries, read
 from . import verify as _verify
 from ..errors import StoreError
 from .cache import cache_limit
@@ -59,9 +61,16 @@ class FeatureStore(StoreWrites):
     Parameters
     ----------
     path : str or Path
-        The store folder.
+        The store folder, or ``"s3://bucket/prefix"`` for a store in S3 (the server and
+        credentials from the AWS environment: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID`` /
+        ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``; see :mod:`.location`).
     create : bool, default=False
-        Make the folder (and its parents) when it does not exist.
+        Make the folder (and its parents; an S3 store: its bucket) when it does not exist.
+
+    Attributes
+    ----------
+    path : Path or str
+        The absolute store folder; an S3 store's URL (a str).
 
     Examples
     --------
@@ -115,15 +124,16 @@ class FeatureStore(StoreWrites):
     def __init__(self, path: str | os.PathLike, *, create: bool = False):
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"FeatureStore path must be a str or Path; got {type(path).__name__}")
-        self.path = Path(os.path.abspath(os.fspath(path)))
-        if self.path.is_file():
+        self.path = location.store_root(path)
+        found = location.kind(self.path)
+        if found == "file":
             raise StoreError(f"the store {str(self.path)!r} is a file, not a store folder")
-        if not self.path.is_dir():
+        if found is None:
             if not create:
                 raise StoreError(f"the store {str(self.path)!r} does not exist: give the folder of an existing "
                                  "store, or pass create=True to start one (amnetvid extract and labels import "
                                  "make it)")
-            self.path.mkdir(parents=True, exist_ok=True)
+            location.make_store(self.path)
         self._con = Connection(self.path)
         self._shapes: dict[str, tuple[int, ...]] = {}  # map shape per fingerprint, never changes
 

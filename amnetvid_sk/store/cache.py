@@ -2,7 +2,8 @@
 
 The first read of a (frame model, sampling, n_frames, maps or not) decodes the
 frames of every visible video of that model and sampling from Parquet
-(``read.py``) and writes the picked arrays to ``<store>/.cache/`` as an
+(``read.py``) and writes the picked arrays to ``<store>/.cache/`` (an S3 store's to a
+folder of this machine: ``AMNETVID_CACHE_DIR``, see :func:`.location.cache_folder`) as an
 uncompressed Arrow IPC (Feather v2) file. Every later read, in this process or
 any other (joblib workers of a grid search, a new ``amnetvid`` command), maps
 that file (``pyarrow.memory_map``): the arrays are read-only numpy views of the
@@ -50,11 +51,11 @@ except ImportError:  # pragma: no cover - Windows: builds are not serialised, ea
 import pyarrow as pa
 
 from ..errors import StoreError
+from .location import CACHE_DIR, cache_folder
 
 __all__ = ["CACHE_DIR", "cache_limit", "listing_key", "remembered", "remember", "load", "save", "clear",
            "building"]
 
-CACHE_DIR = ".cache"
 # the tables whose parts decide what read_arrays returns (and the catalog: embedding sizes)
 KEY_TABLES = ("videos", "frames", "embeddings", "models")
 _ENV = "AMNETVID_CACHE_BYTES"
@@ -120,8 +121,8 @@ def remember(store: Path, key: str, name: str, value: Any) -> Any:
     return value
 
 
-def _file(store: Path, key: str, name: str) -> Path:
-    return store / CACHE_DIR / f"{key}-{name}"
+def _file(store: Path | str, key: str, name: str) -> Path:
+    return cache_folder(store) / f"{key}-{name}"
 
 
 def load(store: Path, key: str, name: str) -> pa.Table | dict | None:
@@ -143,7 +144,7 @@ def load(store: Path, key: str, name: str) -> pa.Table | dict | None:
 def save(store: Path, key: str, name: str, value: pa.Table | dict) -> bool:
     """Write the cache file ``name`` of this listing (atomically); False when the store
     cannot be written (read-only folder, full disk). Files of other listings are removed."""
-    folder = store / CACHE_DIR
+    folder = cache_folder(store)
     tmp = folder / f".{key}-{name}.{uuid.uuid4().hex}.tmp"
     try:
         folder.mkdir(exist_ok=True)  # never creates the store itself
@@ -170,7 +171,7 @@ def building(store: Path, key: str, name: str) -> Iterator[None]:
     handle = None
     if fcntl is not None:
         try:
-            (store / CACHE_DIR).mkdir(exist_ok=True)
+            cache_folder(store).mkdir(exist_ok=True)
             handle = open(_file(store, key, name + ".lock"), "a")
             fcntl.flock(handle, fcntl.LOCK_EX)
         except OSError:
@@ -187,12 +188,12 @@ def building(store: Path, key: str, name: str) -> Iterator[None]:
 def clear(store: Path, keep: Callable[[str], bool] = lambda name: False) -> None:
     """Delete the cache files of the store that ``keep`` does not keep (by file name)."""
     try:
-        names = os.listdir(store / CACHE_DIR)
+        names = os.listdir(cache_folder(store))
     except OSError:
         return
     for name in names:
         if not keep(name):
-            _remove(store / CACHE_DIR / name)
+            _remove(cache_folder(store) / name)
 
 
 def _remove(path: Path) -> None:

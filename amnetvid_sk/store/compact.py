@@ -15,8 +15,8 @@ from typing import Sequence
 
 import pyarrow as pa
 
-from ..errors import StoreError
-from . import cache
+from ..errors import StoreError, allowed_values
+from . import cache, location
 from .connection import VIEWS, Connection
 from .resolve import map_shapes
 from .schema import SCHEMAS, TABLES, embeddings_schema, frames_schema, map_size
@@ -32,7 +32,7 @@ TEMP_AGE_S = 3600.0
 _ORDER = ("frames", "embeddings", "videos", "models", "labels", "failures", "results", "predictions")
 
 
-def temp_files(path: Path, older_than: float | None = None) -> list[str]:
+def temp_files(path: Path | str, older_than: float | None = None) -> list[str]:
     """The hidden temporary part files (``.part-*.parquet.tmp``) in the table folders of the store
     ``path``; with ``older_than``, only those not modified for that many seconds.
 
@@ -45,6 +45,8 @@ def temp_files(path: Path, older_than: float | None = None) -> list[str]:
     []
     """
     found, now = [], time.time()
+    if location.is_remote(path):
+        return found  # an S3 write leaves no temporary object: an upload appears whole or not at all
     for table in TABLES:
         try:
             entries = list(os.scandir(path / table))
@@ -150,9 +152,9 @@ def compact(con: Connection, shapes: dict, tables: Sequence[str] | None = None, 
     bad = [t for t in names if t not in TABLES]
     if bad:
         raise ValueError(f"The 'tables' parameter of FeatureStore.compact must list tables among "
-                         f"{set(TABLES)}. Got {bad!r} instead.")
+                         f"{allowed_values(TABLES)}. Got {bad!r} instead.")
     for tmp in temp_files(con.path, older_than=TEMP_AGE_S):
-        Path(tmp).unlink(missing_ok=True)
+        location.delete(tmp)
     duck = con.refresh()
     snapshot = con.files  # the listing every query below reads, and the only files deleted
     report = {}
@@ -182,14 +184,14 @@ def compact(con: Connection, shapes: dict, tables: Sequence[str] | None = None, 
                         new.append(part)
             except BaseException:
                 for part in new:  # this table's old files are untouched: undo
-                    part.unlink(missing_ok=True)
+                    location.delete(part)
                 raise
             # Each table is replaced on its own and its old parts deleted at once, so its rows are
             # stored twice only between its new part's rename and these deletes (a kill there leaves
             # them twice until the next compact). No later query reads the deleted files: frames and
             # embeddings go first and nothing after them reads them; they read videos, which follow.
             for path in files:
-                Path(path).unlink(missing_ok=True)
+                location.delete(path)
             report[table] = (len(files), len(new))
     finally:
         con.forget_listing()

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import StoreError
+from . import location
 from .schema import SCHEMAS, TABLES, duck_type, unique_in_order
 
 __all__ = ["Connection", "VIEWS", "damaged_error", "damaged_parts", "list_parts", "part_damage", "part_error"]
@@ -95,14 +96,9 @@ def list_parts(path: str | os.PathLike, tables: Iterable[str] = TABLES) -> Listi
     """
     listing = {}
     for table in tables:
-        folder = os.path.join(path, table)
-        try:
-            with os.scandir(folder) as it:
-                names = sorted(e.name for e in it if PART_RE.match(e.name) and e.is_file())
-        except (FileNotFoundError, NotADirectoryError):
-            names = []
-        # os.path.join, not Path: every read_arrays lists the store
-        listing[table] = tuple(os.path.join(folder, n) for n in names)
+        folder = location.join(path, table)
+        # location.join (os.path.join for a local store), not Path: every read_arrays lists the store
+        listing[table] = tuple(location.join(folder, n) for n in location.list_names(folder, PART_RE.match))
     return listing
 
 
@@ -121,13 +117,12 @@ def part_damage(file: str) -> str | None:
     >>> part_damage("part-1.parquet")
     'Parquet magic bytes not found in footer. Either the file is corrupted or this is not a parquet file.'
     """
-    st = os.stat(file)  # FileNotFoundError: removed by compact() since the listing; not damage
-    key = (file, st.st_size, st.st_mtime_ns)
+    key = (file, *location.stat(file))  # FileNotFoundError: removed by compact() since the listing; not damage
     if key in _WHOLE:
         return None
     try:
         # checksums are checked where the writer stored them
-        parquet = pq.ParquetFile(file, page_checksum_verification=True)
+        parquet = pq.ParquetFile(location.source(file), page_checksum_verification=True)
         for g in range(parquet.num_row_groups):
             parquet.read_row_group(g, use_threads=False).validate(full=True)
     except FileNotFoundError:
@@ -173,7 +168,7 @@ def damaged_parts(files: Iterable[str], error: BaseException | None = None) -> l
 
 def _footer_damage(file: str) -> str | None:
     try:
-        pq.read_metadata(file)
+        pq.read_metadata(location.source(file))
     except FileNotFoundError:
         raise
     except (OSError, pa.ArrowException) as e:
@@ -181,7 +176,7 @@ def _footer_damage(file: str) -> str | None:
     return None
 
 
-def damaged_error(path: Path, damaged: list[tuple[str, str]]) -> StoreError:
+def damaged_error(path: Path | str, damaged: list[tuple[str, str]]) -> StoreError:
     """The one-line error naming the damaged part files (at most three) and the way out.
 
     Examples
@@ -208,7 +203,7 @@ def part_error(file: str, error: BaseException) -> BaseException:
         return error
     if why is None:
         return error
-    return damaged_error(Path(file).parent.parent, [(file, why)])
+    return damaged_error(os.path.dirname(os.path.dirname(file)), [(file, why)])  # <store>/<table>/<part>
 
 
 class Connection:
@@ -216,8 +211,9 @@ class Connection:
 
     Parameters
     ----------
-    path : Path
-        The store folder (absolute).
+    path : Path or str
+        The store folder (absolute), or an S3 store's ``s3://bucket/prefix``
+        (see :func:`.location.store_root`).
 
     Examples
     --------
@@ -226,8 +222,9 @@ class Connection:
     [{'n': 0}]
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | str):
         self.path = path
+        self.remote = location.is_remote(path)
         self._local = threading.local()
 
     @property
@@ -250,7 +247,8 @@ class Connection:
         # Part files never change once written (new data gets new names), so caching
         # their Parquet footers is safe and saves re-reading them at every query.
         con.execute("SET parquet_metadata_cache = true")
-        roots = unique_in_order([str(self.path), os.path.realpath(self.path)])
+        # an S3 store's tables are read through Arrow datasets (refresh): its connection opens no file at all
+        roots = [] if self.remote else unique_in_order([str(self.path), os.path.realpath(self.path)])
         con.execute("SET allowed_directories = $dirs", {"dirs": [r.rstrip(os.sep) + os.sep for r in roots]})
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
@@ -260,21 +258,29 @@ class Connection:
             con.execute(f"CREATE VIEW {table} AS {VIEWS[table]}")
         return con
 
-    def refresh(self, force: bool = False) -> duckdb.DuckDBPyConnection:
-        """This thread's connection, its raw views pointed at the current listing."""
+    def refresh(self, force: bool = False, tables: Iterable[str] = TABLES) -> duckdb.DuckDBPyConnection:
+        """This thread's connection, its raw views pointed at the current listing.
+
+        ``tables`` lists and binds only those tables (a writer's look at the small ``models``
+        table need not list and bind the thousands of parts of ``frames``); the others keep the
+        views of an earlier listing until a refresh of all tables.
+        """
         loc = self._local
         # a forked child must not reuse its parent's connection
         if getattr(loc, "con", None) is None or loc.pid != os.getpid():
             loc.con, loc.pid, loc.files = self._open(), os.getpid(), {}
         if force:
             loc.files = {}
-        for table, files in list_parts(self.path).items():
+        for table, files in list_parts(self.path, tables).items():
             if loc.files.get(table) == files:
                 continue
             if files:
                 # An explicit file list (not a glob) makes the view a snapshot of this listing.
                 try:
-                    rel = loc.con.read_parquet(list(files), union_by_name=True, filename=True)
+                    if self.remote:  # DuckDB reads S3 through pyarrow: no extension to load
+                        rel = loc.con.from_arrow(location.table_dataset(files, SCHEMAS[table]))
+                    else:
+                        rel = loc.con.read_parquet(list(files), union_by_name=True, filename=True)
                 except duckdb.Error as e:  # the footers are read here: a cut or empty part file
                     damaged = damaged_parts(files, e)
                     if not damaged:
@@ -290,29 +296,40 @@ class Connection:
         """Make the next query list the part files again (after ``compact`` removed some)."""
         self._local.files = {}
 
-    def query(self, query: str, params=None, refresh: bool = True, **arrow_tables: pa.Table) -> pa.Table:
+    def query(self, query: str, params=None, refresh: bool = True, tables: Iterable[str] = TABLES,
+              **arrow_tables: pa.Table) -> pa.Table:
         """Run our own SQL (no read-only check) and fetch the result as Arrow.
 
         ``refresh=False`` keeps the views of the previous call, so that several
-        queries of one read see the same files. A damaged part file is named in
-        the StoreError raised.
+        queries of one read see the same files; ``tables`` refreshes only those
+        (the query must read no other). A damaged part file is named in the
+        StoreError raised.
         """
-        if self.path.exists() and not self.path.is_dir():
+        if not self.remote and self.path.exists() and not self.path.is_dir():
             raise StoreError(f"the store {str(self.path)!r} is a file, not a folder; give a store folder")
+        # A compact() beside this read deletes the parts it rewrote table by table: locally the
+        # window is a few unlinks wide (one retry), on S3 a request per part (a retry per table).
+        attempts = len(TABLES) + 1 if self.remote else 2
         try:
-            for attempt in (0, 1):
+            for attempt in range(attempts):
                 if attempt == 0 and not refresh and getattr(self._local, "con", None) is not None \
                         and self._local.pid == os.getpid():
                     con = self._local.con
                 else:
-                    con = self.refresh(force=attempt == 1)
+                    con = self.refresh(force=attempt >= 1, tables=tables)
                 for name, tbl in arrow_tables.items():
                     con.register(name, tbl)
                 try:
                     return con.sql(query, params=params).to_arrow_table()
                 except duckdb.IOException:
-                    # a part file listed a moment ago was removed (by compact): list again, once
-                    if attempt == 1:
+                    # a part file listed a moment ago was removed (by compact): list again
+                    if attempt == attempts - 1:
+                        raise
+                except duckdb.Error:
+                    # pyarrow's scan of a removed object fails as another error: list again if the
+                    # listing changed
+                    if attempt == attempts - 1 or not self.remote or all(
+                            self._local.files.get(t) == f for t, f in list_parts(self.path, tables).items()):
                         raise
                 finally:
                     for name in arrow_tables:

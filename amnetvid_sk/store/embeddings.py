@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import StoreError
+from ..errors import StoreError, allowed_values
 from . import cache
 from .connection import Connection
 from .read import Videos, fill_lists, frames_wanted, in_parallel, locate, positions, read_group, row_groups
@@ -162,7 +162,7 @@ def read_embeddings(con: Connection, ids, model: str | None = None, n_frames: in
                          f"Got {n_frames!r} instead.")
     if pooling is not None and pooling not in POOLINGS:
         raise ValueError("The 'pooling' parameter of FeatureStore.read_embeddings must be a str among "
-                         f"{set(POOLINGS)} or None. Got {pooling!r} instead.")
+                         f"{allowed_values(POOLINGS)} or None. Got {pooling!r} instead.")
     ids_arr = id_array(ids)
     for attempt in range(1, _ATTEMPTS + 1):
         try:

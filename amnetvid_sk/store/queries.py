@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import MissingVideosError, StoreError
-from . import cache
+from ..errors import MissingVideosError, StoreError, allowed_values
+from . import cache, location
 from .connection import Connection
 from .resolve import snapshot
 from .schema import TABLES, fmt_ids, id_array, unique_in_order
@@ -25,7 +25,7 @@ _TARGETS = {"short": "short_term", "long": "long_term"}
 
 def _target_column(target: str) -> str:
     if target not in _TARGETS:
-        raise ValueError(f"The 'target' parameter must be a str among {{'long', 'short'}}. Got {target!r} instead.")
+        raise ValueError(f"The 'target' parameter must be a str among {allowed_values(_TARGETS)}. Got {target!r} instead.")
     return _TARGETS[target]
 
 
@@ -234,7 +234,7 @@ def labelled_ids(con: Connection, target: str = "short", *, extracted: bool = Fa
 
 def _size(path) -> int:
     try:
-        return os.stat(path).st_size
+        return location.stat(path)[0]
     except FileNotFoundError:
         return 0
 
@@ -251,7 +251,9 @@ def info(con: Connection) -> dict:
         tables[table], tables_all[table] = counts["visible"], counts["raw"]
         nbytes[table] = sum(_size(p) for p in files[table])
     size, temp = 0, 0
-    if con.path.is_dir():
+    if con.remote:  # no temporary objects, no cache under the prefix: the tables are the store
+        size = sum(nbytes.values())
+    elif con.path.is_dir():
         for root, folders, names in os.walk(con.path):
             if root == str(con.path):
                 folders[:] = [f for f in folders if f != cache.CACHE_DIR]

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import MissingVideosError, StoreError
-from . import cache
+from . import cache, location
 from .connection import Connection, part_error
 from .resolve import snapshot
 from .frame_pick import SHORT_POLICIES, frames_wanted, pick_rows, positions  # noqa: F401  (re-exported)
@@ -179,7 +179,7 @@ def row_groups(files: Sequence[str], model: str, sampling: str) -> list[tuple[st
     groups = []
     for path in files:
         try:
-            meta = pq.read_metadata(path)
+            meta = pq.read_metadata(location.source(path))
         except FileNotFoundError:
             raise  # removed by compact() since the listing: the read starts again
         except (OSError, pa.ArrowException) as e:
@@ -194,9 +194,10 @@ def read_group(group: tuple[str, Any, int], columns: list[str]) -> pa.Table:
     path, meta, g = group
     # Mapped, not read into buffers: that spares a copy of the file. Part files are
     # never rewritten, and what is decoded is copied out before the mapping goes.
-    # One reader per call: a reader is not shared between threads.
+    # One reader per call: a reader is not shared between threads. (An object of an S3 store
+    # is read by ranges instead: location.source.)
     try:
-        return pq.ParquetFile(path, memory_map=True, metadata=meta).read_row_group(g, columns=columns,
+        return pq.ParquetFile(location.source(path), memory_map=True, metadata=meta).read_row_group(g, columns=columns,
                                                                                    use_threads=False)
     except FileNotFoundError:
         raise  # removed by compact() since the listing: the read starts again

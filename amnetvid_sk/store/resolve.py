@@ -179,7 +179,7 @@ def map_shapes(con: Connection, known: dict, models: Iterable[str] = (), *,
     """
     wanted = list(models)
     if not wanted or any(m not in known for m in wanted):
-        rows = con.query("SELECT model, map_shape FROM models", refresh=refresh).to_pylist()
+        rows = con.query("SELECT model, map_shape FROM models", refresh=refresh, tables=("models",)).to_pylist()
         known.update({r["model"]: tuple(r["map_shape"]) for r in rows})
     return dict(known)
 

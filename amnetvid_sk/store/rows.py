@@ -193,7 +193,7 @@ def embeddings_parts(con: Connection, vids: pa.Table, embeddings, frames: pa.Tab
         raise StoreError(f"the embeddings of {len(bad)} extraction(s) are not one per stored frame (every "
                          f"frame of an extraction needs exactly one embedding): {fmt_ids(bad)}")
     dims = {r["model"]: r["embedding_dim"] for r in con.query(
-        "SELECT model, embedding_dim FROM models").to_pylist()}
+        "SELECT model, embedding_dim FROM models", tables=("models",)).to_pylist()}
     parts = []
     for model in unique_in_order(emb["model"].to_pylist()):
         dim = dims.get(model) or 0

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import StoreError
+from ..frame_models.outputs import MAPS_MODES  # re-exported: what a models row's maps column holds
 
 __all__ = ["SCHEMAS", "TABLES", "REQUIRED", "STAMP", "MAPS_MODES", "embeddings_table", "frames_table",
            "new_extraction_id"]
@@ -77,9 +78,6 @@ SCHEMAS: dict[str, pa.Schema] = {
 TABLES: tuple[str, ...] = ("videos", "frames", "embeddings", "models", "labels", "failures", "results",
                            "predictions")
 
-#: What a frame model stores per frame besides its score: three attention maps, or nothing
-#: (``maps="none"``, a scores-only model: its ``models`` row has ``map_shape`` ``[]``)
-MAPS_MODES = ("attention", "none")
 
 #: Columns that may not be null, per table.
 REQUIRED = {

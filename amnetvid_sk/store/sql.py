@@ -11,8 +11,9 @@ Three layers, the first two before anything runs:
    read as a file or URL (``FROM 'x.csv'``, a replacement scan). So ``read_csv``,
    ``read_text``, ``glob``, ``query()``, ``checkpoint()`` and the like are refused, also
    inside subqueries, CTEs, DESCRIBE, SUMMARIZE and EXPLAIN ANALYZE;
-3. the connection itself (``connection.py``) opens no file outside the store folder, has
-   external access off and its configuration locked.
+3. the connection itself (``connection.py``) opens no file outside the store folder (an S3
+   store's none at all: pyarrow reads its objects), has external access off and its
+   configuration locked.
 """
 
 from __future__ import annotations
@@ -145,7 +146,8 @@ def _check_sources(con: Connection, text: str) -> None:
     refs = []
     _walk(tree.get("statements"), refs)
     tables = ", ".join(VIEWS)
-    root = os.path.realpath(con.path)
+    # an S3 store's connection reads its tables through pyarrow and no file at all
+    root = None if con.remote else os.path.realpath(con.path)
     for ref in refs:
         if ref["type"] == "TABLE_FUNCTION":
             function = ref.get("function") or {}
@@ -156,6 +158,9 @@ def _check_sources(con: Connection, text: str) -> None:
                 raise _refuse(f"the table function {name}(), which reads files, runs SQL or changes state "
                               f"(queries read the store's tables: {tables}; and read_parquet() of the "
                               "store's own part files)", text)
+            if root is None:
+                raise _refuse(f"{name}() on an S3 store (its part files are read through its tables: "
+                              f"{tables})", text)
             args = _positional(function)
             paths = _strings(args[0]) if args else None
             if not paths:

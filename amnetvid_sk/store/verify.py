@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import StoreError
+from . import location
 from .compact import temp_files
 from .connection import Connection, list_parts, part_damage
 from .schema import SCHEMAS, fmt_ids
@@ -120,7 +121,7 @@ class VerifyReport:
 
     def lines(self) -> list[str]:
         """The report as text lines (what ``amnetvid verify`` prints)."""
-        root = Path(self.store)
+        root = self.store
         rel = lambda p: os.path.relpath(p, root)  # noqa: E731  (paths inside the store, shorter)
         out = [f"store: {self.store}", f"checked {self.checked} part files: {len(self.damaged)} damaged"]
         for part in self.damaged:
@@ -165,7 +166,7 @@ class VerifyReport:
 
 def _column(files, columns: list[str]) -> pa.Table:
     """``columns`` of the part files ``files`` together (each file read alone: schemas may differ)."""
-    tables = [pq.read_table(f, columns=columns) for f in files]
+    tables = [pq.read_table(location.source(f), columns=columns) for f in files]
     if not tables:
         return pa.table({c: pa.array([], pa.int64() if c == "n_frames" else pa.string()) for c in columns})
     return pa.concat_tables(tables, promote_options="permissive")
@@ -186,7 +187,7 @@ def _lost_extractions(good: dict[str, list[str]]) -> pa.Table:
 def _readable(file: str, column: str) -> pa.ChunkedArray | None:
     """``column`` of a damaged part file when that column alone still decodes, else None."""
     try:
-        return pq.read_table(file, columns=[column])[column]
+        return pq.read_table(location.source(file), columns=[column])[column]
     except (OSError, pa.ArrowException, KeyError, ValueError):
         return None  # no footer, or that column is damaged too
 
@@ -225,15 +226,14 @@ def _twice(con: Connection) -> dict:
     return {table: n for table, n in row.items() if n}
 
 
-def _quarantine(store: Path, file: str) -> str:
+def _quarantine(store: Path | str, file: str) -> str:
     """Move ``file`` (``<store>/<table>/<name>``) to ``<store>/quarantine/<table>/<name>``."""
-    folder = store / QUARANTINE_DIR / Path(file).parent.name
-    folder.mkdir(parents=True, exist_ok=True)
-    target, n = folder / Path(file).name, 0
-    while target.exists():  # a file of that name quarantined before: keep both
+    table, name = os.path.basename(os.path.dirname(file)), os.path.basename(file)
+    target, n = location.join(store, QUARANTINE_DIR, table, name), 0
+    while location.exists(target):  # a file of that name quarantined before: keep both
         n += 1
-        target = folder / f"{Path(file).name}.{n}"
-    os.replace(file, target)
+        target = location.join(store, QUARANTINE_DIR, table, f"{name}.{n}")
+    location.move(file, target)
     return str(target)
 
 
@@ -285,9 +285,10 @@ def verify(con: Connection, repair: bool = False) -> VerifyReport:
     (True, array([], dtype=object))
     """
     path = con.path
-    if path.exists() and not path.is_dir():
+    found_kind = location.kind(path)
+    if found_kind == "file":
         raise StoreError(f"the store {str(path)!r} is a file, not a folder; give a store folder")
-    if not path.is_dir():
+    if found_kind is None:
         raise StoreError(f"the store {str(path)!r} does not exist; give the folder of a store")
     if not isinstance(repair, bool):
         raise ValueError(f"The 'repair' parameter of FeatureStore.verify must be a bool. Got {repair!r} instead.")
@@ -295,7 +296,7 @@ def verify(con: Connection, repair: bool = False) -> VerifyReport:
     report.temp_files = temp_files(path)
     if repair:  # nothing else writes the store (see above): every temporary file is a dead write's
         for tmp in report.temp_files:
-            Path(tmp).unlink(missing_ok=True)
+            location.delete(tmp)
         report.temp_removed = True
     listing = list_parts(path)
     found = []
@@ -320,7 +321,7 @@ def verify(con: Connection, repair: bool = False) -> VerifyReport:
     if repair:
         lost_ids = lost["extraction_id"].combine_chunks()
         for f in good["videos"]:
-            rows = pq.read_table(f)
+            rows = pq.read_table(location.source(f))
             gone = pc.is_in(rows["extraction_id"], value_set=lost_ids)
             if not pc.any(gone).as_py():
                 continue

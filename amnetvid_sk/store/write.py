@@ -6,6 +6,8 @@ in its table's folder, synced, then renamed: the rename is atomic, so a reader
 never sees half a file, and the read list (``part-*.parquet``) never matches a
 temporary file. A write that fills the disk removes its temporary file and raises
 :class:`~amnetvid_sk.errors.StoreFullError`: the store is as it was before the write.
+In an S3 store a part is one object, uploaded whole (S3 has no rename and needs none:
+:func:`.location.write_whole`).
 
 Attention maps are LZ4 with byte-stream-split floats (they decode
 about 1.6 times as fast as under zstd for about 8% more bytes,
@@ -27,8 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..errors import StoreError, StoreFullError, disk_full_errno, disk_full_message
+from ..errors import StoreError, StoreFullError, allowed_values, disk_full_errno, disk_full_message
 from ..video_ids import video_id_from_name
+from . import location
 from .connection import Connection
 from .resolve import map_shapes
 from .rows import embeddings_parts, frames_of, frames_part, to_table, videos_rows
@@ -54,9 +57,10 @@ def _gather(batches: Iterable[pa.RecordBatch], schema: pa.Schema, rows: int):
         yield pa.Table.from_batches(buf, schema)
 
 
-def write_part(path: Path, table: str, data: pa.Table | Iterable[pa.RecordBatch],
-               schema: pa.Schema) -> Path | None:
-    """Write one part file of ``table`` under the store ``path`` atomically; None when there were no rows.
+def write_part(path: Path | str, table: str, data: pa.Table | Iterable[pa.RecordBatch],
+               schema: pa.Schema) -> Path | str | None:
+    """Write one part file of ``table`` under the store ``path`` atomically (a local folder, or an S3
+    store's URL: see :func:`.location.write_whole`); None when there were no rows.
 
     Raises
     ------
@@ -71,10 +75,8 @@ def write_part(path: Path, table: str, data: pa.Table | Iterable[pa.RecordBatch]
     >>> write_part(Path(tempfile.mkdtemp()), "results", pa.table({"run_id": ["r1"]}), schema).suffix
     '.parquet'
     """
-    folder = path / table
     # The name sorts by write time, so "the later part file" breaks timestamp ties.
-    stem = f"part-{time.time_ns():020d}-{uuid.uuid4().hex}.parquet"
-    tmp, final = folder / f".{stem}.tmp", folder / stem
+    final = location.join(path, table, f"part-{time.time_ns():020d}-{uuid.uuid4().hex}.parquet")
     strings = [f.name for f in schema if pa.types.is_string(f.type)]
     # Byte-stream-split needs dictionary encoding off for that column; it makes
     # float maps compress noticeably better (under zstd and LZ4 alike).
@@ -88,40 +90,35 @@ def write_part(path: Path, table: str, data: pa.Table | Iterable[pa.RecordBatch]
     rows = int(max(1024, min(1 << 20, _ROW_GROUP_BYTES // row_bytes)))
     # a table is written in one go; a stream of batches is gathered into row groups
     chunks = [data] if isinstance(data, pa.Table) else _gather(data, schema, rows)
-    n = 0
+
+    def produce(sink) -> int:
+        n = 0
+        # page checksums: `amnetvid verify` then finds any changed byte, not only broken structure
+        with pq.ParquetWriter(sink, schema, compression=codecs, use_dictionary=strings,
+                              use_byte_stream_split=floats or False, write_page_checksum=True) as writer:
+            for chunk in chunks:
+                if chunk.num_rows:
+                    writer.write_table(chunk, row_group_size=rows)
+                    n += chunk.num_rows
+        return n
+
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            # page checksums: `amnetvid verify` then finds any changed byte, not only broken structure
-            with pq.ParquetWriter(fh, schema, compression=codecs, use_dictionary=strings,
-                                  use_byte_stream_split=floats or False, write_page_checksum=True) as writer:
-                for chunk in chunks:
-                    if chunk.num_rows:
-                        writer.write_table(chunk, row_group_size=rows)
-                        n += chunk.num_rows
-            fh.flush()
-            os.fsync(fh.fileno())
-        if n == 0:
-            tmp.unlink()
+        # whole or not at all: a hidden temporary file renamed into place, or one S3 upload
+        if not location.write_whole(final, produce):
             return None
-        os.replace(tmp, final)
     except BaseException as exc:
-        _remove(tmp)
         code = disk_full_errno(exc)
         if code is None or isinstance(exc, StoreFullError):
             raise
         # the file's close may fail again while the first error unwinds: the chain holds the ENOSPC
         raise _store_full(code, path, table) from exc
-    return final
+    return final if location.is_remote(final) else Path(final)
 
 
-def _remove(part: Path) -> None:
+def _remove(part: Path | str) -> None:
     """Delete a part file of a failed write if it is there; never raises, so that the write's own error is
     the one seen."""
-    try:
-        part.unlink(missing_ok=True)
-    except OSError:
-        pass  # a folder we may no longer change: nothing better can be done, and the first error matters
+    location.remove(part)  # a folder we may no longer change: nothing better can be done, and the first error matters
 
 
 def _store_full(code: int, path: Path, table: str) -> StoreFullError:
@@ -314,7 +311,7 @@ def write_model(con: Connection, fingerprint: str, name: str, config: Mapping | 
     if not isinstance(fingerprint, str) or not fingerprint:
         raise StoreError(f"fingerprint must be a non-empty str; got {fingerprint!r}")
     if maps not in MAPS_MODES:
-        raise StoreError(f"The 'maps' parameter of write_model must be a str among {set(MAPS_MODES)}. "
+        raise StoreError(f"The 'maps' parameter of write_model must be a str among {allowed_values(MAPS_MODES)}. "
                          f"Got {maps!r} instead.")
     if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, (int, np.integer)) or embedding_dim < 0:
         raise StoreError(f"The 'embedding_dim' parameter of write_model must be an int >= 0. "
@@ -322,7 +319,9 @@ def write_model(con: Connection, fingerprint: str, name: str, config: Mapping | 
     shape = tuple(map_shape) if maps == "attention" else ()
     if maps == "attention" and (not shape or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape)):
         raise StoreError(f"map_shape must be a sequence of positive ints; got {map_shape!r}")
-    known = con.query("SELECT embedding_dim FROM models WHERE model = ?", [fingerprint]).to_pylist()
+    # only the models table is listed: a store's thousands of frames parts are not bound for one row
+    known = con.query("SELECT embedding_dim FROM models WHERE model = ?", [fingerprint],
+                      tables=("models",)).to_pylist()
     if known and (known[0]["embedding_dim"] or 0) >= embedding_dim:
         return False  # a known model; a row written before embeddings existed gets its size below
     row = {"model": fingerprint, "name": str(name),

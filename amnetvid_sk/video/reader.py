@@ -29,7 +29,7 @@ from contextlib import contextmanager
 import av
 import numpy as np
 
-from ..errors import VideoDecodeError
+from ..errors import ParameterError, VideoDecodeError
 from .container import index_packets, open_video
 
 __all__ = ["Deadline", "FrameReader", "VideoTimeLimitError", "check_time_limit", "open_reader", "rotation_of",
@@ -75,7 +75,7 @@ def check_time_limit(value, name: str, owner: str):
         return None
     ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
     if not ok or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"The {name!r} parameter of {owner} must be a number of seconds > 0 (finite) or None "
+        raise ParameterError(f"The {name!r} parameter of {owner} must be a number of seconds > 0 (finite) or None "
                          f"for no limit. Got {value!r} instead.")
     return float(value)
 

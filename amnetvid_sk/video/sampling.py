@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from sklearn.utils._param_validation import validate_params
 
+from .._validation import validate_params
 from ..sampling_keys import DEFAULT_N_FRAMES, check_sampling, parse_sampling_key, sampling_key
 from .info import VideoInfo, make_info
 from .reader import Deadline, check_time_limit, open_reader, rotation_of, to_rgb

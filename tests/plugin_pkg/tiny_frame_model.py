@@ -20,8 +20,8 @@ class TinyFrameModel(FrameModel):
     map_shape = (3, 14, 14)
     preprocessing = "grey14"
 
-    def __init__(self, gain=1.0, device=None, batch_size=4, precision="auto", bfloat16=None):
-        super().__init__(device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16)
+    def __init__(self, gain=1.0, device=None, batch_size=4, precision="auto"):
+        super().__init__(device=device, batch_size=batch_size, precision=precision)
         self.gain = gain
 
     def _weights_text(self) -> str:
@@ -31,18 +31,18 @@ class TinyFrameModel(FrameModel):
         return {"weights_sha256": hashlib.sha256(self._weights_text().encode()).hexdigest(),
                 "preprocessing": self.preprocessing}
 
-    def _predict_batch(self, frames):
+    def _forward_batch(self, frames, *, maps, embeddings):
         grey = (frames_to_tensor(frames, self.device) / 255.0).mean(1, keepdim=True)
         small = F.adaptive_avg_pool2d(grey, self.map_shape[1:])[:, 0]
-        maps = torch.stack([small, small * small, 1.0 - small], dim=1)
-        return grey.mean(dim=(1, 2, 3)) * float(self.gain), maps
+        frame_maps = torch.stack([small, small * small, 1.0 - small], dim=1) if maps else None
+        return grey.mean(dim=(1, 2, 3)) * float(self.gain), frame_maps, None
 
 
 class UnseededFrameModel(TinyFrameModel):
     """Weights drawn at random in each process, with no parameter to reproduce them."""
 
-    def __init__(self, gain=1.0, device=None, batch_size=4, precision="auto", bfloat16=None):
-        super().__init__(gain=gain, device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16)
+    def __init__(self, gain=1.0, device=None, batch_size=4, precision="auto"):
+        super().__init__(gain=gain, device=device, batch_size=batch_size, precision=precision)
         self._noise = os.urandom(8).hex()
 
     def _weights_text(self) -> str:
@@ -52,8 +52,8 @@ class UnseededFrameModel(TinyFrameModel):
 class ForgetfulFrameModel(TinyFrameModel):
     """Takes a parameter it keeps no attribute for: breaks the rebuild contract."""
 
-    def __init__(self, colour="red", device=None, batch_size=4, precision="auto", bfloat16=None):
-        super().__init__(device=device, batch_size=batch_size, precision=precision, bfloat16=bfloat16)
+    def __init__(self, colour="red", device=None, batch_size=4, precision="auto"):
+        super().__init__(device=device, batch_size=batch_size, precision=precision)
 
 
 class NotAFrameModel:

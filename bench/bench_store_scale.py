@@ -1,0 +1,380 @@
+"""Benchmark: what each store operation costs per video as the store grows (1,000 to 100,000 videos).
+
+A synthetic store of 28 frames per video (3 x 14 x 14 attention maps and a score per
+frame), with and without 2048-value frame embeddings (ResMem's size, stored as float16),
+is written as ``amnetvid extract`` writes it: the frame model registered once, then one
+write per ``--flush-every`` batch of completed videos (default 16, the extractor's),
+through the extractor's own ``Extractor.flush`` (so a per-flush query that the extractor
+makes, as it does with ``--embeddings``, is counted), and one labels import per size. The
+same store grows from one size to the next; at each size it prints, per video:
+
+- **write**: the mean cost of a flush over the whole store, and over the last tenth of
+  it (the marginal cost: what one more video costs at that size);
+- **read_arrays** of 4 frames (picked of the 28) of every video, ids shuffled:
+  *first-ever* (a fresh process, no array cache file: decodes the Parquet parts and
+  writes the cache file), *cold* (a fresh process, the cache file there),
+  *no cache* (a fresh process with ``AMNETVID_CACHE_BYTES=0``) and *warm*
+  (a second read in one process). Imports are not counted;
+- **SQL**: each ```sql block of ``store/README.md`` through ``FeatureStore.sql`` (the
+  embeddings example only on the store with embeddings), in a new ``FeatureStore``;
+- **info**: ``FeatureStore(path).info()`` in a new ``FeatureStore``;
+- **verify**: ``FeatureStore(path).verify()`` in a fresh process (a process remembers
+  the part files it found whole);
+- **compact**: ``FeatureStore(path).compact()`` on a hard-linked copy of the store (the
+  store keeps growing uncompacted), and the part files and bytes after it;
+- the **part files** and **bytes on disk** of the store (``info()``; the array cache
+  not counted).
+
+At the end, per operation, the ratio of the per-video cost at the largest size to that at
+the smallest (goal: within 1.5x). Each figure is the best of ``--repeat`` runs (one run at
+50,000 videos and more); the CPU capability, the disk and the load average are printed.
+
+The stores are written under ``--root`` (default: a temporary folder under the system's,
+removed at the end unless ``--keep``). Only local folders for now: an ``s3://`` root is
+for when the store takes object storage (issue 22).
+
+Run from the repository root::
+
+    python bench/bench_store_scale.py --sizes 1000          # about a minute on 2 cores
+    python bench/bench_store_scale.py --sizes 1000,10000    # about 10 minutes on 2 cores
+    python bench/bench_store_scale.py                       # 1,000, 10,000 and 100,000 videos: hours
+    python bench/bench_store_scale.py --embeddings off --sizes 1000,10000,100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+try:
+    import amnetvid_sk
+except ImportError:  # run from a checkout that is not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import amnetvid_sk
+
+import pyarrow as pa
+import torch
+
+from amnetvid_sk.extraction.local import ExtractionJob, Extractor, _PendingVideo
+from amnetvid_sk.store import FeatureStore
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "store" / "README.md"
+SHAPE = (3, 14, 14)
+FRAMES = 28  # stored per video, as `amnetvid extract` stores by default
+READ_FRAMES = 4  # read per video, as the AMNetVid recipe reads
+EMBEDDING_DIM = 2048  # ResMem's
+SAMPLING = f"frames={FRAMES}"
+POOL = 64  # distinct synthetic videos, cycled (generating 100,000 would cost more than writing them)
+
+# A read of every video in a fresh process: argv = store, file of ids (one a line), n_frames.
+COLD_READ = """
+import sys, time
+import numpy as np
+from amnetvid_sk.store import FeatureStore
+ids = np.array(open(sys.argv[2]).read().split(), dtype=object)
+start = time.perf_counter()
+scores, maps = FeatureStore(sys.argv[1]).read_arrays(ids, n_frames=int(sys.argv[3]))
+print(time.perf_counter() - start)
+"""
+
+# verify in a fresh process: argv = store.
+VERIFY = """
+import sys, time
+from amnetvid_sk.store import FeatureStore
+fs = FeatureStore(sys.argv[1])
+start = time.perf_counter()
+report = fs.verify()
+print(time.perf_counter() - start, int(report.ok), report.checked)
+"""
+
+
+class FakeModel:
+    """What ``Extractor`` asks of a frame model when it writes (no forward pass is run)."""
+
+    name = "synthetic"
+    maps = "attention"
+    map_shape = SHAPE
+    batch_size = 32
+
+    def __init__(self, embedding_dim: int):
+        self.embedding_dim = embedding_dim
+        self.fingerprint = (f"synthetic.w-000000000000.pre-none.maps-3x14x14.emb-{embedding_dim}.fp32"
+                            if embedding_dim else "synthetic.w-000000000000.pre-none.maps-3x14x14.fp32")
+        self.config = {"name": "synthetic", "embedding_dim": embedding_dim}
+
+
+def smooth_maps(rng, n: int) -> np.ndarray:
+    """Attention-like maps: softmax of smooth random fields (4 x 4 noise, bicubic-upsampled)."""
+    low = torch.from_numpy(rng.normal(size=(n, 3, 4, 4)).astype(np.float32))
+    field = torch.nn.functional.interpolate(low, size=SHAPE[1:], mode="bicubic", align_corners=False) * 2.0
+    return torch.softmax(field.reshape(n, 3, -1), dim=-1).reshape(n, *SHAPE).numpy()
+
+
+class Writer:
+    """Writes synthetic videos into a store as the extractor does: ``Extractor.flush`` per batch."""
+
+    def __init__(self, store: str, embedding_dim: int, flush_every: int, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.store, self.flush_every, self.n = store, flush_every, 0
+        self.model = FakeModel(embedding_dim)
+        self.maps = smooth_maps(rng, POOL * FRAMES).reshape(POOL, FRAMES, *SHAPE)
+        self.scores = rng.random((POOL, FRAMES), dtype=np.float32)
+        self.embeddings = (rng.normal(size=(POOL, FRAMES, embedding_dim)).astype(np.float32)
+                           if embedding_dim else None)
+        self.index = np.linspace(0, 209, FRAMES).round().astype(np.int64)
+        job = ExtractionJob(store=store, sampling=SAMPLING, n_frames=FRAMES, flush_every=flush_every,
+                            embeddings=bool(embedding_dim))
+        fs = FeatureStore(store, create=True)
+        # once per `amnetvid extract` run, as extraction.extract does
+        fs.write_model(self.model.fingerprint, self.model.name, self.model.config, SHAPE,
+                       embedding_dim=embedding_dim)
+        self.extractor = Extractor(self.model, job)
+        self.flush_seconds: list[tuple[int, float]] = []  # (videos in the flush, seconds)
+
+    def pending(self, i: int) -> _PendingVideo:
+        vid, k = f"video{i:07d}", i % POOL
+        info = SimpleNamespace(duration=7.0, fps=30.0, frame_count=210, width=640, height=360)
+        sampled = SimpleNamespace(indices=self.index, timestamps=self.index / 30.0, short=False, info=info,
+                                  frames=None)
+        p = _PendingVideo(Path(f"/data/{vid}.webm"), vid, (f"/data/{vid}.webm", 1000 + i, 0.0), sampled, SHAPE,
+                          self.model.embedding_dim)
+        p.scores[:], p.maps[:] = self.scores[k], self.maps[k]
+        if p.embeddings is not None:
+            p.embeddings[:] = self.embeddings[k]
+        p.done = FRAMES
+        return p
+
+    def grow(self, n: int) -> None:
+        """Add videos until the store holds ``n``, one flush per ``flush_every``."""
+        while self.n < n:
+            count = min(self.flush_every, n - self.n)
+            self.extractor._completed.extend(self.pending(self.n + i) for i in range(count))
+            start = time.perf_counter()
+            self.extractor.flush()
+            self.flush_seconds.append((count, time.perf_counter() - start))
+            self.n += count
+
+    def per_video(self, last_fraction: float = 1.0) -> float:
+        """Seconds per video of the flushes that wrote the last ``last_fraction`` of the videos."""
+        want, videos, seconds = max(1, int(self.n * last_fraction)), 0, 0.0
+        for count, s in reversed(self.flush_seconds):
+            if videos >= want:
+                break
+            videos, seconds = videos + count, seconds + s
+        return seconds / max(videos, 1)
+
+
+def readme_sql() -> dict[str, str]:
+    """The ```sql blocks of store/README.md, named by their first words (or first comment)."""
+    out = {}
+    for block in re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.DOTALL):
+        words = " ".join(block.split())
+        if "embedding" in words and "list_cosine_similarity" in words:
+            name = "embeddings: nearest by cosine"
+        elif "rank_p" in words:
+            name = "predictions: Spearman per fold"
+        elif "unnest(attention)" in words:
+            name = "attention entropy (unnest)"
+        elif "list_slice" in words:
+            name = "entropy of map 0 (lists)"
+        elif "corr(a, b)" in words:
+            name = "Spearman of mean score"
+        elif "JOIN frames" in words:
+            name = "mean score with labels"
+        elif "LIMIT 10" in words:
+            name = "ten most memorable"
+        elif "FROM failures" in words:
+            name = "failures"
+        elif "count(*) AS n_frames" in words:
+            name = "mean score per video"
+        else:
+            name = words[:30]
+        out[name] = block
+    return out
+
+
+def best_of(repeat: int, func):
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = func()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def fresh_process(code: str, *args, cache: bool = True) -> list[float]:
+    """The numbers a script printed, run in a fresh process (the array cache off if asked)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])))
+    env.pop("AMNETVID_CACHE_BYTES", None)
+    if not cache:
+        env["AMNETVID_CACHE_BYTES"] = "0"
+    # not run in the checkout: `python -c` puts the working directory first on the import path
+    done = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, capture_output=True,
+                          text=True, cwd=tempfile.gettempdir())
+    if done.returncode:
+        raise RuntimeError(f"fresh process failed:\n{done.stderr[-3000:]}")
+    return [float(x) for x in done.stdout.split()]
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
+
+
+def disk(path: Path) -> str:
+    """The device and file system under ``path``, and whether it spins (Linux)."""
+    try:
+        out = subprocess.run(["df", "--output=source,fstype,size", str(path)], capture_output=True, text=True,
+                             check=True).stdout.split("\n")[1].split()
+        dev = Path(out[0]).name
+        base = re.sub(r"\d+$", "", dev) if not dev.startswith("nvme") else re.sub(r"p\d+$", "", dev)
+        rot = Path(f"/sys/block/{base}/queue/rotational")
+        kind = ("rotational" if rot.read_text().strip() == "1" else "non-rotational") if rot.exists() else "?"
+        return f"{out[0]} ({out[1]}, {out[2]}, {kind})"
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        return "unknown"
+
+
+def measure(path: Path, n: int, repeat: int, embeddings: bool, queries: dict[str, str]) -> dict:
+    """Seconds of each operation on the store at ``path`` (of ``n`` videos), and its parts and bytes."""
+    out = {}
+    fs = FeatureStore(path)
+    ids = np.array([f"video{i:07d}" for i in np.random.default_rng(n).permutation(n)], dtype=object)
+    ids_file = path.parent / f"{path.name}.ids.txt"
+    ids_file.write_text("\n".join(ids))
+    try:
+        shutil.rmtree(path / ".cache", ignore_errors=True)
+        cold = dict.fromkeys(("read first-ever", "read cold", "read no cache"), float("inf"))
+        for _ in range(repeat):
+            shutil.rmtree(path / ".cache", ignore_errors=True)
+            cold["read first-ever"] = min(cold["read first-ever"], fresh_process(COLD_READ, path, ids_file,
+                                                                                 READ_FRAMES)[-1])
+            cold["read cold"] = min(cold["read cold"], fresh_process(COLD_READ, path, ids_file, READ_FRAMES)[-1])
+            cold["read no cache"] = min(cold["read no cache"], fresh_process(COLD_READ, path, ids_file, READ_FRAMES,
+                                                                             cache=False)[-1])
+        out.update(cold)
+        FeatureStore(path).read_arrays(ids, n_frames=READ_FRAMES)  # maps the cache file in this process
+        out["read warm"], (scores, maps) = best_of(
+            repeat, lambda: FeatureStore(path).read_arrays(ids, n_frames=READ_FRAMES))
+        assert scores.shape == (n, READ_FRAMES) and maps.shape == (n, READ_FRAMES, *SHAPE)
+        del scores, maps
+    finally:
+        ids_file.unlink(missing_ok=True)
+    for name, query in queries.items():
+        if name.startswith("embeddings") and not embeddings:
+            continue
+        out[f"sql: {name}"], _ = best_of(repeat, lambda: FeatureStore(path).sql(query))
+    out["info"], info = best_of(repeat, lambda: FeatureStore(path).info())
+    out["verify"] = min(fresh_process(VERIFY, path)[0] for _ in range(repeat))
+    out["parts"] = sum(info["files"].values())
+    out["bytes"] = info["size_bytes"]
+    assert info["tables"]["videos"] == n, info["tables"]
+    # compact a hard-linked copy: the store itself keeps growing as written
+    copy = path.parent / f"{path.name}.compact"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(path, copy, copy_function=os.link, ignore=shutil.ignore_patterns(".cache"))
+    try:
+        out["compact"], _ = best_of(1, lambda: FeatureStore(copy).compact())
+        after = FeatureStore(copy).info()
+        out["parts after compact"] = sum(after["files"].values())
+        out["bytes after compact"] = after["size_bytes"]
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    del fs
+    return out
+
+
+COUNTS = ("parts", "bytes", "parts after compact", "bytes after compact")
+
+
+def fmt_cost(seconds: float, n: int) -> str:
+    ms = seconds / n * 1e3
+    return f"{ms:9.3f} ms" if ms < 10 else f"{ms:9.1f} ms"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000",
+                        help="store sizes in videos, comma-separated, measured in this order as the store grows")
+    parser.add_argument("--embeddings", default="off,on", help="off, on or off,on: stores without and with "
+                                                                "frame embeddings")
+    parser.add_argument("--flush-every", type=int, default=16, help="videos per write (the extractor's default)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per figure (1 at 50,000 videos and more)")
+    parser.add_argument("--root", default=None, help="folder the stores are written under (default: a new "
+                                                     "temporary folder, removed at the end)")
+    parser.add_argument("--keep", action="store_true", help="keep the stores")
+    args = parser.parse_args(argv)
+    sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
+    modes = [m.strip() for m in args.embeddings.split(",") if m.strip()]
+    if not sizes or min(sizes) < 1 or any(m not in ("off", "on") for m in modes):
+        parser.error("--sizes takes positive counts, --embeddings off, on or off,on")
+    if args.root is not None and "://" in args.root:
+        parser.error("object storage roots come with the store's S3 support (issue 22); give a local folder")
+    root = Path(tempfile.mkdtemp(prefix="bench_store_scale_", dir=args.root))
+    queries = readme_sql()
+    print(f"{FRAMES} frames x {SHAPE} maps + a score per video (embeddings: {EMBEDDING_DIM} float16 values per "
+          f"frame), one write per {args.flush_every} videos; CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores")
+    print(f"  amnetvid_sk from {Path(amnetvid_sk.__file__).parent}; stores under {root} on {disk(root)}")
+    print(f"  {load()}")
+    try:
+        for mode in modes:
+            path = root / f"store-embeddings-{mode}"
+            writer = Writer(str(path), EMBEDDING_DIM if mode == "on" else 0, args.flush_every)
+            fs = FeatureStore(path)
+            results = {}
+            labelled = 0
+            for n in sizes:
+                started = time.perf_counter()
+                writer.grow(n)
+                fs.write_labels({"video_id": [f"video{i:07d}" for i in range(labelled, n)],
+                                 "short_term": np.linspace(0.5, 0.9, n - labelled), "n_short": [30] * (n - labelled),
+                                 "long_term": np.linspace(0.2, 0.6, n - labelled), "n_long": [10] * (n - labelled),
+                                 "source": ["synthetic"] * (n - labelled)})
+                labelled = n
+                wrote = time.perf_counter() - started
+                res = measure(path, n, args.repeat if n < 50_000 else 1, mode == "on", queries)
+                res["write, mean"] = writer.per_video() * n
+                res["write, last tenth"] = writer.per_video(0.1) * n
+                results[n] = res
+                print(f"  embeddings {mode}, {n:,} videos: written in {wrote:.0f} s, measured in "
+                      f"{time.perf_counter() - started - wrote:.0f} s; {load()}", flush=True)
+            print(f"embeddings {mode}: per video (ms), {', '.join(f'{n:,}' for n in sizes)} videos, "
+                  f"and the largest size / the smallest (goal <= 1.5x):")
+            names = ["write, mean", "write, last tenth", "read first-ever", "read cold", "read no cache",
+                     "read warm"] + [k for k in results[sizes[0]] if k.startswith("sql: ")] + ["info", "verify",
+                                                                                                "compact"]
+            for name in names:
+                row = "  ".join(fmt_cost(results[n][name], n) for n in sizes)
+                ratio = (results[sizes[-1]][name] / sizes[-1]) / (results[sizes[0]][name] / sizes[0])
+                flag = "" if len(sizes) == 1 else f"  {ratio:5.2f}x" + ("" if ratio <= 1.5 else "  over 1.5x")
+                print(f"  {name:38s} {row}{flag}")
+            for name in COUNTS:
+                if name.startswith("bytes"):
+                    row = "  ".join(f"{results[n][name] / n / 1e3:9.1f} kB" for n in sizes)
+                    total = "  ".join(f"{results[n][name] / 1e9:.3f}" for n in sizes)
+                    print(f"  {name + ' per video':38s} {row}   (GB: {total})")
+                else:
+                    row = "  ".join(f"{results[n][name]:12,d}" for n in sizes)
+                    print(f"  {name + ' (files)':38s} {row}")
+            if not args.keep:
+                shutil.rmtree(path, ignore_errors=True)
+        print(f"  {load()}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
