@@ -51,6 +51,7 @@ except ImportError:  # pragma: no cover - Windows: builds are not serialised, ea
 import pyarrow as pa
 
 from ..errors import StoreError
+from . import location
 from .location import CACHE_DIR, cache_folder
 
 __all__ = ["CACHE_DIR", "cache_limit", "listing_key", "remembered", "remember", "load", "save", "clear",
@@ -137,13 +138,17 @@ def load(store: Path, key: str, name: str) -> pa.Table | dict | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, pa.ArrowException):
-        _remove(path)  # truncated or garbled: built again by the caller
+        location.remove(path)  # truncated or garbled: built again by the caller
         return None
 
 
 def save(store: Path, key: str, name: str, value: pa.Table | dict) -> bool:
     """Write the cache file ``name`` of this listing (atomically); False when the store
-    cannot be written (read-only folder, full disk). Files of other listings are removed."""
+    cannot be written (read-only folder, full disk). Files of other listings are removed.
+
+    Not :func:`amnetvid_sk.atomic_files.write_atomic`: a cache file is not synced to the disk (one
+    lost in a crash is built again; syncing gigabytes would slow every first read), and Arrow writes
+    it straight to the file, not through a Python file object."""
     folder = cache_folder(store)
     tmp = folder / f".{key}-{name}.{uuid.uuid4().hex}.tmp"
     try:
@@ -155,7 +160,7 @@ def save(store: Path, key: str, name: str, value: pa.Table | dict) -> bool:
                 writer.write_table(value)  # uncompressed: read back at memory speed
         os.replace(tmp, _file(store, key, name))
     except OSError:
-        _remove(tmp)
+        location.remove(tmp)
         return False
     clear(store, keep=lambda n: n.startswith((key, "." + key)))  # a crashed writer's temp of an old key goes too
     return True
@@ -193,11 +198,6 @@ def clear(store: Path, keep: Callable[[str], bool] = lambda name: False) -> None
         return
     for name in names:
         if not keep(name):
-            _remove(cache_folder(store) / name)
+            location.remove(cache_folder(store) / name)
 
 
-def _remove(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass  # gone already (another process), or a store we may not write: nothing to clean

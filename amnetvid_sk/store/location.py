@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
+from ..atomic_files import write_atomic
 from ..errors import MissingDependencyError, StoreError
 
 __all__ = ["CACHE_DIR", "S3_SCHEME", "cache_folder", "delete", "exists", "is_remote", "join", "kind", "list_names", "make_store",
@@ -231,9 +232,9 @@ def write_whole(path, produce: Callable[[pa.NativeFile | object], int]) -> bool:
     """Write the file ``path`` so that a reader (or a listing) sees it whole or not at all.
 
     ``produce(sink)`` writes the content and returns how many rows it wrote; with 0 nothing
-    is kept (False). Locally the bytes go to a hidden temporary name beside ``path``
-    (``.NAME.tmp``), are synced, then renamed into place; on S3 they are serialised in memory and
-    uploaded in one request (an object appears only when its upload completes). On any failure
+    is kept (False). Locally the bytes go to a hidden temporary name beside ``path``, are synced,
+    then renamed into place (:func:`amnetvid_sk.atomic_files.write_atomic`); on S3 they are
+    serialised in memory and uploaded in one request (an object appears only when its upload completes). On any failure
     nothing is left and the error is raised.
 
     Examples
@@ -246,22 +247,8 @@ def write_whole(path, produce: Callable[[pa.NativeFile | object], int]) -> bool:
     ['a.txt']
     """
     if not is_remote(path):
-        folder, name = os.path.split(path)
-        tmp = os.path.join(folder, f".{name}.tmp")
-        try:
-            os.makedirs(folder, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                n = produce(fh)
-                fh.flush()
-                os.fsync(fh.fileno())  # the bytes are on the disk before the name points at them
-            if not n:
-                os.unlink(tmp)
-                return False
-            os.replace(tmp, path)
-        except BaseException:
-            remove(tmp)
-            raise
-        return True
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return write_atomic(path, produce)
     buf = pa.BufferOutputStream()
     if not produce(buf):
         return False

@@ -115,10 +115,19 @@ def write_part(path: Path | str, table: str, data: pa.Table | Iterable[pa.Record
     return final if location.is_remote(final) else Path(final)
 
 
-def _remove(part: Path | str) -> None:
-    """Delete a part file of a failed write if it is there; never raises, so that the write's own error is
-    the one seen."""
-    location.remove(part)  # a folder we may no longer change: nothing better can be done, and the first error matters
+def _write_all(con: Connection, parts) -> None:
+    """Write ``(table, part, schema)`` parts in order, all or none: on any failure (a full disk,
+    Ctrl-C) the parts already written are removed, so that a failed write leaves no dead files
+    (frames without their videos row are invisible, but take room)."""
+    written = []
+    try:
+        for table, part, schema in parts:
+            written.append(write_part(con.path, table, part, schema))
+    except BaseException:
+        for path in written:
+            if path is not None:
+                location.remove(path)  # never raises: the write's own error is the one to see
+        raise
 
 
 def _store_full(code: int, path: Path, table: str) -> StoreFullError:
@@ -203,18 +212,7 @@ def write_extractions(con: Connection, shapes: dict, videos: Sequence[Mapping] |
                                      m, known[m]), frames_schema(map_size(known[m]))) for m in models]
     if embeddings is not None:
         parts += [("embeddings", part, schema) for part, schema in embeddings_parts(con, vids, embeddings, frames)]
-    written = []
-    try:
-        for table, part, schema in parts:
-            written.append(write_part(con.path, table, part, schema))
-        write_part(con.path, "videos", vids, SCHEMAS["videos"])  # the commit record, last
-    except BaseException:
-        # Frames (and embeddings) without their videos row are invisible; removing them keeps a failed
-        # write (a full disk, Ctrl-C) from leaving dead files behind.
-        for path in written:
-            if path is not None:
-                _remove(path)
-        raise
+    _write_all(con, [*parts, ("videos", vids, SCHEMAS["videos"])])  # the videos row, the commit record, last
     return vids.num_rows
 
 
@@ -260,15 +258,8 @@ def write_embeddings(con: Connection, embeddings: pa.Table) -> int:
     vids = con.query("SELECT v.* FROM videos AS v JOIN _eids AS e USING (extraction_id)",
                      _eids=pa.table({"extraction_id": eids.cast(pa.string())}))
     parts = embeddings_parts(con, vids, embeddings, None)
-    written = []
-    try:
-        for part, schema in parts:
-            written.append(write_part(con.path, "embeddings", part, schema))
-    except BaseException:
-        for path in written:  # all of them or none: an extraction's embeddings come in one go
-            if path is not None:
-                _remove(path)
-        raise
+    # all of them or none: an extraction's embeddings come in one go
+    _write_all(con, [("embeddings", part, schema) for part, schema in parts])
     return vids.num_rows
 
 
