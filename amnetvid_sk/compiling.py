@@ -5,14 +5,16 @@ left is the gate arithmetic between them, a dozen passes over memory per step. I
 those passes into one loop (about 1.5x on the whole training step of the working note's
 network, measured by ``bench/bench_training.py``). Compiling costs time once per process
 (tens of seconds on a CPU, less when Inductor's cache holds the code) and needs a C++
-compiler on a CPU, so:
+compiler on a CPU. The 3D convolutions of ``Conv3DRegressor`` and the small steps of the score
+LSTM gain nothing from it (measured by the same bench), so their default is ``compile=False``. So:
 
 - ``compile=False`` never compiles; ``compile=True`` compiles from the first batch;
-- ``compile="auto"`` (the regressors' default) trains its first epoch eagerly, then compiles
+- ``compile="auto"`` (``ConvLSTMRegressor``'s default) trains its first epoch eagerly, then compiles
   only when the epochs left would take longer eagerly than :data:`AUTO_MIN_SECONDS`: a
   long fit gains, a small one never waits for a compiler;
-- where compiling cannot work (no C++ compiler for a CPU, or the compiler fails), training goes
-  on eagerly with one warning that says why.
+- where compiling cannot work, training goes on eagerly: with no C++ compiler for a CPU, quietly
+  under "auto" and with a warning under True; when the compiler fails, with one warning that
+  says why.
 
 Compiled steps compute what eager ones do, except dropout's masks: Inductor draws them with
 its own generator (seeded from torch's, so a fit with ``random_state`` repeats), so compiled

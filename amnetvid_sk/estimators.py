@@ -75,13 +75,12 @@ class ScoreLSTMRegressor(_SequenceRegressor):
         "auto" picks bfloat16 only where the device computes it natively (a CUDA GPU with
         bfloat16, a CPU with AVX512-BF16 or AMX) and float32 elsewhere, the frame models' rule
         (:mod:`amnetvid_sk.precision`). The score LSTM is too small to gain from bfloat16.
-    compile : {"auto", True, False}, default="auto"
+    compile : {"auto", True, False}, default=False
         Run the training steps through ``torch.compile`` (:mod:`amnetvid_sk.compiling`): True
         from the first batch; "auto" after the first epoch, when the epochs left would take
-        more than 10 minutes eagerly (a long fit gains, a short one never waits for a
-        compiler). Where no compiler can run (no C++ compiler for a CPU) training is eager,
-        with a warning for True. Compiled training draws dropout masks with Inductor's own
-        generator: repeatable with ``random_state``, but not the eager fit's masks.
+        more than 10 minutes eagerly. Off by default here: the score LSTM's steps are too
+        small to gain (``ConvLSTMRegressor`` compiles by default). Where no compiler can run
+        (no C++ compiler for a CPU) training is eager, with a warning for True.
     **kwargs
         Other skorch parameters (``module__*``, ``iterator_train__*``,
         ``callbacks__*``, ...). ``iterator_train__shuffle`` defaults to True.
@@ -159,10 +158,13 @@ class ConvLSTMRegressor(_SequenceRegressor):
         where the device computes bfloat16 natively, in float32 elsewhere (where bfloat16 is
         emulated it is many times slower). Weights, loss and optimiser state stay float32.
     compile : {"auto", True, False}, default="auto"
-        As in :class:`ScoreLSTMRegressor`: ``torch.compile`` of the training steps, by
-        default once a fit's first epoch shows that the rest would take more than 10 minutes
-        (about 1.5x on the note's network on a CPU, where the gate arithmetic between the
-        convolutions is fused).
+        ``torch.compile`` of the training steps (:mod:`amnetvid_sk.compiling`): True from the
+        first batch; "auto" once a fit's first epoch shows that the rest would take more than 10
+        minutes eagerly (a long fit gains, a short one never waits for a compiler): about 1.5x
+        on the note's network on a CPU, where the gate arithmetic between the convolutions is
+        fused. Where no compiler can run (no C++ compiler for a CPU) training is eager, with a
+        warning for True. Compiled training draws dropout masks with Inductor's own generator:
+        repeatable with ``random_state``, but not the eager fit's masks.
     **kwargs
         Other skorch parameters (``module__filters``, ``module__dropout``,
         ``module__map_size``, ``callbacks__*``, ...).
@@ -189,9 +191,10 @@ class ConvLSTMRegressor(_SequenceRegressor):
 
     _keys = ("maps", "scores")
 
-    def __init__(self, module=AMNetVidNet, *, precision="auto", **kwargs):
-        # every other parameter and its default is _SequenceRegressor's (the note's settings)
-        super().__init__(module, precision=precision, **kwargs)
+    def __init__(self, module=AMNetVidNet, *, precision="auto", compile="auto", **kwargs):
+        # every other parameter and its default is _SequenceRegressor's (the note's settings);
+        # compile is skorch's parameter, with amnetvid_sk.compiling's "auto"
+        super().__init__(module, precision=precision, compile=compile, **kwargs)
 
     def _required_keys(self):
         module = self.module

@@ -79,8 +79,6 @@ class _SequenceRegressor(NeuralNetRegressor):
                  random_state=None, train_subsets=None, test_subsets=1, precision="float32", **kwargs):
         # Keras shuffles the training set each epoch; skorch's DataLoader does not by default
         kwargs.setdefault("iterator_train__shuffle", True)
-        # skorch's own parameter, with amnetvid_sk.compiling's meaning of "auto" as the default
-        kwargs.setdefault("compile", "auto")
         super().__init__(
             module,
             criterion=criterion,
