@@ -87,6 +87,35 @@ def test_unpooled_without_n_frames_needs_equal_counts(emb_store):
         FrameEmbeddings(fs.path, pooling=None, model="toy-two").fit_transform(["v0", "v1"])
 
 
+def test_both_reads_start_again_when_a_part_goes_mid_read(emb_store, monkeypatch):
+    """Frames and embeddings share one retry: a part file gone mid-read is read again, and a store
+    that keeps changing is a StoreError after three attempts."""
+    from amnetvid_sk.store import scan
+
+    fs, _ = emb_store
+    monkeypatch.setenv("AMNETVID_CACHE_BYTES", "0")
+    real, calls = scan.read_group, []
+
+    def gone_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise FileNotFoundError("removed by compact()")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scan, "read_group", gone_once)
+    assert fs.read_embeddings(["v3"], pooling="max").shape == (1, DIM)
+    calls.clear()
+    assert fs.read_arrays(["v3"], maps=False)[0].shape == (1, 4)
+
+    def always_gone(*args, **kwargs):
+        raise FileNotFoundError("removed by compact()")
+
+    monkeypatch.setattr(scan, "read_group", always_gone)
+    for read in (lambda: fs.read_embeddings(["v3"]), lambda: fs.read_arrays(["v3"], maps=False)):
+        with pytest.raises(StoreError, match="changed during 3 reads in a row"):
+            read()
+
+
 def test_a_video_without_embeddings_is_named_with_the_fix(tmp_path):
     """Reading embeddings of a video extracted without them names it and says extract --embeddings."""
     fs = FeatureStore(tmp_path / "store", create=True)

@@ -18,9 +18,12 @@ Where things are:
 - ``rows.py``: callers' rows checked and converted to the tables' schemas;
 - ``write.py``: atomic part files and the writers; ``writes.py``: the store's write methods;
 - ``resolve.py``: which frame model and sampling a read means;
-- ``read.py``: the one read path of arrays (decode, pick frames, take ids);
+- ``read_common.py``: the one read path of arrays, shared by frames and embeddings (the
+  visible extractions, each video's rows and their dedup, the frame pick, the retry);
+- ``scan.py``: the Parquet decoding of a read (row groups, several at once, list columns);
+- ``read.py``: scores and attention maps (decode, pick frames, take ids, the array cache);
 - ``frame_pick.py``: which stored frames a read returns, and what fills a short video's row;
-- ``embeddings.py``: the same read path for frame embeddings;
+- ``embeddings.py``: frame embeddings, on the same read path;
 - ``cache.py``: the array cache (memory-mapped Arrow IPC files in ``.cache/``, or a local
   folder for an S3 store);
 - ``queries.py``: the other readers (video ids, labels, models, info);

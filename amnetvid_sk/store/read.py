@@ -14,71 +14,32 @@ Every read goes the same way:
 A first read of fewer than 1/8 of a pair's videos, a read of arrays larger than
 ``AMNETVID_CACHE_BYTES`` and every read with ``AMNETVID_CACHE_BYTES=0`` decode
 only the videos asked for, in the same way, and keep nothing.
+
+The steps it shares with the read of embeddings (``embeddings.py``: the visible
+extractions, the rows of each video and their dedup, the frame pick, the retry) are in
+``read_common.py``; the Parquet decoding is in ``scan.py``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from ..errors import MissingVideosError, StoreError
-from . import cache, location
-from .connection import Connection, part_error
-from .resolve import snapshot
+from ..errors import StoreError
+from . import cache
+from .connection import Connection
 from .frame_pick import SHORT_POLICIES, frames_wanted, pick_rows, positions  # noqa: F401  (re-exported)
-from .schema import fmt_ids, id_array, map_size, unique_in_order
+from .read_common import (Videos, as_numpy, check_n_frames, locate, resolved, retrying, stored_rows,
+                          visible)
+from .scan import fill_lists
+from .schema import id_array, map_size
 
-__all__ = ["SHORT_POLICIES", "Frames", "decode", "fill_lists", "frames_wanted", "in_parallel", "locate", "positions", "read_arrays",
-           "read_group", "row_groups"]
+__all__ = ["SHORT_POLICIES", "Frames", "decode", "frames_wanted", "positions", "read_arrays"]
 
-_ATTEMPTS = 3  # reads started again when a write or compaction changes the store mid-read
 _SMALL_READ = 8  # a first read of fewer than 1/8 of a pair's videos decodes only those
-_READ_THREADS = 8  # at most this many row groups decoded at once (about 32 MB of raw data each)
-
-
-class _Changed(Exception):
-    """The store's listing changed during a read: start it again."""
-
-
-class Videos:
-    """The visible extractions of one (model, sampling): ids, extraction ids, stored frame counts."""
-
-    __slots__ = ("ids", "eids", "n_frames")
-
-    def __init__(self, ids: pa.Array, eids: pa.Array, n_frames: np.ndarray):
-        self.ids, self.eids, self.n_frames = ids, eids, n_frames
-
-    def subset(self, v: np.ndarray) -> "Videos":
-        return Videos(self.ids.take(pa.array(v)), self.eids.take(pa.array(v)), self.n_frames[v])
-
-
-def _bits(buffer, offset: int, n: int) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(buffer, np.uint8), count=offset + n, bitorder="little")[offset:].astype(bool)
-
-
-def as_numpy(arr: pa.Array) -> np.ndarray:
-    """A numpy view of a primitive Arrow array (booleans: a new array); values under nulls are undefined.
-
-    Arrow's own ``to_numpy`` goes through its pandas conversion, which imports pandas (a third of
-    a second) in a process that reads from a cache file in a few milliseconds.
-    """
-    if pa.types.is_boolean(arr.type):
-        return _bits(arr.buffers()[1], arr.offset, len(arr))
-    dtype = np.dtype(arr.type.to_pandas_dtype())
-    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
-
-
-def is_valid(arr: pa.Array) -> np.ndarray:
-    """Which values of ``arr`` are not null, as a numpy bool array (without pandas, see :func:`as_numpy`)."""
-    validity = arr.buffers()[0]
-    return np.ones(len(arr), bool) if validity is None else _bits(validity, arr.offset, len(arr))
 
 
 class Frames:
@@ -158,155 +119,24 @@ def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
     return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
-# ---------------------------------------------------------------------- decoding Parquet
-def _may_hold(row_group, columns: dict[str, int], values: dict[str, str]) -> bool:
-    """False when a row group's min/max statistics rule out every value asked for."""
-    for name, value in values.items():
-        i = columns.get(name)
-        stats = row_group.column(i).statistics if i is not None else None
-        if stats is None or not stats.has_min_max:
-            continue
-        lo, hi = stats.min, stats.max
-        if isinstance(lo, bytes):
-            lo, hi = lo.decode("utf-8", "replace"), hi.decode("utf-8", "replace")
-        if not lo <= value <= hi:
-            return False
-    return True
-
-
-def row_groups(files: Sequence[str], model: str, sampling: str) -> list[tuple[str, Any, int]]:
-    """(path, footer, row group) of the frame row groups that may hold (model, sampling)."""
-    groups = []
-    for path in files:
-        try:
-            meta = pq.read_metadata(location.source(path))
-        except FileNotFoundError:
-            raise  # removed by compact() since the listing: the read starts again
-        except (OSError, pa.ArrowException) as e:
-            raise part_error(path, e) from e
-        index = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
-        groups += [(path, meta, g) for g in range(meta.num_row_groups)
-                   if _may_hold(meta.row_group(g), index, {"model": model, "sampling": sampling})]
-    return groups
-
-
-def read_group(group: tuple[str, Any, int], columns: list[str]) -> pa.Table:
-    path, meta, g = group
-    # Mapped, not read into buffers: that spares a copy of the file. Part files are
-    # never rewritten, and what is decoded is copied out before the mapping goes.
-    # One reader per call: a reader is not shared between threads. (An object of an S3 store
-    # is read by ranges instead: location.source.)
-    try:
-        return pq.ParquetFile(location.source(path), memory_map=True, metadata=meta).read_row_group(g, columns=columns,
-                                                                                   use_threads=False)
-    except FileNotFoundError:
-        raise  # removed by compact() since the listing: the read starts again
-    except (OSError, pa.ArrowException) as e:
-        raise part_error(path, e) from e
-
-
-def in_parallel(func, items: Sequence) -> list:
-    """``[func(x) for x in items]`` on a few threads (pyarrow and numpy copies release the GIL)."""
-    workers = min(len(items), os.cpu_count() or 1, _READ_THREADS)
-    if workers <= 1:
-        return [func(x) for x in items]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(func, items))
-
-
-def _list_values(chunk: pa.Array, size: int, model: str, dtype=pa.float32(), what="attention maps") -> np.ndarray:
-    """A zero-copy [rows, size] view of a chunk of lists of ``dtype`` (attention maps, embeddings)."""
-    typ = chunk.type
-    ok = chunk.null_count == 0 and (
-        (pa.types.is_fixed_size_list(typ) and typ.list_size == size)
-        or ((pa.types.is_list(typ) or pa.types.is_large_list(typ))
-            and pc.all(pc.equal(pc.list_value_length(chunk), size)).as_py() is not False))
-    if ok and typ.value_type == dtype:
-        try:
-            return chunk.flatten().to_numpy(zero_copy_only=True).reshape(-1, size)
-        except (pa.ArrowException, ValueError):
-            pass  # null floats
-    raise StoreError(f"the {what} of frame model {model!r} in the store are not lists of {size} "
-                     f"{dtype} values without missing values; got {typ}")
-
-
-def fill_lists(groups, narrow, source: np.ndarray, size: int, model: str, column: str = "attention",
-               dtype=pa.float32()) -> np.ndarray:
-    """The lists in ``column`` of the rows ``source`` (numbered across ``groups``), decoding each
-    row group that holds some (several at once) and copying only those rows out of it."""
-    what = "attention maps" if column == "attention" else column
-    out = np.empty((len(source), size), dtype=dtype.to_pandas_dtype())
-    slot = np.argsort(source, kind="stable")
-    source = source[slot]
-    first = np.concatenate([[0], np.cumsum([t.num_rows for t in narrow])]).astype(np.int64)
-
-    def fill(j):
-        lo, hi = np.searchsorted(source, [first[j], first[j + 1]])
-        if lo == hi:
-            return
-        offset = first[j]
-        for chunk in read_group(groups[j], [column])[column].chunks:
-            a, b = np.searchsorted(source[lo:hi], [offset, offset + len(chunk)]) + lo
-            if a < b:
-                out[slot[a:b]] = _list_values(chunk, size, model, dtype, what)[source[a:b] - offset]
-            offset += len(chunk)
-
-    in_parallel(fill, range(len(groups)))
-    return out
-
-
 def decode(files: Sequence[str], videos: Videos, model: str, sampling: str, size: int, layout,
            maps: bool) -> Frames:
     """The :class:`Frames` of ``videos`` in ``layout`` ("all" or an int T), decoded from the frame
     part files ``files``; the narrow columns first, to know which rows go where."""
-    groups = row_groups(files, model, sampling)
-    narrow = in_parallel(lambda g: read_group(g, ["extraction_id", "frame_index", "score"]), groups)
-    if narrow:
-        where = [pc.index_in(t["extraction_id"], value_set=videos.eids).fill_null(-1).to_numpy() for t in narrow]
-        video = np.concatenate(where).astype(np.int64)
-        index = np.concatenate([t["frame_index"].to_numpy() for t in narrow])
-        score = np.concatenate([t["score"].to_numpy() for t in narrow]).astype(np.float32, copy=False)
-    else:
-        video, index, score = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
-    # Rows of the videos asked for, sorted by (video, frame_index); a frame present
-    # twice (an interrupted compact()) keeps its first copy.
-    rows = np.flatnonzero(video >= 0)
-    rows = rows[np.lexsort((index[rows], video[rows]))]
-    if len(rows) > 1:
-        again = (video[rows[1:]] == video[rows[:-1]]) & (index[rows[1:]] == index[rows[:-1]])
-        rows = rows[np.concatenate([[True], ~again])]
-    count = np.bincount(video[rows], minlength=len(videos.n_frames)).astype(np.int64)
-    complete = count == videos.n_frames
-    if layout == "all":
-        lengths, source = count, rows
+    found = stored_rows(files, videos, model, sampling, ("score",))
+    score = found.column("score").astype(np.float32, copy=False)
+    complete = found.count == videos.n_frames
+    if layout == "all":  # every stored row, video after video
+        lengths, source = found.count, found.rows
     else:  # the T picked frames of each complete video
-        first = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
-        ok = np.flatnonzero(complete)
         lengths = np.where(complete, int(layout), 0)
-        source = rows[(first[ok][:, None] + positions(videos.n_frames[ok], int(layout))).ravel()]
+        source = found.pick(np.flatnonzero(complete), int(layout))
     start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     return Frames(videos.ids, videos.n_frames, complete, start, score[source],
-                  fill_lists(groups, narrow, source, size, model) if maps else None)
+                  fill_lists(found.groups, found.narrow, source, size, model) if maps else None)
 
 
 # ---------------------------------------------------------------------- the read
-def _visible(con: Connection, key: str, model: str, sampling: str, strict: bool) -> tuple[Videos, tuple, bool]:
-    """The visible extractions of (model, sampling), the frame part files of the same listing,
-    and whether that listing is the one of ``key``."""
-    con.refresh()
-    same = cache.listing_key(con.files) == key
-    if strict and not same:
-        raise _Changed
-    tbl = con.query("SELECT video_id, extraction_id, n_frames FROM videos WHERE model = ? AND sampling = ? "
-                    "ORDER BY video_id", [model, sampling], refresh=False)
-    same = same and cache.listing_key(con.files) == key
-    if strict and not same:
-        raise _Changed
-    videos = Videos(tbl["video_id"].combine_chunks(), tbl["extraction_id"].combine_chunks(),
-                    tbl["n_frames"].to_numpy().astype(np.int64))
-    return videos, con.files["frames"], same
-
-
 def _cached(con: Connection, key: str, name: str, maps: bool, size: int) -> Frames | None:
     """The Frames of ``name`` held by this process or in a cache file; a maps file also serves scores."""
     for kind in ("maps",) if maps else ("scores", "maps"):
@@ -321,24 +151,9 @@ def _cached(con: Connection, key: str, name: str, maps: bool, size: int) -> Fram
     return None
 
 
-def locate(con: Connection, known, ids_arr: pa.Array, model: str, sampling: str) -> np.ndarray:
-    """Rows of ``ids_arr`` in ``known`` (a Videos or Frames); MissingVideosError naming the absent ones."""
-    where = pc.index_in(ids_arr, value_set=known.ids)
-    found = is_valid(where)
-    if not found.all():
-        missing = unique_in_order(pc.filter(ids_arr, pa.array(~found)).to_pylist())
-        raise MissingVideosError(
-            f"{len(missing)} of {len(unique_in_order(ids_arr.to_pylist()))} requested video ids are not in "
-            f"the store {str(con.path)!r} for frame model {model!r} with sampling {sampling!r}: "
-            f"{fmt_ids(missing)}")
-    return as_numpy(where).astype(np.int64)
-
-
 def _read(con: Connection, ids_arr: pa.Array, model, n_frames, maps: bool, sampling, limit: int,
           strict: bool, short: str):
-    key, catalog = snapshot(con, limit)
-    model = catalog.model(con.path, model)
-    sampling = catalog.sampling(con.path, model, sampling)
+    key, catalog, model, sampling = resolved(con, model, sampling, limit)
     shape = catalog.shape(model)
     if maps and not shape:
         raise StoreError(
@@ -354,7 +169,7 @@ def _read(con: Connection, ids_arr: pa.Array, model, n_frames, maps: bool, sampl
         v = locate(con, frames, ids_arr, model, sampling)
         t = frames_wanted(frames.n_frames[v], n_frames, ids_arr, short)
         return frames.take(v, t, shape, maps, short) if len(v) else _empty(t, shape, maps)
-    videos, files, same = _visible(con, key, model, sampling, strict)
+    videos, files, same = visible(con, "frames", model, sampling, key, strict)
     v = locate(con, videos, ids_arr, model, sampling)
     t = frames_wanted(videos.n_frames[v], n_frames, ids_arr, short)
     if len(v) == 0:
@@ -362,25 +177,22 @@ def _read(con: Connection, ids_arr: pa.Array, model, n_frames, maps: bool, sampl
     wanted, inverse = np.unique(v, return_inverse=True)
     small = len(wanted) * _SMALL_READ < len(videos.ids)
     rows = int(videos.n_frames.sum()) if layout == "all" else len(videos.ids) * t
-    try:
-        if not limit or not same or 4 * rows * (1 + size * maps) > limit or (
-                small and cache.remembered(con.path, key, f"{name}-small") is None):
-            if limit and same and small:  # the next small read of this pair fills the cache
-                cache.remember(con.path, key, f"{name}-small", True)
-            only = decode(files, videos.subset(wanted), model, sampling, size, layout, maps)
-            return only.take(inverse, t, shape, maps, short)
-        kind = "maps" if maps else "scores"
-        with cache.building(con.path, key, f"{name}-{kind}"):
-            # another process may have written the file while this one waited for the lock
-            frames = _cached(con, key, name, maps, size)
-            if frames is None:
-                frames = decode(files, videos, model, sampling, size, layout, maps)
-                if cache.save(con.path, key, f"{name}-{kind}.arrow", frames.to_table()):
-                    # read back mapped: the decoded copy goes, and the page cache holds one copy
-                    # for every process
-                    frames = _cached(con, key, name, maps, size) or frames
-    except FileNotFoundError:
-        raise _Changed from None  # compact() removed a part file since the listing
+    if not limit or not same or 4 * rows * (1 + size * maps) > limit or (
+            small and cache.remembered(con.path, key, f"{name}-small") is None):
+        if limit and same and small:  # the next small read of this pair fills the cache
+            cache.remember(con.path, key, f"{name}-small", True)
+        only = decode(files, videos.subset(wanted), model, sampling, size, layout, maps)
+        return only.take(inverse, t, shape, maps, short)
+    kind = "maps" if maps else "scores"
+    with cache.building(con.path, key, f"{name}-{kind}"):
+        # another process may have written the file while this one waited for the lock
+        frames = _cached(con, key, name, maps, size)
+        if frames is None:
+            frames = decode(files, videos, model, sampling, size, layout, maps)
+            if cache.save(con.path, key, f"{name}-{kind}.arrow", frames.to_table()):
+                # read back mapped: the decoded copy goes, and the page cache holds one copy
+                # for every process
+                frames = _cached(con, key, name, maps, size) or frames
     cache.remember(con.path, key, f"{name}-{kind}", frames)
     return frames.take(v, t, shape, maps, short)
 
@@ -450,19 +262,10 @@ def read_arrays(con: Connection, ids, model: str | None = None, n_frames: int | 
     >>> scores.shape, maps.shape
     ((3, 2), (3, 2, 3, 14, 14))
     """
-    if n_frames is not None and (isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer))
-                                 or n_frames < 1):
-        raise ValueError("The 'n_frames' parameter of FeatureStore.read_arrays must be None or an int >= 1. "
-                         f"Got {n_frames!r} instead.")
+    check_n_frames(n_frames, "read_arrays")
     if short not in SHORT_POLICIES:
         raise ValueError(f"The 'short' parameter of FeatureStore.read_arrays must be a str among "
                          f"{list(SHORT_POLICIES)}. Got {short!r} instead.")
-    ids_arr = id_array(ids)
-    limit = cache.cache_limit()
-    for attempt in range(1, _ATTEMPTS + 1):
-        try:
-            return _read(con, ids_arr, model, n_frames, bool(maps), sampling, limit, attempt < _ATTEMPTS, short)
-        except _Changed:
-            if attempt == _ATTEMPTS:
-                raise StoreError(f"the store {str(con.path)!r} changed during {_ATTEMPTS} reads in a row "
-                                 "(part files removed: is compact() running?); read again") from None
+    ids_arr, limit = id_array(ids), cache.cache_limit()
+    return retrying(con, lambda strict: _read(con, ids_arr, model, n_frames, bool(maps), sampling, limit, strict,
+                                              short))
