@@ -82,10 +82,9 @@ def _fold_scores(oof: uncertainty.OutOfFold) -> np.ndarray:
 
 def _inner_folds(pipeline) -> int:
     """The most folds any step splits its own training data into (a stacking ensemble's ``cv``), else 0."""
-    from .pipelines import _nested
+    from .pipelines import ensemble_steps
 
-    inner = [step.get_params(deep=False).get("cv") for _, step in _nested(pipeline)
-             if "cv" in step.get_params(deep=False) and hasattr(step, "estimators")]
+    inner = [step.get_params(deep=False).get("cv") for _, step in ensemble_steps(pipeline)]
     return max([c for c in inner if isinstance(c, Integral)] or [0])
 
 

@@ -144,6 +144,22 @@ def _reads_store(step) -> bool:
     return "store" in step.get_params(deep=False) and not hasattr(step, "steps")
 
 
+def ensemble_steps(pipeline) -> list[tuple[str, object]]:
+    """``(name, step)`` of every ensemble step (one with ``estimators``: a ``StackingRegressor`` or
+    ``VotingRegressor`` over recipes), those nested in other ensembles included.
+
+    Examples
+    --------
+    >>> from sklearn.ensemble import VotingRegressor
+    >>> from sklearn.linear_model import Ridge
+    >>> from sklearn.pipeline import Pipeline
+    >>> vote = VotingRegressor([("a", Pipeline([("ridge", Ridge())]))])
+    >>> [name for name, _ in ensemble_steps(Pipeline([("vote", vote)]))]
+    ['vote']
+    """
+    return [(name, step) for name, step in _nested(pipeline) if hasattr(step, "estimators")]
+
+
 def store_steps(pipeline) -> list[tuple[str, object]]:
     """``(name, step)`` of every step that reads from the store: those with a ``store`` parameter,
     the steps of the pipelines inside an ensemble step included (named by their ``set_params`` path).

@@ -195,7 +195,7 @@ def damaged_error(path: Path | str, damaged: list[tuple[str, str]]) -> StoreErro
 
 
 def part_error(file: str, error: BaseException) -> BaseException:
-    """What to raise when pyarrow failed on the part file ``file`` (the array reads of read.py):
+    """What to raise when pyarrow failed on the part file ``file`` (the array reads of scan.py):
     the damaged-file error when the file is damaged, else ``error`` itself."""
     try:
         why = part_damage(file)
@@ -247,6 +247,9 @@ class Connection:
         # Part files never change once written (new data gets new names), so caching
         # their Parquet footers is safe and saves re-reading them at every query.
         con.execute("SET parquet_metadata_cache = true")
+        # DuckDB prints a progress bar to stdout for a query over 2 s (a large store's verify or sql):
+        # it would end up in `amnetvid sql --format csv` output
+        con.execute("SET enable_progress_bar = false")
         # an S3 store's tables are read through Arrow datasets (refresh): its connection opens no file at all
         roots = [] if self.remote else unique_in_order([str(self.path), os.path.realpath(self.path)])
         con.execute("SET allowed_directories = $dirs", {"dirs": [r.rstrip(os.sep) + os.sep for r in roots]})
