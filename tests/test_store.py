@@ -20,6 +20,7 @@ from amnetvid_sk.errors import MissingVideosError, ReadOnlyQueryError, StoreErro
 from amnetvid_sk.store import FeatureStore, embeddings_table, frames_table, new_extraction_id
 from amnetvid_sk.store import cache as cache_module
 from amnetvid_sk.store import read as read_module
+from amnetvid_sk.store import scan as scan_module
 from amnetvid_sk.store.connection import Connection
 from amnetvid_sk.store.write import write_part
 
@@ -514,6 +515,26 @@ def test_frames_left_twice_by_interrupted_compaction_are_tolerated(store):
     np.testing.assert_array_equal(store.read_arrays(["v1"])[1][0], truth["v1"][1])
 
 
+@pytest.mark.parametrize("limit", ["0", None])
+def test_read_arrays_dedups_as_the_frames_view(store, monkeypatch, limit):
+    """Two part files holding an extraction's frames with other scores: read_arrays takes the
+    first file's, as the frames view does (with the array cache and without)."""
+    if limit is None:
+        monkeypatch.delenv("AMNETVID_CACHE_BYTES", raising=False)
+    else:
+        monkeypatch.setenv("AMNETVID_CACHE_BYTES", limit)
+    truth = write_videos(store, {"v1": 4, "v2": 5})
+    part = next((store.path / "frames").glob("part-*.parquet"))
+    table = pq.read_table(part)
+    table = table.set_column(table.schema.get_field_index("score"), "score",
+                             pa.array(np.ones(table.num_rows, np.float32)))
+    pq.write_table(table, store.path / "frames" / "part-zz-copy.parquet")
+    view = store.sql("SELECT score FROM frames WHERE video_id = ? ORDER BY frame_index", ["v2"])
+    scores, _ = store.read_arrays(["v2"], n_frames=5)
+    np.testing.assert_array_equal(scores[0], truth["v2"][0])
+    np.testing.assert_array_equal(scores[0], np.array(view["score"].to_pylist(), np.float32))
+
+
 def test_compact_keeps_uncommitted_frames_unless_asked(store):
     """compact() keeps frames without a videos row (a write in progress) unless drop_orphans=True."""
     write_videos(store, {"v1": 2})
@@ -566,7 +587,7 @@ def no_parquet(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a frames part file was decoded")
 
-    monkeypatch.setattr(read_module, "read_group", refuse)
+    monkeypatch.setattr(scan_module, "read_group", refuse)
 
 
 def _read_both(fs, monkeypatch, ids, **kwargs):
@@ -627,12 +648,12 @@ def test_cache_file_answers_without_duckdb_or_parquet(store, cache, monkeypatch)
 CHILD_READ = """
 import sys
 import numpy as np
-from amnetvid_sk.store import FeatureStore, read
+from amnetvid_sk.store import FeatureStore, scan
 
 def refuse(*args, **kwargs):
     raise AssertionError("a frames part file was decoded")
 
-read.read_group = refuse
+scan.read_group = refuse
 scores, maps = FeatureStore(sys.argv[1]).read_arrays(["v2", "v1"], n_frames=2)
 np.save(sys.argv[2], maps)
 """
