@@ -85,11 +85,12 @@ def test_compile_rejects_other_values():
 @pytest.mark.slow
 @pytest.mark.skipif(compiler_missing(CPU) is not None, reason=f"{compiler_missing(CPU)}")
 def test_compiled_training_saves_plain_weights_and_pickles():
-    # the score LSTM: the smallest graph to compile (still some seconds)
+    # a small score LSTM (2 steps, one layer): the smallest graph to compile, still some seconds
     rng = np.random.default_rng(0)
-    X = rng.random((40, 4), dtype=np.float32)
+    X = rng.random((40, 2), dtype=np.float32)
     y = X.mean(axis=1)
-    est = ScoreLSTMRegressor(max_epochs=2, batch_size=16, random_state=0, compile=True,
+    est = ScoreLSTMRegressor(module__n_frames=2, module__units=(4,), module__dense=8, module__fusion_dense=4,
+                             max_epochs=2, batch_size=16, random_state=0, compile=True,
                              callbacks__early_stopping=None).fit(X, y)
     assert all(not k.startswith("_orig_mod") for k in est.module_.state_dict())
     assert len(est.history) == 2 and np.isfinite(est.history[-1, "train_loss"])
