@@ -1,17 +1,18 @@
 """Whether a fit runs its training steps through ``torch.compile``, and the clean fall-back.
 
 On a CPU, the ConvLSTM's convolutions already run near the machine's matmul ceiling; what is
-left is the gate arithmetic between them, a dozen passes over memory per step. Inductor fuses
-those passes into one loop (about 1.5x on the whole training step of the working note's
-network, measured by ``bench/bench_training.py``). Compiling costs time once per process
-(tens of seconds on a CPU, less when Inductor's cache holds the code) and needs a C++
-compiler on a CPU. The 3D convolutions of ``Conv3DRegressor`` and the small steps of the score
-LSTM gain nothing from it (measured by the same bench), so their default is ``compile=False``. So:
+left is the gate arithmetic between them, a dozen passes over memory per step, which Inductor
+fuses. ``bench/bench_training.py`` measured 1.15-1.5x on the working note's network in float32
+(2 cores, AVX512 and AVX2), but slower steps under bfloat16 autocast and for the 3D convolutions
+of ``Conv3DRegressor``, and nothing to gain for the score LSTM. Compiling costs time once per
+process (tens of seconds on a CPU, less when Inductor's cache holds the code), needs a C++
+compiler on a CPU, and runs code that PyTorch generated for this machine, so it is opt-in:
 
-- ``compile=False`` never compiles; ``compile=True`` compiles from the first batch;
-- ``compile="auto"`` (``ConvLSTMRegressor``'s default) trains its first epoch eagerly, then compiles
-  only when the epochs left would take longer eagerly than :data:`AUTO_MIN_SECONDS`: a
-  long fit gains, a small one never waits for a compiler;
+- ``compile=False`` (every regressor's default, skorch's) never compiles;
+- ``compile=True`` compiles from the first batch;
+- ``compile="auto"`` trains its first epoch eagerly, then compiles only when the epochs left
+  would take longer eagerly than :data:`AUTO_MIN_SECONDS` (a long fit gains, a short one never
+  waits for a compiler), and only a float32 fit;
 - where compiling cannot work, training goes on eagerly: with no C++ compiler for a CPU, quietly
   under "auto" and with a warning under True; when the compiler fails, with one warning that
   says why.
@@ -70,6 +71,9 @@ class TrainingCompiler:
         The fit's batch size: only batches of this size use the compiled function.
     owner : str
         The estimator's class name, for the warning.
+    precision : {"float32", "bfloat16"}, default="float32"
+        What the fit runs in: "auto" compiles float32 fits only (under bfloat16 autocast the
+        compiled steps measured slower than the eager ones on a CPU).
 
     Examples
     --------
@@ -80,7 +84,7 @@ class TrainingCompiler:
     True
     """
 
-    def __init__(self, choice, device: torch.device, batch_size: int, owner: str):
+    def __init__(self, choice, device: torch.device, batch_size: int, owner: str, precision: str = "float32"):
         self.choice = choice
         self.device = device
         self.batch_size = int(batch_size)
@@ -88,7 +92,9 @@ class TrainingCompiler:
         self.active = choice is True  # "auto" turns active after its first epoch, if worth it
         self.compiled = None
         self.given_up = False
-        if choice is not False:
+        if choice == "auto" and precision != "float32":
+            self.given_up = True
+        elif choice is not False:
             reason = compiler_missing(device)
             if reason is not None:
                 self._give_up(reason, warn=choice is True)

@@ -33,9 +33,9 @@ class Conv3DRegressor(ConvLSTMRegressor):
     ----------
     module : torch.nn.Module class or instance, default=Conv3DNet
     compile : {"auto", True, False}, default=False
-        As in ``ConvLSTMRegressor``, but off by default: the 3D convolutions are the whole cost
-        and ``torch.compile`` has nothing to fuse between them (``bench/bench_training.py
-        --model conv3d`` measured it slightly slower than eager on a CPU).
+        As in ``ConvLSTMRegressor``; here the 3D convolutions are the whole cost and
+        ``torch.compile`` has nothing to fuse between them (``bench/bench_training.py --model
+        conv3d`` measured it slightly slower than eager on a CPU).
     **kwargs
         Any parameter of ``ConvLSTMRegressor`` (``lr``, ``max_epochs``,
         ``batch_size``, ``train_split``, ``callbacks``, ``device``,
@@ -60,6 +60,6 @@ class Conv3DRegressor(ConvLSTMRegressor):
     (32,)
     """
 
-    def __init__(self, module=Conv3DNet, *, compile=False, **kwargs):
+    def __init__(self, module=Conv3DNet, **kwargs):
         # every other parameter and its default is ConvLSTMRegressor's: nothing to keep in step
-        super().__init__(module, compile=compile, **kwargs)
+        super().__init__(module, **kwargs)

@@ -78,9 +78,8 @@ class ScoreLSTMRegressor(_SequenceRegressor):
     compile : {"auto", True, False}, default=False
         Run the training steps through ``torch.compile`` (:mod:`amnetvid_sk.compiling`): True
         from the first batch; "auto" after the first epoch, when the epochs left would take
-        more than 10 minutes eagerly. Off by default here: the score LSTM's steps are too
-        small to gain (``ConvLSTMRegressor`` compiles by default). Where no compiler can run
-        (no C++ compiler for a CPU) training is eager, with a warning for True.
+        more than 10 minutes eagerly. The score LSTM's steps are too small to gain. Where no
+        compiler can run (no C++ compiler for a CPU) training is eager, with a warning for True.
     **kwargs
         Other skorch parameters (``module__*``, ``iterator_train__*``,
         ``callbacks__*``, ...). ``iterator_train__shuffle`` defaults to True.
@@ -157,12 +156,14 @@ class ConvLSTMRegressor(_SequenceRegressor):
         As in :class:`ScoreLSTMRegressor`: "auto" trains and predicts under bfloat16 autocast
         where the device computes bfloat16 natively, in float32 elsewhere (where bfloat16 is
         emulated it is many times slower). Weights, loss and optimiser state stay float32.
-    compile : {"auto", True, False}, default="auto"
-        ``torch.compile`` of the training steps (:mod:`amnetvid_sk.compiling`): True from the
-        first batch; "auto" once a fit's first epoch shows that the rest would take more than 10
-        minutes eagerly (a long fit gains, a short one never waits for a compiler): about 1.5x
-        on the note's network on a CPU, where the gate arithmetic between the convolutions is
-        fused. Where no compiler can run (no C++ compiler for a CPU) training is eager, with a
+    compile : {"auto", True, False}, default=False
+        ``torch.compile`` of the training steps (:mod:`amnetvid_sk.compiling`), opt-in: True
+        from the first batch; "auto" once a float32 fit's first epoch shows that the rest would
+        take more than 10 minutes eagerly (a bfloat16 fit stays eager: compiled, it measured
+        slower on a CPU). It fuses the gate arithmetic between the convolutions: 1.15-1.5x on the
+        note's network in float32 on a 2-core CPU, under load and not. Compiled training draws
+        dropout masks with Inductor's own generator: repeatable with ``random_state``, but not
+        the eager fit's masks. Where no compiler can run (no C++ compiler for a CPU) training is eager, with a
         warning for True. Compiled training draws dropout masks with Inductor's own generator:
         repeatable with ``random_state``, but not the eager fit's masks.
     **kwargs
@@ -191,10 +192,9 @@ class ConvLSTMRegressor(_SequenceRegressor):
 
     _keys = ("maps", "scores")
 
-    def __init__(self, module=AMNetVidNet, *, precision="auto", compile="auto", **kwargs):
-        # every other parameter and its default is _SequenceRegressor's (the note's settings);
-        # compile is skorch's parameter, with amnetvid_sk.compiling's "auto"
-        super().__init__(module, precision=precision, compile=compile, **kwargs)
+    def __init__(self, module=AMNetVidNet, *, precision="auto", **kwargs):
+        # every other parameter and its default is _SequenceRegressor's (the note's settings)
+        super().__init__(module, precision=precision, **kwargs)
 
     def _required_keys(self):
         module = self.module

@@ -238,7 +238,7 @@ class _SequenceRegressor(NeuralNetRegressor):
         super().on_train_begin(net, X=X, y=y, **kwargs)
         batch_size = self.get_params_for("iterator_train").get("batch_size", self.batch_size)
         self._compiler = TrainingCompiler(self.compile, torch.device(self._device()), batch_size,
-                                          type(self).__name__)
+                                          type(self).__name__, _resolved_precision(self.precision, self._device())[0])
         self._epochs_done = 0
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):

@@ -1,4 +1,4 @@
-"""torch.compile of the training steps (amnetvid_sk.compiling): when it is used, and the eager fall-back.
+"""torch.compile of the training steps (amnetvid_sk.compiling, opt-in): when it is used, and the eager fall-back.
 
 Compiling the note's network takes tens of seconds on 2 cores (minutes under load), so the
 suite checks the decisions and the fall-backs on real fits, and the compiled path itself on the
@@ -47,15 +47,19 @@ def test_auto_compiles_only_when_the_epochs_left_take_long():
     assert not short_fit.active
     # only batches of the fit's own size go through the compiled function
     assert long_fit.module_for(torch.nn.Linear(2, 1), batch=7) is None
+    # "auto" compiles float32 fits only: under bfloat16 autocast, compiled steps were slower
+    bfloat16_fit = TrainingCompiler("auto", CPU, batch_size=32, owner="Net", precision="bfloat16")
+    bfloat16_fit.after_epoch(1, epoch_seconds=AUTO_MIN_SECONDS / 10, max_epochs=20)
+    assert not bfloat16_fit.active
 
 
 def test_auto_trains_a_small_fit_eagerly_with_the_same_result_as_false():
     X, y = _raw_maps_data()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "auto" never warns about compilers
-        auto = _small_convlstm().fit(X, y)
-    eager = _small_convlstm(compile=False).fit(X, y)
-    assert auto.compile == "auto"
+        auto = _small_convlstm(compile="auto").fit(X, y)
+    eager = _small_convlstm().fit(X, y)
+    assert eager.compile is False  # opt-in: skorch's default
     np.testing.assert_array_equal(auto.predict(X), eager.predict(X))
 
 
