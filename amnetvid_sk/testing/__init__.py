@@ -12,6 +12,9 @@
   :func:`~amnetvid_sk.testing.synthetic.make_score_order_dataset`), and
   :func:`~amnetvid_sk.testing.synthetic.write_synthetic_store`, which writes such a set
   into a feature store as extraction would.
+* :mod:`amnetvid_sk.testing.s3_server`: a real S3 server on localhost (SeaweedFS's ``weed``,
+  the ``s3`` extra), :class:`~amnetvid_sk.testing.s3_server.S3Server`, for the S3 store's tests
+  and ``bench/bench_store_scale.py --s3``.
 
 Import the modules themselves (``from amnetvid_sk.testing.clips import write_clip``);
 this package imports neither, so the clips come without the store and the synthetic
