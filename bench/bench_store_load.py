@@ -56,7 +56,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -74,10 +73,11 @@ import torch
 from PIL import Image
 
 from amnetvid_sk.render import render_jet
+from ceiling import load_average
+from timing import best_of, fresh_process
 from amnetvid_sk.store import FeatureStore, frames_table, new_extraction_id
 
 SHAPE = (3, 14, 14)
-ROOT = Path(__file__).resolve().parents[1]
 
 # The cold read, run in a fresh process: argv = store, file of ids (one a line), n_frames.
 COLD_READ = """
@@ -194,26 +194,6 @@ def build_store(path: Path, n_videos: int, n_frames: int, seed: int, batch: int 
     return spent
 
 
-def best_of(repeat: int, func):
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = func()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
-def fresh_process(code: str, *args, cache: bool = True) -> list[float]:
-    """The numbers a script printed, run in a fresh process (the array cache off if asked)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    env.pop("AMNETVID_CACHE_BYTES", None)
-    if not cache:
-        env["AMNETVID_CACHE_BYTES"] = "0"
-    done = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, capture_output=True,
-                          text=True, check=True)
-    return [float(x) for x in done.stdout.split()]
-
-
 def cold_reads(store: Path, ids_file: Path, n_frames: int, repeat: int) -> dict[str, float]:
     """Best seconds of the fresh-process reads: first-ever, file present, no cache (alternated,
     so that all see the same load)."""
@@ -246,10 +226,6 @@ def sql_times(path: Path, repeat: int) -> dict[tuple[str, str], float]:
                 best[name, frames] = min(best.get((name, frames), float("inf")), t)
             assert results["frames"].num_rows == results["frames_all"].num_rows
     return best
-
-
-def load() -> str:
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
 
 
 def write_pngs(folder: Path, ids, maps: np.ndarray) -> None:
@@ -287,7 +263,7 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         print(f"{n} synthetic videos, {T} frames x {SHAPE} maps + scores each; best of {args.repeat} runs; "
               f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
-        print(f"  {load()}")
+        print(f"  {load_average()}")
         w28 = build_store(tmp / "store28", n, 28, seed=1)
         w4 = build_store(tmp / "store4", n, T, seed=2)
         size28 = FeatureStore(tmp / "store28").info()["bytes"]["frames"]
@@ -376,7 +352,7 @@ def main(argv=None) -> int:
         for first_ever in (True, False):
             print(f"  data memory n_jobs=2 / n_jobs=1, cache file {'absent' if first_ever else 'present'}: "
                   f"{grid[first_ever, 2] / grid[first_ever, 1]:.2f}x (goal < 1.5x)")
-        print(f"  {load()}")
+        print(f"  {load_average()}")
     return 0
 
 

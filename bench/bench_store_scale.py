@@ -74,13 +74,14 @@ except ImportError:  # run from a checkout that is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import amnetvid_sk
 
-import pyarrow as pa
 import torch
 
 from amnetvid_sk.errors import StoreError
 from amnetvid_sk.extraction.local import ExtractionJob, Extractor, _PendingVideo
 from amnetvid_sk.store import FeatureStore, location
 from amnetvid_sk.testing.s3_server import S3Server, weed_binary
+from ceiling import load_average
+from timing import best_of, fresh_process
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "store" / "README.md"
@@ -217,33 +218,6 @@ def readme_sql() -> dict[str, str]:
             name = words[:30]
         out[name] = block
     return out
-
-
-def best_of(repeat: int, func):
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = func()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
-def fresh_process(code: str, *args, cache: bool = True) -> list[float]:
-    """The numbers a script printed, run in a fresh process (the array cache off if asked)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])))
-    env.pop("AMNETVID_CACHE_BYTES", None)
-    if not cache:
-        env["AMNETVID_CACHE_BYTES"] = "0"
-    # not run in the checkout: `python -c` puts the working directory first on the import path
-    done = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, capture_output=True,
-                          text=True, cwd=tempfile.gettempdir())
-    if done.returncode:
-        raise RuntimeError(f"fresh process failed:\n{done.stderr[-3000:]}")
-    return [float(x) for x in done.stdout.strip().splitlines()[-1].split()]  # the script's own last line
-
-
-def load() -> str:
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
 
 
 def disk(path: Path) -> str:
@@ -396,7 +370,7 @@ def main(argv=None) -> int:
         print(f"  amnetvid_sk from {Path(amnetvid_sk.__file__).parent}; stores in {stores}/ on SeaweedFS "
               f"({server.env['AWS_ENDPOINT_URL']}, same machine), its data and the array cache under {root} "
               f"on {disk(root)}")
-    print(f"  {load()}")
+    print(f"  {load_average()}")
     try:
         for mode in modes:
             path = f"{stores}/store-embeddings-{mode}"
@@ -418,7 +392,7 @@ def main(argv=None) -> int:
                 res["write, last tenth"] = writer.per_video(0.1) * n
                 results[n] = res
                 print(f"  embeddings {mode}, {n:,} videos: written in {wrote:.0f} s, measured in "
-                      f"{time.perf_counter() - started - wrote:.0f} s; {load()}", flush=True)
+                      f"{time.perf_counter() - started - wrote:.0f} s; {load_average()}", flush=True)
                 print("    ms per video: " + ", ".join(f"{k} {v / n * 1e3:.3f}" for k, v in res.items()
                                                        if k not in COUNTS) + "; " +
                       ", ".join(f"{k} {res[k]:,}" for k in COUNTS), flush=True)
@@ -442,7 +416,7 @@ def main(argv=None) -> int:
                     print(f"  {name + ' (files)':38s} {row}")
             if not args.keep:
                 remove_store(path)
-        print(f"  {load()}")
+        print(f"  {load_average()}")
     finally:
         if server is not None:
             server.stop()

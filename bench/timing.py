@@ -1,0 +1,42 @@
+"""How the benches time things: the best of several runs, and numbers from a fresh process.
+
+Imported by the bench scripts of this folder (run as ``python bench/NAME.py``, which puts this
+folder on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: The checkout, put on a fresh process's import path (after the caller's own PYTHONPATH).
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def best_of(repeat: int, func):
+    """``(best seconds, last result)`` of ``repeat`` calls of ``func``."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = func()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def fresh_process(code: str, *args, cache: bool = True) -> list[float]:
+    """The numbers of the last line a script printed, run in a fresh process (the array cache off
+    if asked): imports and first-time costs as a new command meets them."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])))
+    env.pop("AMNETVID_CACHE_BYTES", None)
+    if not cache:
+        env["AMNETVID_CACHE_BYTES"] = "0"
+    # not run in the checkout: `python -c` puts the working directory first on the import path
+    done = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, capture_output=True,
+                          text=True, cwd=tempfile.gettempdir())
+    if done.returncode:
+        raise RuntimeError(f"fresh process failed:\n{done.stderr[-3000:]}")
+    return [float(x) for x in done.stdout.strip().splitlines()[-1].split()]  # the script's own last line
