@@ -229,7 +229,7 @@ class _SequenceRegressor(NeuralNetRegressor):
             if isinstance(x, Mapping):
                 return compiled(**self._merge_x_and_fit_params(x, fit_params))
             return compiled(x, **fit_params)
-        except Exception as error:  # noqa: BLE001 -- only compiler failures are caught, the rest re-raised
+        except Exception as error:  # only a compiler failure is caught: the rest is re-raised
             if not compiler.failed(error):
                 raise
             return super().infer(x, **fit_params)

@@ -13,7 +13,7 @@ so the rest of the store never asks which kind of store it has:
   through it);
 - :func:`cache_folder`: the local folder of the array cache.
 
-A local store is written as it always was: a hidden temporary file, synced, then renamed. S3 has
+A local store's file is written under a hidden temporary name, synced, then renamed. S3 has
 no rename, and needs none: an object becomes visible only when its upload completes. A part is
 serialised in memory and sent in one request (a single PUT, or a multipart upload whose completion
 is the last request), so a writer killed at any point leaves nothing a reader lists.
