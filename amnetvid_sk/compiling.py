@@ -2,9 +2,10 @@
 
 On a CPU, the ConvLSTM's convolutions already run near the machine's matmul ceiling; what is
 left is the gate arithmetic between them, a dozen passes over memory per step, which Inductor
-fuses. ``bench/bench_training.py`` measured 1.05-1.6x on the working note's network in float32
-(2 cores, AVX512 and AVX2), but slower steps under bfloat16 autocast and for the 3D convolutions
-of ``Conv3DRegressor``, and nothing to gain for the score LSTM. Compiling costs time once per
+fuses. ``bench/bench_training.py`` prints the eager and compiled rates of each network: on a
+2-core CPU (AVX512 and AVX2) compiling gains on the working note's network in float32, but its
+steps are slower under bfloat16 autocast and for the 3D convolutions of ``Conv3DRegressor``, and
+the score LSTM has nothing to gain. Compiling costs time once per
 process (tens of seconds on a CPU, less when Inductor's cache holds the code), needs a C++
 compiler on a CPU, and runs code that PyTorch generated for this machine, so it is opt-in:
 

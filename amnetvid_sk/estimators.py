@@ -160,12 +160,11 @@ class ConvLSTMRegressor(_SequenceRegressor):
         ``torch.compile`` of the training steps (:mod:`amnetvid_sk.compiling`), opt-in: True
         from the first batch; "auto" once a float32 fit's first epoch shows that the rest would
         take more than 10 minutes eagerly (a bfloat16 fit stays eager: compiled, it measured
-        slower on a CPU). It fuses the gate arithmetic between the convolutions: 1.05-1.6x on the
-        note's network in float32 on a 2-core CPU, under load and not. Compiled training draws
-        dropout masks with Inductor's own generator: repeatable with ``random_state``, but not
-        the eager fit's masks. Where no compiler can run (no C++ compiler for a CPU) training is eager, with a
-        warning for True. Compiled training draws dropout masks with Inductor's own generator:
-        repeatable with ``random_state``, but not the eager fit's masks.
+        slower on a CPU). It fuses the gate arithmetic between the convolutions
+        (``bench/bench_training.py`` prints the eager and compiled rates). Where no compiler can
+        run (no C++ compiler for a CPU) training is eager, with a warning for True. Compiled
+        training draws dropout masks with Inductor's own generator: repeatable with
+        ``random_state``, but not the eager fit's masks.
     **kwargs
         Other skorch parameters (``module__filters``, ``module__dropout``,
         ``module__map_size``, ``callbacks__*``, ...).
