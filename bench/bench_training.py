@@ -43,7 +43,16 @@ from amnetvid_sk.metrics import spearman
 from amnetvid_sk.precision import resolve_precision
 from amnetvid_sk.render import render_jet
 from amnetvid_sk.testing.synthetic import make_moving_peak_dataset
+from amnetvid_sk.uncertainty import OutOfFold, spearman_interval
 from ceiling import ceilings, load_average
+
+
+def held_out(y_true, y_pred) -> str:
+    """A held-out Spearman with its 95% bootstrap interval over the test videos."""
+    n = len(y_true)
+    oof = OutOfFold(np.array([f"v{i}" for i in range(n)], dtype=object), np.zeros(n, np.int64),
+                    np.asarray(y_pred, np.float64), np.asarray(y_true, np.float64))
+    return spearman_interval(oof).text(digits=3)
 
 
 def flops_per_sample(module: torch.nn.Module, X, y: np.ndarray) -> float:
@@ -126,8 +135,8 @@ def raw_vs_jet(args) -> None:
     print(f"render_jet: {maps.shape[0] + maps_te.shape[0]} videos x {maps.shape[1]} frames in {render_s:.2f} s; "
           f"values per video: raw {maps[0].size}, JET {jet[0].size} ({jet[0].size / maps[0].size:.0f}x)")
 
-    baseline = spearman(y_te, MeanScoreRegressor().fit(scores, y).predict(scores_te))
-    print(f"mean of frame scores (the note's baseline): held-out Spearman {baseline:+.3f}")
+    baseline = held_out(y_te, MeanScoreRegressor().fit(scores, y).predict(scores_te))
+    print(f"mean of frame scores (the note's baseline): held-out Spearman {baseline}")
 
     budget = dict(max_epochs=args.epochs, train_split=None, device=args.device)
     raw = dict(module__map_channels=3, module__map_size=14)
@@ -140,23 +149,23 @@ def raw_vs_jet(args) -> None:
         reg, wall = _fit(train_maps, scores, y, **budget, **extra)
         train_s = float(np.sum(reg.history[:, "dur"]))
         rate = len(y) * len(reg.history) / train_s
-        rho = spearman(y_te, reg.predict({"maps": test_maps, "scores": scores_te}))
-        rows[name] = (rate, rho, wall)
+        pred = reg.predict({"maps": test_maps, "scores": scores_te})
+        rows[name] = (rate, spearman(y_te, pred), wall)
         print(f"{name}: {len(y)} videos x {len(reg.history)} epochs in {train_s:.1f} s -> "
-              f"{rate:.1f} training samples/s; held-out Spearman {rho:.3f}")
+              f"{rate:.1f} training samples/s; held-out Spearman {held_out(y_te, pred)}")
     (raw_rate, raw_rho, _), (_, unscaled_rho, _), (jet_rate, jet_rho, jet_wall) = rows.values()
     # seed-to-seed spread of the same raw fit, to read the Spearman difference against
-    seeds = [spearman(y_te, _fit(maps, scores, y, **budget, **raw, module__map_scale=196, random_state=rs)[0]
+    seeds = [held_out(y_te, _fit(maps, scores, y, **budget, **raw, module__map_scale=196, random_state=rs)[0]
                       .predict({"maps": maps_te, "scores": scores_te})) for rs in (1, 2, 3)]
-    print(f"raw map_scale=196, random_state 1..3: held-out Spearman {', '.join(f'{r:.3f}' for r in seeds)}")
+    print(f"raw map_scale=196, random_state 1..3: held-out Spearman {', '.join(seeds)}")
     print(f"equal budget: raw trains {raw_rate / jet_rate:.1f}x faster than JET (goal >= 10x); "
           f"Spearman raw - JET = {raw_rho - jet_rho:+.3f} (goal >= 0; unscaled raw: {unscaled_rho - jet_rho:+.3f})")
 
     maps2, scores2, y2 = make_moving_peak_dataset(args.n_train_raw, seed=2)
     reg, wall = _fit(maps2, scores2, y2, **raw, module__map_scale=196, device=args.device)
-    rho = spearman(y_te, reg.predict({"maps": maps_te, "scores": scores_te}))
+    rho = held_out(y_te, reg.predict({"maps": maps_te, "scores": scores_te}))
     print(f"raw, default training (early stopping) on {len(y2)} videos: {len(reg.history)} epochs in "
-          f"{wall:.1f} s ({wall / jet_wall:.2f}x the JET fit's time); held-out Spearman {rho:.3f}")
+          f"{wall:.1f} s ({wall / jet_wall:.2f}x the JET fit's time); held-out Spearman {rho}")
 
 
 def learning_curve(args) -> None:
@@ -169,14 +178,16 @@ def learning_curve(args) -> None:
     for name, params in [("float32", dict(precision="float32", compile=False)),
                          ("float32, compiled", dict(precision="float32", compile=True)),
                          ("auto", dict(precision="auto", compile=False))]:
-        rhos = []
+        rhos, texts = [], []
         for seed in range(args.seeds):
             reg = ConvLSTMRegressor(max_epochs=args.epochs, train_split=None, random_state=seed,
                                     device=args.device, **raw, **params).fit(X, y)
-            rhos.append(spearman(y_te, reg.predict(X_te)))
+            pred = reg.predict(X_te)
+            rhos.append(spearman(y_te, pred))
+            texts.append(held_out(y_te, pred))
         label = name.replace("auto", f"auto -> {reg.precision_}")
-        print(f"  {label}: {', '.join(f'{r:.3f}' for r in rhos)} (mean {np.mean(rhos):.3f}, "
-              f"spread {max(rhos) - min(rhos):.3f})")
+        print(f"  {label}: {', '.join(texts)} (mean {np.mean(rhos):.3f}, spread {max(rhos) - min(rhos):.3f}; "
+              "[95% bootstrap interval over the test videos])")
 
 
 def main(argv=None):
