@@ -286,6 +286,43 @@ def write_clip(
     '.mp4'
     """
     path = Path(path)
+    fps, rotation, times = _check_clip_params(path, fps, rotation, gop, pts)
+    encoder = _CODEC_ALIASES.get(codec, codec)
+    # before the first frame is taken or the file opened: a bad option touches neither
+    codec_options = _encoder_options(encoder, crf, options)
+    first, rest = _take_first_frame(frames, path, encoder)
+    height, width = first.shape[:2]
+
+    container = av.open(str(path), mode="w", options=dict(container_options or {}))
+    try:
+        stream, time_base = _add_video_stream(
+            container, path, codec, encoder, codec_options,
+            fps=fps, size=(height, width), vfr=times is not None, gop=gop, rotation=rotation,
+        )
+        n = 0
+        for i, array in enumerate(_chain(first, rest)):
+            array = _check_frame(array, i, (height, width))
+            if times is not None and i >= len(times):
+                raise ValueError(f"write_clip: more frames than pts values ({len(times)})")
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts = times[i] if times is not None else i
+            frame.time_base = time_base
+            container.mux(stream.encode(frame))
+            n += 1
+        if times is not None and n != len(times):
+            raise ValueError(f"write_clip: {n} frames but {len(times)} pts values")
+        container.mux(stream.encode(None))
+    except BaseException:
+        container.close()
+        path.unlink(missing_ok=True)  # never leave a half-written clip behind
+        raise
+    container.close()
+    return path
+
+
+def _check_clip_params(path, fps, rotation, gop, pts):
+    """Check write_clip's fps, rotation, gop and pts; return fps as a Fraction, rotation
+    in [0, 360) and pts in milliseconds (None without pts)."""
     fps = _as_fraction(fps, "fps")
     if rotation is None or int(rotation) != rotation or int(rotation) % 90 != 0:
         raise ValueError(
@@ -308,15 +345,23 @@ def write_clip(
                 "The 'pts' parameter of write_clip must be strictly increasing times >= 0 "
                 "in seconds, at least 1 ms apart."
             )
+    return fps, rotation, times
 
-    encoder = _CODEC_ALIASES.get(codec, codec)
+
+def _encoder_options(encoder, crf, options):
+    """The encoder's options: the fast defaults, then ``crf``, then the caller's ``options``."""
     codec_options = dict(_FAST_OPTIONS.get(encoder, {}))
     if crf is not None:
         codec_options["crf"] = str(int(crf))
         if encoder in ("libvpx-vp9", "libvpx"):
             codec_options.setdefault("b", "0")  # constant quality needs bitrate 0 in libvpx
     codec_options.update({str(k): str(v) for k, v in (options or {}).items()})
+    return codec_options
 
+
+def _take_first_frame(frames, path, encoder):
+    """Take and check the first frame, which fixes the clip's size; return it and an
+    iterator over the frames after it."""
     iterator = iter(frames)
     try:
         first = next(iterator)
@@ -329,45 +374,30 @@ def write_clip(
             f"write_clip: H.264 in yuv420p needs an even frame height and width. "
             f"Got {height} x {width}; crop or pad the frames."
         )
+    return first, iterator
 
-    container = av.open(str(path), mode="w", options=dict(container_options or {}))
+
+def _add_video_stream(container, path, codec, encoder, codec_options, *, fps, size, vfr, gop, rotation):
+    """Add the yuv420p video stream to ``container``, set up for the clip (time base, gop,
+    display rotation); return it and the time base frames are stamped in."""
     try:
-        try:
-            stream = container.add_stream(encoder, rate=fps, options=codec_options)
-        except (ValueError, av.error.FFmpegError) as exc:
-            raise ValueError(
-                f"The 'codec' parameter of write_clip must be one of {sorted(_CODEC_ALIASES)} or a "
-                f"PyAV encoder that a {path.suffix or 'headerless'} file accepts. "
-                f"Got {codec!r} instead ({type(exc).__name__}: {exc})."
-            ) from exc
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        time_base = VFR_TIME_BASE if times is not None else 1 / fps
-        stream.codec_context.time_base = time_base
-        if gop is not None:
-            stream.codec_context.gop_size = int(gop)
-        if rotation:
-            stream.set_display_rotation(rotation)
-
-        n = 0
-        for i, array in enumerate(_chain(first, iterator)):
-            array = _check_frame(array, i, (height, width))
-            if times is not None and i >= len(times):
-                raise ValueError(f"write_clip: more frames than pts values ({len(times)})")
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-            frame.pts = times[i] if times is not None else i
-            frame.time_base = time_base
-            container.mux(stream.encode(frame))
-            n += 1
-        if times is not None and n != len(times):
-            raise ValueError(f"write_clip: {n} frames but {len(times)} pts values")
-        container.mux(stream.encode(None))
-    except BaseException:
-        container.close()
-        path.unlink(missing_ok=True)  # never leave a half-written clip behind
-        raise
-    container.close()
-    return path
+        stream = container.add_stream(encoder, rate=fps, options=codec_options)
+    except (ValueError, av.error.FFmpegError) as exc:
+        raise ValueError(
+            f"The 'codec' parameter of write_clip must be one of {sorted(_CODEC_ALIASES)} or a "
+            f"PyAV encoder that a {path.suffix or 'headerless'} file accepts. "
+            f"Got {codec!r} instead ({type(exc).__name__}: {exc})."
+        ) from exc
+    height, width = size
+    stream.width, stream.height = width, height
+    stream.pix_fmt = "yuv420p"
+    time_base = VFR_TIME_BASE if vfr else 1 / fps
+    stream.codec_context.time_base = time_base
+    if gop is not None:
+        stream.codec_context.gop_size = int(gop)
+    if rotation:
+        stream.set_display_rotation(rotation)
+    return stream, time_base
 
 
 def _chain(first, rest):

@@ -122,6 +122,15 @@ def index_packets(container, stream, name, deadline=None) -> PacketIndex:
     ``deadline``: an object whose ``check(stage)`` raises when the time for this video
     is up (:class:`~amnetvid_sk.video.reader.Deadline`), called before each packet.
     """
+    pts, dts, durations, keys, corrupt = _demux_packets(container, stream, name, deadline)
+    index = _build_packet_index(stream, pts, dts, durations, keys)
+    _check_not_truncated(container, stream, name, index, corrupt)
+    return index
+
+
+def _demux_packets(container, stream, name, deadline):
+    """Demux the stream's shown packets, in decode order, into lists of
+    pts, dts, durations and keyframe flags, plus a count of corrupt packets."""
     pts, dts, durations, keys = [], [], [], []
     corrupt = 0
     try:
@@ -147,7 +156,12 @@ def index_packets(container, stream, name, deadline=None) -> PacketIndex:
         raise VideoDecodeError(name, f"reading its packets failed, truncated or corrupt ({exc})") from exc
     if not pts:
         raise VideoDecodeError(name, "its video stream has no frames")
+    return pts, dts, durations, keys, corrupt
 
+
+def _build_packet_index(stream, pts, dts, durations, keys) -> PacketIndex:
+    """Sort the demuxed packets by pts into a PacketIndex: keyframes, positions,
+    whether the pts can be trusted, decoder delay and the last frame's duration."""
     order = np.argsort(np.asarray(pts, dtype=np.int64), kind="stable")
     sorted_pts = [pts[i] for i in order]
     keyframes = [k for k, i in enumerate(order) if keys[i]]
@@ -171,12 +185,16 @@ def index_packets(container, stream, name, deadline=None) -> PacketIndex:
             last = int(np.median(np.diff(sorted_pts)))
         elif stream.average_rate:
             last = round(1 / (Fraction(stream.average_rate) * time_base))
-    index = PacketIndex(
+    return PacketIndex(
         sorted_pts, keyframes, time_base, max(int(last), 0), position, key_dts, reliable, max(int(delay), 0)
     )
 
+
+def _check_not_truncated(container, stream, name, index, corrupt):
+    """Raise VideoDecodeError when the packets stop short of what the header
+    announces (frame count or duration) or some of them are damaged."""
     # Truncation: a cut file still demuxes, only its packets stop early.
-    n = len(sorted_pts)
+    n = len(index.pts)
     if stream.frames and n < stream.frames:
         raise VideoDecodeError(
             name, f"it is truncated: the header lists {stream.frames} frames, only {n} are present"
@@ -193,5 +211,4 @@ def index_packets(container, stream, name, deadline=None) -> PacketIndex:
                 f"it is truncated: the header says {declared:.3f} s of video, "
                 f"the frames present end at {found:.3f} s",
             )
-    return index
 
