@@ -20,6 +20,9 @@ an amnetvid-sk of this major.minor (a minor release may change the classes' para
 attributes). Otherwise a ModelFileError names both versions. What ``amnetvid predict`` accepts besides
 (a trusted pickle) is :mod:`amnetvid_sk.model_sources`'.
 
+Not ``skops.io``: it has no handler for torch tensors (0.16 fails on a bare one), and loading a
+fitted skorch net needs ~20 types trusted, ``builtins.print``, ``functools.partial`` and torch's optimisers among them.
+
 Examples
 --------
 >>> from sklearn.pipeline import make_pipeline

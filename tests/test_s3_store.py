@@ -3,6 +3,7 @@
 after. Without ``weed`` the tests skip, saying how to get it."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -227,9 +228,21 @@ def test_evaluate_fit_and_predict_from_the_bucket(extracted, s3, clip_dir, tmp_p
     assert float(rows["clip4"]) == pytest.approx(scores[0].mean(), abs=1e-4)
 
 
+@pytest.mark.slow  # three trainings per target
+def test_table1_from_the_bucket(s3):
+    """``amnetvid table1 --store s3://...`` prints every cell with its interval, as from a local store."""
+    from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
+
+    maps, scores, y = make_moving_peak_dataset(16, n_frames=4, seed=0)
+    ids = write_synthetic_store(s3, maps, scores, y, np.clip(y + 0.05, 0, 1))
+    out = run_cli("table1", "--store", s3, "--cv", "2", "--max-epochs", "1", check=0).stdout
+    assert len(re.findall(r"-?\d\.\d{4} \[-?\d\.\d\d, -?\d\.\d\d\]", out)) == 6, out
+    for target in ("short", "long"):
+        assert f"{target}-term: {len(ids)} labelled videos with features" in out, out
+
+
 def test_grid_and_report_from_the_bucket(s3, tmp_path):
-    """grid and report read a store in the bucket as they read a local one. (table1 reads it as
-    evaluate does: through the recipes' pipelines; its three trainings take about 50 s here.)"""
+    """grid and report read a store in the bucket as they read a local one."""
     from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
 
     write_synthetic_store(s3, *make_moving_peak_dataset(12, n_frames=4, seed=0))
