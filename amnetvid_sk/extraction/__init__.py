@@ -52,6 +52,73 @@ def keep_store_precision(store, model) -> None:
         model.set_precision(other, note=f"kept from the store, which holds {n} video(s) of this model in {other}")
 
 
+def _checked_params(backend, scheduler, ids, n_frames, fps, flush_every, maps, embeddings, video_time_limit):
+    """Check :func:`extract`'s plain parameters (before anything is read or built); return
+    ``(n_frames, sampling key, video_time_limit)`` with their defaults filled in."""
+    if backend not in BACKENDS:
+        raise ParameterError(f"The 'backend' parameter of extract must be a str among {allowed_values(BACKENDS)}. "
+                             f"Got {backend!r} instead.")
+    if backend == "dask" and not scheduler:
+        raise ParameterError("backend='dask' needs a scheduler address, e.g. scheduler='tcp://127.0.0.1:8786'")
+    if ids not in ID_MODES:
+        raise ParameterError(f"The 'ids' parameter of extract must be a str among {allowed_values(ID_MODES)}. "
+                             f"Got {ids!r} instead.")
+    if n_frames is None and fps is None:
+        n_frames = DEFAULT_N_FRAMES
+    sampling = sampling_key(n_frames=n_frames, fps=fps)
+    if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
+        raise ParameterError(
+            f"The 'flush_every' parameter of extract must be an int >= 1. Got {flush_every!r} instead.")
+    if maps is not None and maps not in MAPS_MODES:
+        raise ParameterError(f"The 'maps' parameter of extract must be a str among {allowed_values(MAPS_MODES)} "
+                             f"or None. Got {maps!r} instead.")
+    if not isinstance(embeddings, bool):
+        raise ParameterError(f"The 'embeddings' parameter of extract must be a bool. Got {embeddings!r} instead.")
+    video_time_limit = check_time_limit(video_time_limit, "video_time_limit", "extract")
+    return n_frames, sampling, video_time_limit
+
+
+def _frame_model_for(frame_model, store_obj, *, weights, device, batch_size, precision, allow_unsafe_weights,
+                     maps, embeddings):
+    """The frame model to run: built from its name (in the store's precision under ``"auto"``), or the
+    built model given, checked against ``maps`` and ``embeddings``."""
+    if isinstance(frame_model, str):
+        model = make_frame_model(frame_model, weights=weights, device=device, batch_size=batch_size,
+                                 precision=precision, allow_unsafe_weights=allow_unsafe_weights,
+                                 maps=maps or "attention")
+        if precision == "auto":
+            keep_store_precision(store_obj, model)
+    else:
+        model = frame_model
+        if maps is not None and maps != model.maps:
+            raise ParameterError(f"The 'maps' parameter of extract is {maps!r} but the frame model given was built "
+                                 f"with maps={model.maps!r}; build it with maps={maps!r}, or leave maps=None")
+    if embeddings and not model.embedding_dim:
+        raise ParameterError(f"embeddings=True (--embeddings) needs a frame model that gives frame embeddings; "
+                             f"{model.name!r} ({type(model).__name__}) has embedding_dim=0. Use resmem or amnet")
+    return model
+
+
+def _record_missing(store_obj, plan, fingerprint, sampling, summary) -> None:
+    """Write a ``failures`` row (and a summary failure) for each input file that does not exist."""
+    for path, vid in plan.missing:
+        reason = VideoDecodeError(path, "file not found").reason
+        store_obj.write_failure(str(path), reason, fingerprint, sampling, video_id=vid)
+        summary.failed.append((str(path), reason))
+
+
+def _run_backend(model, plan, job, summary, *, backend, scheduler, n_jobs, device, progress) -> None:
+    """Extract the videos to do in this process (``backend="local"``, or nothing to do) or on
+    joblib/Dask workers, adding what they did to ``summary``."""
+    if backend == "local" or not plan.todo:
+        Extractor(model, job, progress=progress, summary=summary).run(plan.todo)
+    else:
+        # the workers' own device choice unless one was given, as for a model named by a string
+        spec = dataclasses.replace(spec_of(model), device=None if device is None else str(device))
+        summary.merge(extract_parallel(plan.todo, spec, job, backend=backend, scheduler=scheduler,
+                                       n_jobs=n_jobs))
+
+
 def extract(
     paths,
     store="store",
@@ -180,46 +247,16 @@ def extract(
     >>> summary = extract("clips/", store="store", n_frames=28)  # doctest: +SKIP
     >>> print(summary.report())  # doctest: +SKIP
     """
-    if backend not in BACKENDS:
-        raise ParameterError(f"The 'backend' parameter of extract must be a str among {allowed_values(BACKENDS)}. "
-                             f"Got {backend!r} instead.")
-    if backend == "dask" and not scheduler:
-        raise ParameterError("backend='dask' needs a scheduler address, e.g. scheduler='tcp://127.0.0.1:8786'")
-    if ids not in ID_MODES:
-        raise ParameterError(f"The 'ids' parameter of extract must be a str among {allowed_values(ID_MODES)}. "
-                             f"Got {ids!r} instead.")
-    if n_frames is None and fps is None:
-        n_frames = DEFAULT_N_FRAMES
-    sampling = sampling_key(n_frames=n_frames, fps=fps)
-    if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
-        raise ParameterError(
-            f"The 'flush_every' parameter of extract must be an int >= 1. Got {flush_every!r} instead.")
-    if maps is not None and maps not in MAPS_MODES:
-        raise ParameterError(f"The 'maps' parameter of extract must be a str among {allowed_values(MAPS_MODES)} "
-                             f"or None. Got {maps!r} instead.")
-    if not isinstance(embeddings, bool):
-        raise ParameterError(f"The 'embeddings' parameter of extract must be a bool. Got {embeddings!r} instead.")
-    video_time_limit = check_time_limit(video_time_limit, "video_time_limit", "extract")
-
+    n_frames, sampling, video_time_limit = _checked_params(backend, scheduler, ids, n_frames, fps, flush_every,
+                                                           maps, embeddings, video_time_limit)
     started = time.perf_counter()
     summary = ExtractionSummary()
     store_obj = FeatureStore(store, create=True)  # extraction starts a store
     inputs = expand_inputs(paths, ids)
     check_unique_ids(inputs)  # before the model loads: a naming problem costs nothing
-    if isinstance(frame_model, str):
-        model = make_frame_model(frame_model, weights=weights, device=device, batch_size=batch_size,
-                                 precision=precision, allow_unsafe_weights=allow_unsafe_weights,
-                                 maps=maps or "attention")
-        if precision == "auto":
-            keep_store_precision(store_obj, model)
-    else:
-        model = frame_model
-        if maps is not None and maps != model.maps:
-            raise ParameterError(f"The 'maps' parameter of extract is {maps!r} but the frame model given was built "
-                             f"with maps={model.maps!r}; build it with maps={maps!r}, or leave maps=None")
-    if embeddings and not model.embedding_dim:
-        raise ParameterError(f"embeddings=True (--embeddings) needs a frame model that gives frame embeddings; "
-                         f"{model.name!r} ({type(model).__name__}) has embedding_dim=0. Use resmem or amnet")
+    model = _frame_model_for(frame_model, store_obj, weights=weights, device=device, batch_size=batch_size,
+                             precision=precision, allow_unsafe_weights=allow_unsafe_weights, maps=maps,
+                             embeddings=embeddings)
     if progress:
         print(model.describe(), file=sys.stderr, flush=True)
     fingerprint = model.fingerprint
@@ -230,17 +267,9 @@ def extract(
     try:
         store_obj.write_model(fingerprint, model.name, model.config, tuple(model.map_shape), maps=model.maps,
                               embedding_dim=int(model.embedding_dim))
-        for path, vid in plan.missing:
-            reason = VideoDecodeError(path, "file not found").reason
-            store_obj.write_failure(str(path), reason, fingerprint, sampling, video_id=vid)
-            summary.failed.append((str(path), reason))
-        if backend == "local" or not plan.todo:
-            Extractor(model, job, progress=progress, summary=summary).run(plan.todo)
-        else:
-            # the workers' own device choice unless one was given, as for a model named by a string
-            spec = dataclasses.replace(spec_of(model), device=None if device is None else str(device))
-            summary.merge(extract_parallel(plan.todo, spec, job, backend=backend, scheduler=scheduler,
-                                           n_jobs=n_jobs))
+        _record_missing(store_obj, plan, fingerprint, sampling, summary)
+        _run_backend(model, plan, job, summary, backend=backend, scheduler=scheduler, n_jobs=n_jobs,
+                     device=device, progress=progress)
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise

@@ -47,6 +47,68 @@ def _unpickler_reason(exc: BaseException) -> str:
     return m.group(1).strip() if m else str(exc).splitlines()[0]
 
 
+def _unsafe_refusal(path: Path, exc: BaseException) -> WeightsError:
+    """The error for a file the safe loader refused (``exc``) when arbitrary unpickling was not allowed."""
+    reason = _unpickler_reason(exc)
+    opt_in = (
+        "If you trust the file, opt in with allow_unsafe_weights=True (AMNet(..., allow_unsafe_weights=True) "
+        "or make_frame_model('amnet', ..., allow_unsafe_weights=True)), or re-save it as plain tensors "
+        "with save_amnet_checkpoint."
+    )
+    if "global" in reason.lower():
+        return WeightsError(
+            f"AMNet weights file {str(path)!r} cannot be read with torch.load(weights_only=True): it needs "
+            f"arbitrary unpickling ({reason}). Unpickling can run any code stored in the file. {opt_in}"
+        )
+    return WeightsError(
+        f"AMNet weights file {str(path)!r} is not a readable PyTorch checkpoint for the safe loader, "
+        f"torch.load(weights_only=True) ({reason}). {opt_in}"
+    )
+
+
+def _load_unsafe(path: Path):
+    """The object in ``path`` read by arbitrary unpickling (the caller opted in)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc2:  # noqa: BLE001 - any failure of a foreign pickle means "unreadable"
+        raise WeightsError(
+            f"AMNet weights file {str(path)!r} is not a readable PyTorch checkpoint: {type(exc2).__name__}: {exc2}"
+        ) from exc2
+
+
+def _read_checkpoint(path: Path, allow_unsafe_weights: bool):
+    """The object stored in the weights file ``path``, read with ``torch.load(weights_only=True)``, or
+    by arbitrary unpickling where that fails and ``allow_unsafe_weights`` is set."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise WeightsError(f"AMNet weights file {str(path)!r} is not a readable PyTorch checkpoint: {exc}") from exc
+        if not allow_unsafe_weights:
+            raise _unsafe_refusal(path, exc) from None
+        return _load_unsafe(path)
+    except Exception as exc:  # noqa: BLE001 - torch raises KeyError/EOFError/RuntimeError on junk
+        raise WeightsError(
+            f"AMNet weights file {str(path)!r} is not a readable PyTorch checkpoint: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _state_dict_of(ckpt, path: Path) -> "OrderedDict[str, torch.Tensor]":
+    """The state dict in the checkpoint ``ckpt`` (``{'model': state_dict}``, a bare state dict or a
+    whole module), checked to hold tensors only, with parameters detached."""
+    state = ckpt.get("model") if isinstance(ckpt, Mapping) and "model" in ckpt else ckpt
+    if isinstance(state, nn.Module):  # a pickled whole module (only reachable with the opt-in)
+        state = state.state_dict()
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        kind = type(ckpt).__name__
+        keys = _short_list(map(repr, ckpt.keys())) if isinstance(ckpt, Mapping) else ""
+        raise WeightsError(
+            f"AMNet weights file {str(path)!r} holds no state dict: expected {{'model': state_dict}} as written by "
+            f"torch.save({{'model': model.state_dict()}}); found a {kind}" + (f" with keys {keys}." if keys else ".")
+        )
+    return OrderedDict((str(k), v.detach() if isinstance(v, nn.Parameter) else v) for k, v in state.items())
+
+
 def load_amnet_state_dict(path, allow_unsafe_weights: bool = False) -> "OrderedDict[str, torch.Tensor]":
     """Read the state dict of an AMNet weights file, safely.
 
@@ -84,50 +146,8 @@ def load_amnet_state_dict(path, allow_unsafe_weights: bool = False) -> "OrderedD
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"AMNet weights file {str(path)!r} does not exist or is not a file. {WEIGHTS_HELP}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise WeightsError(f"AMNet weights file {str(path)!r} is not a readable PyTorch checkpoint: {exc}") from exc
-        if not allow_unsafe_weights:
-            reason = _unpickler_reason(exc)
-            opt_in = (
-                "If you trust the file, opt in with allow_unsafe_weights=True (AMNet(..., allow_unsafe_weights=True) "
-                "or make_frame_model('amnet', ..., allow_unsafe_weights=True)), or re-save it as plain tensors "
-                "with save_amnet_checkpoint."
-            )
-            if "global" in reason.lower():
-                raise WeightsError(
-                    f"AMNet weights file {str(path)!r} cannot be read with torch.load(weights_only=True): it needs "
-                    f"arbitrary unpickling ({reason}). Unpickling can run any code stored in the file. {opt_in}"
-                ) from None
-            raise WeightsError(
-                f"AMNet weights file {str(path)!r} is not a readable PyTorch checkpoint for the safe loader, "
-                f"torch.load(weights_only=True) ({reason}). {opt_in}"
-            ) from None
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc2:  # noqa: BLE001 - any failure of a foreign pickle means "unreadable"
-            raise WeightsError(
-                f"AMNet weights file {str(path)!r} is not a readable PyTorch checkpoint: {type(exc2).__name__}: {exc2}"
-            ) from exc2
-    except Exception as exc:  # noqa: BLE001 - torch raises KeyError/EOFError/RuntimeError on junk
-        raise WeightsError(
-            f"AMNet weights file {str(path)!r} is not a readable PyTorch checkpoint: {type(exc).__name__}: {exc}"
-        ) from exc
-
-    state = ckpt.get("model") if isinstance(ckpt, Mapping) and "model" in ckpt else ckpt
-    if isinstance(state, nn.Module):  # a pickled whole module (only reachable with the opt-in)
-        state = state.state_dict()
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        kind = type(ckpt).__name__
-        keys = _short_list(map(repr, ckpt.keys())) if isinstance(ckpt, Mapping) else ""
-        raise WeightsError(
-            f"AMNet weights file {str(path)!r} holds no state dict: expected {{'model': state_dict}} as written by "
-            f"torch.save({{'model': model.state_dict()}}); found a {kind}" + (f" with keys {keys}." if keys else ".")
-        )
-    return OrderedDict((str(k), v.detach() if isinstance(v, nn.Parameter) else v) for k, v in state.items())
-
+    ckpt = _read_checkpoint(path, allow_unsafe_weights)
+    return _state_dict_of(ckpt, path)
 
 def check_state_dict(state: Mapping, network: nn.Module, source: str) -> OrderedDict:
     """Keys and shapes must match exactly, except ``num_batches_tracked`` (absent from PyTorch 0.3 files)."""

@@ -96,6 +96,60 @@ def _frame_jobs(con: Connection, duck, shapes: dict, drop_orphans: bool,
     return jobs
 
 
+def _table_names(tables: Sequence[str] | None) -> list[str]:
+    """The tables to compact (all when None), each checked to be a table of the store."""
+    names = list(TABLES) if tables is None else list(tables)
+    bad = [t for t in names if t not in TABLES]
+    if bad:
+        raise ValueError(f"The 'tables' parameter of FeatureStore.compact must list tables among "
+                         f"{allowed_values(TABLES)}. Got {bad!r} instead.")
+    return names
+
+
+def _table_jobs(con: Connection, duck, shapes: dict, drop_orphans: bool, table: str,
+                files: list[str]) -> list[tuple[str, dict | None, pa.Schema]] | None:
+    """The queries of the rows of ``table`` to keep, with their schema; None when the table is one
+    part file with nothing superseded (nothing to do)."""
+    if table in ("frames", "embeddings"):
+        return _frame_jobs(con, duck, shapes, drop_orphans, table)
+    # failures, results and predictions keep every row, but a row stored twice (by a compaction
+    # killed between writing its parts and deleting the old ones) is kept once
+    visible = VIEWS[table] if table in ("videos", "models", "labels") else \
+        f"SELECT DISTINCT * EXCLUDE (filename) FROM {table}_all"
+    if len(files) == 1 and duck.sql(f"SELECT (SELECT count(*) FROM ({visible})) = "
+                                    f"(SELECT count(*) FROM {table}_all)").fetchall()[0][0]:
+        return None  # one part, nothing superseded
+    return [(visible, None, SCHEMAS[table])]
+
+
+def _write_new_parts(path, duck, table: str, jobs) -> list:
+    """Write the rows of each job of ``table`` into a new part file; on any failure delete the new
+    parts written and re-raise (the old files are untouched)."""
+    new = []
+    try:
+        for query, params, schema in jobs:
+            reader = duck.sql(query, params=params).to_arrow_reader(batch_size=8192)
+            part = write_part(path, table, (b.select(schema.names).cast(schema) for b in reader),
+                              schema)
+            if part is not None:
+                new.append(part)
+    except BaseException:
+        for part in new:  # this table's old files are untouched: undo
+            location.delete(part)
+        raise
+    return new
+
+
+def _delete_old_parts(files: list[str]) -> None:
+    """Delete the part files ``files`` of a table just rewritten."""
+    # Each table is replaced on its own and its old parts deleted at once, so its rows are
+    # stored twice only between its new part's rename and these deletes (a kill there leaves
+    # them twice until the next compact). No later query reads the deleted files: frames and
+    # embeddings go first and nothing after them reads them; they read videos, which follow.
+    for path in files:
+        location.delete(path)
+
+
 def compact(con: Connection, shapes: dict, tables: Sequence[str] | None = None, *,
             drop_orphans: bool = False) -> dict[str, tuple[int, int]]:
     """Rewrite each table's rows into one part file (per frame model for ``frames`` and ``embeddings``).
@@ -148,11 +202,7 @@ def compact(con: Connection, shapes: dict, tables: Sequence[str] | None = None, 
     >>> fs.compact(["labels"])  # one part file already: nothing to do
     {}
     """
-    names = list(TABLES) if tables is None else list(tables)
-    bad = [t for t in names if t not in TABLES]
-    if bad:
-        raise ValueError(f"The 'tables' parameter of FeatureStore.compact must list tables among "
-                         f"{allowed_values(TABLES)}. Got {bad!r} instead.")
+    names = _table_names(tables)
     for tmp in temp_files(con.path, older_than=TEMP_AGE_S):
         location.delete(tmp)
     duck = con.refresh()
@@ -163,35 +213,11 @@ def compact(con: Connection, shapes: dict, tables: Sequence[str] | None = None, 
             files = snapshot[table]
             if table not in names or not files:
                 continue
-            if table in ("frames", "embeddings"):
-                jobs = _frame_jobs(con, duck, shapes, drop_orphans, table)
-            else:
-                # failures, results and predictions keep every row, but a row stored twice (by a compaction
-                # killed between writing its parts and deleting the old ones) is kept once
-                visible = VIEWS[table] if table in ("videos", "models", "labels") else \
-                    f"SELECT DISTINCT * EXCLUDE (filename) FROM {table}_all"
-                jobs = [(visible, None, SCHEMAS[table])]
-                if len(files) == 1 and duck.sql(f"SELECT (SELECT count(*) FROM ({visible})) = "
-                                                f"(SELECT count(*) FROM {table}_all)").fetchall()[0][0]:
-                    continue  # one part, nothing superseded
-            new = []
-            try:
-                for query, params, schema in jobs:
-                    reader = duck.sql(query, params=params).to_arrow_reader(batch_size=8192)
-                    part = write_part(con.path, table, (b.select(schema.names).cast(schema) for b in reader),
-                                      schema)
-                    if part is not None:
-                        new.append(part)
-            except BaseException:
-                for part in new:  # this table's old files are untouched: undo
-                    location.delete(part)
-                raise
-            # Each table is replaced on its own and its old parts deleted at once, so its rows are
-            # stored twice only between its new part's rename and these deletes (a kill there leaves
-            # them twice until the next compact). No later query reads the deleted files: frames and
-            # embeddings go first and nothing after them reads them; they read videos, which follow.
-            for path in files:
-                location.delete(path)
+            jobs = _table_jobs(con, duck, shapes, drop_orphans, table, files)
+            if jobs is None:
+                continue  # one part, nothing superseded
+            new = _write_new_parts(con.path, duck, table, jobs)
+            _delete_old_parts(files)
             report[table] = (len(files), len(new))
     finally:
         con.forget_listing()

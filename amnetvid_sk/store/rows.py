@@ -160,10 +160,9 @@ def frames_part(frames: pa.Table, model: str, shape: tuple[int, ...]) -> pa.Tabl
     return part.set_column(part.schema.get_field_index("attention"), "attention", att)
 
 
-def embeddings_parts(con: Connection, vids: pa.Table, embeddings, frames: pa.Table | None) -> list:
-    """``(part, schema)`` per frame model of ``embeddings``, checked against the extractions ``vids``:
-    every frame of each extraction given embeddings (the frame indices of ``frames``, or of the
-    store's frames when None) has one embedding of the model's ``embedding_dim`` values."""
+def _embeddings_of_videos(vids: pa.Table, embeddings) -> pa.Table:
+    """The columns of ``embeddings`` checked, with video_id/model/sampling filled from the videos
+    rows ``vids`` of their extractions."""
     if not isinstance(embeddings, pa.Table):
         raise StoreError(f"embeddings must be a pyarrow.Table (see embeddings_table); got "
                          f"{type(embeddings).__name__}")
@@ -178,6 +177,12 @@ def embeddings_parts(con: Connection, vids: pa.Table, embeddings, frames: pa.Tab
         raise StoreError(f"embeddings reference extraction ids with no visible videos row: {fmt_ids(orphan)}")
     for name in ("video_id", "model", "sampling"):
         emb = emb.append_column(name, pc.take(vids[name], where))
+    return emb
+
+
+def _check_one_per_frame(con: Connection, vids: pa.Table, emb: pa.Table, frames: pa.Table | None) -> None:
+    """Raise unless every frame of each extraction in ``emb`` (the frames ``frames``, or the store's
+    when None) has exactly one embedding."""
     if frames is None:
         frames = con.query("SELECT f.extraction_id, f.frame_index FROM frames AS f "
                            "JOIN _eids AS e USING (extraction_id)", _eids=vids.select(["extraction_id"]))
@@ -192,23 +197,40 @@ def embeddings_parts(con: Connection, vids: pa.Table, embeddings, frames: pa.Tab
             unique_in_order(vids["video_id"].to_pylist())
         raise StoreError(f"the embeddings of {len(bad)} extraction(s) are not one per stored frame (every "
                          f"frame of an extraction needs exactly one embedding): {fmt_ids(bad)}")
-    dims = {r["model"]: r["embedding_dim"] for r in con.query(
+
+
+def _embedding_dims(con: Connection) -> dict:
+    """``{model: embedding_dim}`` of the store's models table."""
+    return {r["model"]: r["embedding_dim"] for r in con.query(
         "SELECT model, embedding_dim FROM models", tables=("models",)).to_pylist()}
+
+
+def _model_part(emb: pa.Table, model: str, dim: int) -> pa.Table:
+    """The embeddings of one frame model as an ``embeddings`` table, their lists cast to ``dim`` values."""
+    part = to_table("embeddings", emb.filter(pc.equal(emb["model"], model)), {})
+    try:
+        values = part["embedding"].cast(embedding_type(dim))
+    except (pa.ArrowException, TypeError, ValueError):
+        lengths = pc.list_value_length(part["embedding"])
+        raise StoreError(f"embeddings of model {model!r} must hold embedding_dim = {dim} values; got "
+                         f"lengths between {pc.min(lengths).as_py()} and {pc.max(lengths).as_py()}") from None
+    if values.null_count or pc.list_flatten(part["embedding"]).null_count:
+        raise StoreError("column 'embedding' of table 'embeddings' has missing values")
+    return part.set_column(part.schema.get_field_index("embedding"), "embedding", values)
+
+
+def embeddings_parts(con: Connection, vids: pa.Table, embeddings, frames: pa.Table | None) -> list:
+    """``(part, schema)`` per frame model of ``embeddings``, checked against the extractions ``vids``:
+    every frame of each extraction given embeddings (the frame indices of ``frames``, or of the
+    store's frames when None) has one embedding of the model's ``embedding_dim`` values."""
+    emb = _embeddings_of_videos(vids, embeddings)
+    _check_one_per_frame(con, vids, emb, frames)
+    dims = _embedding_dims(con)
     parts = []
     for model in unique_in_order(emb["model"].to_pylist()):
         dim = dims.get(model) or 0
         if dim < 1:
             raise StoreError(f"frame model {model!r} has no embedding_dim in the store's models table; "
                              "register it with write_model(..., embedding_dim=D) to store embeddings")
-        part = to_table("embeddings", emb.filter(pc.equal(emb["model"], model)), {})
-        try:
-            values = part["embedding"].cast(embedding_type(dim))
-        except (pa.ArrowException, TypeError, ValueError):
-            lengths = pc.list_value_length(part["embedding"])
-            raise StoreError(f"embeddings of model {model!r} must hold embedding_dim = {dim} values; got "
-                             f"lengths between {pc.min(lengths).as_py()} and {pc.max(lengths).as_py()}") from None
-        if values.null_count or pc.list_flatten(part["embedding"]).null_count:
-            raise StoreError("column 'embedding' of table 'embeddings' has missing values")
-        parts.append((part.set_column(part.schema.get_field_index("embedding"), "embedding", values),
-                      embeddings_schema(dim)))
+        parts.append((_model_part(emb, model, dim), embeddings_schema(dim)))
     return parts

@@ -237,6 +237,72 @@ def _quarantine(store: Path | str, file: str) -> str:
     return str(target)
 
 
+def _check_store_folder(path) -> None:
+    """Raise a StoreError when the store folder ``path`` does not exist or is a file."""
+    found_kind = location.kind(path)
+    if found_kind == "file":
+        raise StoreError(f"the store {str(path)!r} is a file, not a folder; give a store folder")
+    if found_kind is None:
+        raise StoreError(f"the store {str(path)!r} does not exist; give the folder of a store")
+
+
+def _find_temp_files(path, report: VerifyReport, repair: bool) -> None:
+    """Note the temporary part files of interrupted writes in ``report``; with ``repair``, delete them."""
+    report.temp_files = temp_files(path)
+    if repair:  # nothing else writes the store (see verify): every temporary file is a dead write's
+        for tmp in report.temp_files:
+            location.delete(tmp)
+        report.temp_removed = True
+
+
+def _scan_parts(listing: dict[str, list[str]], report: VerifyReport) -> list[tuple[str, str, str]]:
+    """``(table, file, reason)`` of each part file of ``listing`` that cannot be read whole;
+    counts the files read in ``report.checked``."""
+    found = []
+    for table, files in listing.items():
+        for f in files:
+            try:
+                why = part_damage(f)
+            except FileNotFoundError:
+                continue  # removed by compact() since the listing
+            report.checked += 1
+            if why is not None:
+                found.append((table, f, why))
+    return found
+
+
+def _damaged_parts(found: list, bad: set, good: dict[str, list[str]], lost: pa.Table) -> list[DamagedPart]:
+    """The damaged parts ``found`` (their files: ``bad``), each with the videos it held (from the file
+    or the readable ``good`` parts)."""
+    return [DamagedPart(table, f, why, *_held_ids(table, f, good, lost, sorted(bad)))
+            for table, f, why in found]
+
+
+def _drop_lost_videos_rows(path, videos_parts: list[str], lost: pa.Table, report: VerifyReport) -> None:
+    """Write each readable ``videos`` part holding rows of the ``lost`` extractions again without them,
+    and quarantine the old part."""
+    lost_ids = lost["extraction_id"].combine_chunks()
+    for f in videos_parts:
+        rows = pq.read_table(location.source(f))
+        gone = pc.is_in(rows["extraction_id"], value_set=lost_ids)
+        if not pc.any(gone).as_py():
+            continue
+        new = write_part(path, "videos", rows.filter(pc.invert(gone)), rows.schema)
+        if new is not None:
+            report.rewritten.append(str(new))
+        report.quarantined.append(_quarantine(path, f))
+
+
+def _repair(con: Connection, found: list, good: dict[str, list[str]], lost: pa.Table,
+            report: VerifyReport) -> None:
+    """Rewrite the ``videos`` parts without the rows of lost extractions, then quarantine the damaged
+    parts (in that order: an interrupted repair is finished by the next one)."""
+    path = con.path
+    _drop_lost_videos_rows(path, good["videos"], lost, report)
+    report.quarantined += [_quarantine(path, f) for _, f, _ in found]
+    con.forget_listing()
+
+
 def verify(con: Connection, repair: bool = False) -> VerifyReport:
     """Read every part file of the store whole; with ``repair=True``, quarantine the damaged ones.
 
@@ -285,50 +351,21 @@ def verify(con: Connection, repair: bool = False) -> VerifyReport:
     (True, array([], dtype=object))
     """
     path = con.path
-    found_kind = location.kind(path)
-    if found_kind == "file":
-        raise StoreError(f"the store {str(path)!r} is a file, not a folder; give a store folder")
-    if found_kind is None:
-        raise StoreError(f"the store {str(path)!r} does not exist; give the folder of a store")
+    _check_store_folder(path)
     if not isinstance(repair, bool):
         raise ValueError(f"The 'repair' parameter of FeatureStore.verify must be a bool. Got {repair!r} instead.")
     report = VerifyReport(store=str(path))
-    report.temp_files = temp_files(path)
-    if repair:  # nothing else writes the store (see above): every temporary file is a dead write's
-        for tmp in report.temp_files:
-            location.delete(tmp)
-        report.temp_removed = True
+    _find_temp_files(path, report, repair)
     listing = list_parts(path)
-    found = []
-    for table, files in listing.items():
-        for f in files:
-            try:
-                why = part_damage(f)
-            except FileNotFoundError:
-                continue  # removed by compact() since the listing
-            report.checked += 1
-            if why is not None:
-                found.append((table, f, why))
+    found = _scan_parts(listing, report)
     bad = {f for _, f, _ in found}
     good = {table: [f for f in files if f not in bad] for table, files in listing.items()}
     lost = _lost_extractions(good)
-    report.damaged = [DamagedPart(table, f, why, *_held_ids(table, f, good, lost, sorted(bad)))
-                      for table, f, why in found]
+    report.damaged = _damaged_parts(found, bad, good, lost)
     if not found:
         report.twice = _twice(con)
         return report
     report.lost_videos = tuple(sorted(set(lost["video_id"].to_pylist()))) if lost.num_rows else ()
     if repair:
-        lost_ids = lost["extraction_id"].combine_chunks()
-        for f in good["videos"]:
-            rows = pq.read_table(location.source(f))
-            gone = pc.is_in(rows["extraction_id"], value_set=lost_ids)
-            if not pc.any(gone).as_py():
-                continue
-            new = write_part(path, "videos", rows.filter(pc.invert(gone)), rows.schema)
-            if new is not None:
-                report.rewritten.append(str(new))
-            report.quarantined.append(_quarantine(path, f))
-        report.quarantined += [_quarantine(path, f) for _, f, _ in found]
-        con.forget_listing()
+        _repair(con, found, good, lost, report)
     return report

@@ -16,6 +16,62 @@ from ..video import sampling_key
 __all__ = ["make_moving_peak_dataset", "make_score_order_dataset", "moving_peak_inputs", "write_synthetic_store"]
 
 
+def _check_peak_fits(n_frames: int, size: int, max_speed: float, sigmas: tuple, margin: float) -> None:
+    """Raise a ValueError unless there are 3 ``sigmas`` and the fastest path fits in the map."""
+    if len(sigmas) != 3:
+        raise ValueError(f"sigmas must hold 3 widths (one per map); got {sigmas!r}.")
+    span = max_speed * (n_frames - 1)
+    if span > size - 1 - 2 * margin:
+        raise ValueError(
+            f"max_speed={max_speed} over n_frames={n_frames} moves the peak {span} pixels, "
+            f"more than fits in size={size}; lower max_speed or raise size."
+        )
+
+
+def _peak_paths(rng, n: int, n_frames: int, seed: int, size: int, max_speed: float, margin: float,
+                jitter: float):
+    """Each video's signed speed and its peak's column and row per frame: ``(speed [n], x [n, T],
+    rows [n, T])``."""
+    speed = rng.uniform(-max_speed, max_speed, size=n)
+    t = np.arange(n_frames)
+    # start anywhere that keeps the whole path inside the map
+    low = margin - np.minimum(0.0, speed * (n_frames - 1))
+    high = size - 1 - margin - np.maximum(0.0, speed * (n_frames - 1))
+    x0 = rng.uniform(low, high)
+    row = rng.uniform(margin, size - 1 - margin, size=n)
+    x = x0[:, None] + speed[:, None] * t[None, :]  # [n, T]
+    rows = np.repeat(row[:, None], n_frames, axis=1)  # [n, T]
+    if jitter:
+        # its own generator, so that jitter=0 leaves every other draw (and array) as it was
+        shake = np.random.default_rng([seed, 1]).normal(0.0, jitter, size=(2, n, n_frames))
+        x, rows = x + shake[0], rows + shake[1]
+    return speed, x, rows
+
+
+def _gaussian_maps(x, rows, n: int, n_frames: int, size: int, sigmas: tuple):
+    """The three maps per frame: Gaussians of widths ``sigmas`` centred on the peak at ``(rows, x)``,
+    each normalised to sum 1."""
+    grid = np.arange(size, dtype=np.float64)
+    dx2 = (grid[None, None, :] - x[:, :, None]) ** 2  # [n, T, W]
+    dy2 = (grid[None, None, :] - rows[:, :, None]) ** 2  # [n, T, H]
+    maps = np.empty((n, n_frames, 3, size, size), dtype=np.float32)
+    for k, sigma in enumerate(sigmas):
+        g = np.exp(-dy2[:, :, :, None] / (2 * sigma**2)) * np.exp(-dx2[:, :, None, :] / (2 * sigma**2))
+        maps[:, :, k] = g / g.sum(axis=(-2, -1), keepdims=True)
+    return maps
+
+
+def _frame_scores(rng, n: int, n_frames: int):
+    """Frame scores uniform in [0, 1], independent of the speed."""
+    return rng.uniform(0.0, 1.0, size=(n, n_frames)).astype(np.float32)
+
+
+def _speed_labels(rng, n: int, speed, max_speed: float, noise: float):
+    """Labels: a monotone function of the speed plus Gaussian noise, clipped to [0, 1]."""
+    y = 0.5 + 0.35 * speed / max_speed + rng.normal(0.0, noise, size=n)
+    return np.clip(y, 0.0, 1.0).astype(np.float32)
+
+
 def make_moving_peak_dataset(
     n: int,
     n_frames: int = 4,
@@ -82,42 +138,13 @@ def make_moving_peak_dataset(
     >>> make_moving_peak_dataset(8, n_frames=28, max_speed=0.35, jitter=0.5)[0].shape
     (8, 28, 3, 14, 14)
     """
-    if len(sigmas) != 3:
-        raise ValueError(f"sigmas must hold 3 widths (one per map); got {sigmas!r}.")
     margin = 1.5
-    span = max_speed * (n_frames - 1)
-    if span > size - 1 - 2 * margin:
-        raise ValueError(
-            f"max_speed={max_speed} over n_frames={n_frames} moves the peak {span} pixels, "
-            f"more than fits in size={size}; lower max_speed or raise size."
-        )
+    _check_peak_fits(n_frames, size, max_speed, sigmas, margin)
     rng = np.random.default_rng(seed)
-    speed = rng.uniform(-max_speed, max_speed, size=n)
-    t = np.arange(n_frames)
-    # start anywhere that keeps the whole path inside the map
-    low = margin - np.minimum(0.0, speed * (n_frames - 1))
-    high = size - 1 - margin - np.maximum(0.0, speed * (n_frames - 1))
-    x0 = rng.uniform(low, high)
-    row = rng.uniform(margin, size - 1 - margin, size=n)
-    x = x0[:, None] + speed[:, None] * t[None, :]  # [n, T]
-    rows = np.repeat(row[:, None], n_frames, axis=1)  # [n, T]
-    if jitter:
-        # its own generator, so that jitter=0 leaves every other draw (and array) as it was
-        shake = np.random.default_rng([seed, 1]).normal(0.0, jitter, size=(2, n, n_frames))
-        x, rows = x + shake[0], rows + shake[1]
-
-    grid = np.arange(size, dtype=np.float64)
-    dx2 = (grid[None, None, :] - x[:, :, None]) ** 2  # [n, T, W]
-    dy2 = (grid[None, None, :] - rows[:, :, None]) ** 2  # [n, T, H]
-    maps = np.empty((n, n_frames, 3, size, size), dtype=np.float32)
-    for k, sigma in enumerate(sigmas):
-        g = np.exp(-dy2[:, :, :, None] / (2 * sigma**2)) * np.exp(-dx2[:, :, None, :] / (2 * sigma**2))
-        maps[:, :, k] = g / g.sum(axis=(-2, -1), keepdims=True)
-
-    scores = rng.uniform(0.0, 1.0, size=(n, n_frames)).astype(np.float32)
-    y = 0.5 + 0.35 * speed / max_speed + rng.normal(0.0, noise, size=n)
-    return maps, scores, np.clip(y, 0.0, 1.0).astype(np.float32)
-
+    speed, x, rows = _peak_paths(rng, n, n_frames, seed, size, max_speed, margin, jitter)
+    maps = _gaussian_maps(x, rows, n, n_frames, size, sigmas)
+    scores = _frame_scores(rng, n, n_frames)
+    return maps, scores, _speed_labels(rng, n, speed, max_speed, noise)
 
 def moving_peak_inputs(n: int, seed: int = 0, **kwargs):
     """The moving-peak set (:func:`make_moving_peak_dataset`) as the sequence regressors take it:
