@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from ..errors import StoreError, allowed_values
 from . import cache
+from .buffers import empty
 from .connection import Connection
 from .frame_pick import frames_wanted
 from .read_common import check_n_frames, locate, resolved, retrying, stored_rows, visible
@@ -27,13 +28,17 @@ __all__ = ["POOLINGS", "read_embeddings"]
 POOLINGS = ("mean", "max")
 
 
-def _pool(values: np.ndarray, lengths: np.ndarray, pooling: str | None, t: int) -> np.ndarray:
+def _pool(stored: np.ndarray, lengths: np.ndarray, pooling: str | None, t: int) -> np.ndarray:
+    """float32 embeddings from the ``stored`` float16 rows: [n, t, dim], or pooled [n, dim] (every
+    float16 value is exact in float32 and float64, so pooling before the conversion changes nothing)."""
     if pooling is None:
-        return values.reshape(len(lengths), t, values.shape[1])
+        values = empty(stored.shape, np.float32)
+        values[...] = stored
+        return values.reshape(len(lengths), t, stored.shape[1])
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     if pooling == "max":
-        return np.maximum.reduceat(values, starts, axis=0)
-    return (np.add.reduceat(values, starts, axis=0, dtype=np.float64) / lengths[:, None]).astype(np.float32)
+        return np.maximum.reduceat(stored, starts, axis=0).astype(np.float32)
+    return (np.add.reduceat(stored, starts, axis=0, dtype=np.float64) / lengths[:, None]).astype(np.float32)
 
 
 def _read(con: Connection, ids_arr: pa.Array, model, n_frames, sampling, pooling) -> np.ndarray:
@@ -62,8 +67,8 @@ def _read(con: Connection, ids_arr: pa.Array, model, n_frames, sampling, pooling
     # T frames per video, spread by the store's one rule; t=0: every stored frame, pooled per video
     source = found.pick(inverse, t or None)
     lengths = np.full(len(inverse), t, np.int64) if t else sub.n_frames[inverse]
-    values = fill_lists(found.groups, found.narrow, source, dim, model, "embedding", pa.float16()).astype(np.float32)
-    return _pool(values, lengths, pooling, t)
+    stored = fill_lists(found.groups, found.narrow, source, dim, model, "embedding", pa.float16())
+    return _pool(stored, lengths, pooling, t)
 
 
 def read_embeddings(con: Connection, ids, model: str | None = None, n_frames: int | None = None,

@@ -179,8 +179,11 @@ def stored_rows(files, videos: Videos, model: str, sampling: str, columns: tuple
     if not narrow:
         empty = np.empty(0, np.int64)
         return StoredRows(groups, narrow, empty, np.zeros(n, np.int64))
-    video = np.concatenate([pc.index_in(t["extraction_id"], value_set=videos.eids).fill_null(-1).to_numpy()
-                            for t in narrow]).astype(np.int64)
+    # one lookup over every row group's ids: index_in hashes its value_set at each call, so a call
+    # per row group would cost (row groups) x (videos), growing with the square of the store
+    eids = pa.chunked_array([c for t in narrow for c in t["extraction_id"].cast(videos.eids.type).chunks],
+                            videos.eids.type)
+    video = pc.index_in(eids, value_set=videos.eids).fill_null(-1).to_numpy().astype(np.int64)
     index = np.concatenate([t["frame_index"].to_numpy() for t in narrow])
     file_of = {path: i for i, path in enumerate(files)}
     part = np.repeat(np.array([file_of[g[0]] for g in groups], np.int64), [t.num_rows for t in narrow])

@@ -1,0 +1,40 @@
+"""The large arrays that a read fills, allocated in the operating system's small pages.
+
+numpy asks Linux for transparent huge pages (``madvise(MADV_HUGEPAGE)``) for every array of
+4 MiB or more. Under the kernel's default ``defrag`` setting (``madvise``), the first write to
+each 2 MiB page of such an array makes the kernel find a free 2 MiB block on the spot, and when
+the memory is fragmented (a machine whose page cache holds a store read again and again: the
+usual case here) it compacts memory first, at every page. The store's reads write their output
+once and then gather from it, which huge pages do not speed up: a map of anonymous memory
+without that request gets small pages, which cost no compaction.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+__all__ = ["empty"]
+
+_SMALL = 4 << 20  # numpy's own threshold for the huge-page request: below it an array is left as numpy makes it
+
+
+def empty(shape, dtype) -> np.ndarray:
+    """A writable, uninitialised array (like ``np.empty``), in small pages when it is large.
+
+    Examples
+    --------
+    >>> from amnetvid_sk.store.buffers import empty
+    >>> a = empty((1024, 2048), "float32")
+    >>> a[:] = 1.0
+    >>> a.shape, a.dtype, float(a.sum())
+    ((1024, 2048), dtype('float32'), 2097152.0)
+    """
+    dtype = np.dtype(dtype)
+    shape = tuple(int(s) for s in np.atleast_1d(shape))
+    count = int(np.prod(shape, dtype=np.int64))
+    if count * dtype.itemsize < _SMALL:
+        return np.empty(shape, dtype)
+    # an anonymous map: zero pages filled in on first write; the array keeps the map alive
+    return np.frombuffer(mmap.mmap(-1, count * dtype.itemsize), dtype, count).reshape(shape)
