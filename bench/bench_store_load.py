@@ -74,21 +74,10 @@ from PIL import Image
 
 from amnetvid_sk.render import render_jet
 from ceiling import load_average
-from timing import best_of, fresh_process
+from timing import COLD_READ, best_of, fresh_process
 from amnetvid_sk.store import FeatureStore, frames_table, new_extraction_id
 
 SHAPE = (3, 14, 14)
-
-# The cold read, run in a fresh process: argv = store, file of ids (one a line), n_frames.
-COLD_READ = """
-import sys, time
-import numpy as np
-from amnetvid_sk.store import FeatureStore
-ids = np.array(open(sys.argv[2]).read().split(), dtype=object)
-start = time.perf_counter()
-scores, maps = FeatureStore(sys.argv[1]).read_arrays(ids, n_frames=int(sys.argv[3]))
-print(time.perf_counter() - start)
-"""
 
 # np.load of the same arrays in a fresh process: argv = folder of maps.npy and scores.npy.
 COLD_NPY = """

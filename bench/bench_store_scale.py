@@ -81,7 +81,7 @@ from amnetvid_sk.extraction.local import ExtractionJob, Extractor, _PendingVideo
 from amnetvid_sk.store import FeatureStore, location
 from amnetvid_sk.testing.s3_server import S3Server, weed_binary
 from ceiling import load_average
-from timing import best_of, fresh_process
+from timing import COLD_READ, best_of, fresh_process
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "store" / "README.md"
@@ -92,17 +92,6 @@ EMBEDDING_DIM = 2048  # ResMem's
 SAMPLING = f"frames={FRAMES}"
 S3_BUCKET = "bench"  # with --s3
 POOL = 64  # distinct synthetic videos, cycled (generating 100,000 would cost more than writing them)
-
-# A read of every video in a fresh process: argv = store, file of ids (one a line), n_frames.
-COLD_READ = """
-import sys, time
-import numpy as np
-from amnetvid_sk.store import FeatureStore
-ids = np.array(open(sys.argv[2]).read().split(), dtype=object)
-start = time.perf_counter()
-scores, maps = FeatureStore(sys.argv[1]).read_arrays(ids, n_frames=int(sys.argv[3]))
-print(time.perf_counter() - start)
-"""
 
 # verify in a fresh process: argv = store.
 VERIFY = """
@@ -191,31 +180,26 @@ class Writer:
         return seconds / max(videos, 1)
 
 
+# each query of the README named by words only it has (the first match wins)
+_QUERY_NAMES = [
+    (("embedding", "list_cosine_similarity"), "embeddings: nearest by cosine"),
+    (("rank_p",), "predictions: Spearman per fold"),
+    (("unnest(attention)",), "attention entropy (unnest)"),
+    (("list_slice",), "entropy of map 0 (lists)"),
+    (("corr(a, b)",), "Spearman of mean score"),
+    (("JOIN frames",), "mean score with labels"),
+    (("LIMIT 10",), "ten most memorable"),
+    (("FROM failures",), "failures"),
+    (("count(*) AS n_frames",), "mean score per video"),
+]
+
+
 def readme_sql() -> dict[str, str]:
     """The ```sql blocks of store/README.md, named by their first words (or first comment)."""
     out = {}
     for block in re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.DOTALL):
         words = " ".join(block.split())
-        if "embedding" in words and "list_cosine_similarity" in words:
-            name = "embeddings: nearest by cosine"
-        elif "rank_p" in words:
-            name = "predictions: Spearman per fold"
-        elif "unnest(attention)" in words:
-            name = "attention entropy (unnest)"
-        elif "list_slice" in words:
-            name = "entropy of map 0 (lists)"
-        elif "corr(a, b)" in words:
-            name = "Spearman of mean score"
-        elif "JOIN frames" in words:
-            name = "mean score with labels"
-        elif "LIMIT 10" in words:
-            name = "ten most memorable"
-        elif "FROM failures" in words:
-            name = "failures"
-        elif "count(*) AS n_frames" in words:
-            name = "mean score per video"
-        else:
-            name = words[:30]
+        name = next((name for markers, name in _QUERY_NAMES if all(m in words for m in markers)), words[:30])
         out[name] = block
     return out
 

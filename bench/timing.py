@@ -16,6 +16,18 @@ from pathlib import Path
 #: The checkout, put on a fresh process's import path (after the caller's own PYTHONPATH).
 ROOT = Path(__file__).resolve().parents[1]
 
+#: A store read of the ids in a file, for :func:`fresh_process`: argv = store, file of ids (one a
+#: line), n_frames; prints its seconds (imports not counted).
+COLD_READ = """
+import sys, time
+import numpy as np
+from amnetvid_sk.store import FeatureStore
+ids = np.array(open(sys.argv[2]).read().split(), dtype=object)
+start = time.perf_counter()
+scores, maps = FeatureStore(sys.argv[1]).read_arrays(ids, n_frames=int(sys.argv[3]))
+print(time.perf_counter() - start)
+"""
+
 
 def best_of(repeat: int, func):
     """``(best seconds, last result)`` of ``repeat`` calls of ``func``."""

@@ -118,6 +118,15 @@ def fresh_loky_workers():
         get_reusable_executor().shutdown(wait=True)
 
 
+@pytest.fixture(scope="module")
+def amnet():
+    """AMNet with random weights (seed 0), float32 on every CPU (auto would pick bfloat16 where it is
+    native): the reference outputs of the AMNet tests."""
+    from amnetvid_sk.frame_models.amnet import AMNet
+
+    return AMNet.from_random(seed=0, device="cpu", precision="float32")
+
+
 @pytest.fixture
 def seed():
     """Seed the global generators; tests that need data make it from this seed."""

@@ -59,9 +59,8 @@ def frames():
 
 
 @pytest.fixture(scope="module")
-def model():
-    # float32 on every CPU (auto would pick bfloat16 where it is native): the reference outputs
-    return AMNet.from_random(seed=0, device="cpu", precision="float32")
+def model(amnet):
+    return amnet
 
 
 @pytest.fixture(scope="module")

@@ -360,20 +360,6 @@ def test_predict_before_fit_raises(seed):
 # input errors
 
 
-def test_convlstm_rejects_non_dict_and_bad_keys(seed):
-    """ConvLSTMRegressor names the expected dict when X is an array, and the allowed/missing keys."""
-    X, y = moving_peak_inputs(8, seed=seed)
-    reg = ConvLSTMRegressor(max_epochs=1, **TINY_CONV)
-    with pytest.raises(TypeError, match=r"X as a dict \{'maps'"):
-        reg.fit(X["maps"], y)
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['frames'\]"):
-        reg.fit({**X, "frames": X["maps"]}, y)
-    with pytest.raises(ValueError, match=r"lacks the key\(s\) \['scores'\]"):
-        reg.fit({"maps": X["maps"]}, y)
-    with pytest.raises(ValueError, match="different numbers of videos"):
-        reg.fit({"maps": X["maps"], "scores": X["scores"][:5]}, y)
-
-
 def test_convlstm_maps_only_needs_no_scores(seed):
     """With module__use_scores=False the dict may hold only 'maps'."""
     X, y = moving_peak_inputs(20, seed=seed)

@@ -20,12 +20,6 @@ def frames():
 
 
 @pytest.fixture(scope="module")
-def amnet():
-    # float32 on every CPU: auto would pick bfloat16 where it is native
-    return AMNet.from_random(seed=0, device="cpu", precision="float32")
-
-
-@pytest.fixture(scope="module")
 def amnet_outputs(amnet, frames):
     return amnet.predict_outputs(frames, embeddings=True)
 
