@@ -6,7 +6,6 @@ import math
 import os
 import pickle
 import re
-import sys
 import threading
 import time
 from pathlib import Path
@@ -116,31 +115,6 @@ def test_round_trip_and_read_arrays_order(store):
     np.testing.assert_array_equal(store.video_ids(), ["v1", "v2", "v3"])
     keys = store.extracted_keys("m1", "frames=28")
     assert ("/data/v1.webm", 1000, 1.5e9) in keys and len(keys) == 3
-
-
-def test_large_read_arrays_are_writable_and_outside_numpys_huge_pages(tmp_path):
-    """A read's arrays of 4 MiB and more live in an anonymous map (small pages: no memory compaction
-    at each first touch, see store/buffers.py), hold the stored values and can be written."""
-    import mmap
-
-    from amnetvid_sk.store.buffers import empty
-    from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
-
-    def owner(a):
-        while isinstance(a, np.ndarray) and a.base is not None:
-            a = a.base
-        return a.obj if isinstance(a, memoryview) else a
-
-    small, large = empty((16, 16), np.float32), empty((2048, 1024), np.float32)
-    linux = sys.platform.startswith("linux")  # elsewhere no huge pages are asked for: numpy's arrays
-    assert small.base is None and isinstance(owner(large), mmap.mmap) == linux and large.flags.writeable
-    maps_in, scores_in, y = make_moving_peak_dataset(700, n_frames=4, seed=0)  # 700 x 4 x 3 x 14 x 14 float32: 6.6 MB
-    ids = write_synthetic_store(tmp_path / "s", maps_in, scores_in, y)
-    scores, maps = FeatureStore(tmp_path / "s").read_arrays(ids, n_frames=4)
-    assert isinstance(owner(maps), mmap.mmap) == linux and maps.flags.writeable and maps.nbytes >= 4 << 20
-    np.testing.assert_array_equal(maps, maps_in)
-    np.testing.assert_array_equal(scores, scores_in)
-    maps[0] = 0.0
 
 
 def test_read_arrays_n_frames_picks_uniformly_and_never_repeats(store):

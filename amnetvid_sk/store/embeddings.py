@@ -15,7 +15,6 @@ import pyarrow as pa
 
 from ..errors import StoreError, allowed_values
 from . import cache
-from .buffers import empty
 from .connection import Connection
 from .frame_pick import frames_wanted
 from .read_common import check_n_frames, locate, resolved, retrying, stored_rows, visible
@@ -32,9 +31,7 @@ def _pool(stored: np.ndarray, lengths: np.ndarray, pooling: str | None, t: int) 
     """float32 embeddings from the ``stored`` float16 rows: [n, t, dim], or pooled [n, dim] (every
     float16 value is exact in float32 and float64, so pooling before the conversion changes nothing)."""
     if pooling is None:
-        values = empty(stored.shape, np.float32)
-        values[...] = stored
-        return values.reshape(len(lengths), t, stored.shape[1])
+        return stored.astype(np.float32).reshape(len(lengths), t, stored.shape[1])
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     if pooling == "max":
         return np.maximum.reduceat(stored, starts, axis=0).astype(np.float32)

@@ -30,7 +30,6 @@ import pyarrow as pa
 
 from ..errors import StoreError
 from . import cache
-from .buffers import empty
 from .connection import Connection
 from .frame_pick import SHORT_POLICIES, frames_wanted, pick_rows, positions  # noqa: F401  (re-exported)
 from .read_common import (Videos, as_numpy, check_n_frames, locate, resolved, retrying, stored_rows,
@@ -106,7 +105,7 @@ class Frames:
             scores[~valid] = np.nan
         if not maps:
             return scores, None
-        out = empty((n * t, self.maps.shape[1]), np.float32)
+        out = np.empty((n * t, self.maps.shape[1]), dtype=np.float32)
         # the rows are known to be in range: "clip" spares numpy a buffered copy
         np.take(self.maps, flat, axis=0, out=out, mode="clip")
         out = out.reshape(n, t, *shape)

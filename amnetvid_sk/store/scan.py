@@ -21,7 +21,6 @@ import pyarrow.parquet as pq
 
 from ..errors import StoreError
 from . import location
-from .buffers import empty
 from .connection import part_error
 
 __all__ = ["fill_lists", "in_parallel", "read_group", "row_groups"]
@@ -106,7 +105,7 @@ def fill_lists(groups, narrow, source: np.ndarray, size: int, model: str, column
     """The lists in ``column`` of the rows ``source`` (numbered across ``groups``), decoding each
     row group that holds some (several at once) and copying only those rows out of it."""
     what = "attention maps" if column == "attention" else column
-    out = empty((len(source), size), dtype.to_pandas_dtype())
+    out = np.empty((len(source), size), dtype=dtype.to_pandas_dtype())
     slot = np.argsort(source, kind="stable")
     source = source[slot]
     first = np.concatenate([[0], np.cumsum([t.num_rows for t in narrow])]).astype(np.int64)
