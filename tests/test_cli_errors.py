@@ -298,9 +298,15 @@ def test_resolve_device_names_the_devices_this_machine_has():
 
 def test_traceback_env_shows_where(bad):
     """AMNETVID_TRACEBACK=1 shows the traceback of a user error (for bug reports); exit status stays."""
-    proc = run_cli("evaluate", "mean_score", "--store", bad["empty"], "--target", "short",
-                   env={"AMNETVID_TRACEBACK": "1"})
-    assert proc.returncode != 0 and "Traceback" in proc.stderr and "StoreError" in proc.stderr
+    args = ("evaluate", "mean_score", "--store", bad["empty"], "--target", "short")
+    message = f"no video to learn from in the store {str(bad['empty'])!r}: it is empty"
+    plain = run_cli(*args)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr, plain.stderr
+    assert plain.stderr.strip().startswith(f"error: {message}"), plain.stderr
+    proc = run_cli(*args, env={"AMNETVID_TRACEBACK": "1"})
+    # the documented status of a bad input (2), as without the variable; the traceback ends in the same message
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" in proc.stderr and f"StoreError: {message}" in proc.stderr, proc.stderr
 
 
 def test_full_disk_during_extraction_then_rerun_completes(tiny_tmpfs, amnet_weights, tmp_path):

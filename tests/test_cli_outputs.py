@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import moving_frames, run_cli
 
 from amnetvid_sk.errors import LabelFormatError
-from amnetvid_sk.labels import MEDIAEVAL_HEADER, MEDIAEVAL_RUN_HEADER, read_labels
+from amnetvid_sk.labels import MEDIAEVAL_RUN_HEADER
 
 RUN_HEADER = ",".join(MEDIAEVAL_RUN_HEADER)
 AMNET = ["--frame-model", "amnet", "--device", "cpu", "--precision", "float32"]
@@ -64,35 +64,6 @@ def test_row_writer_file_appears_only_when_complete(tmp_path):
         pass
     assert json.loads((tmp_path / "empty.json").read_text()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.json", "run.csv"]
-
-
-# ------------------------------------------------------------------ run files read back
-def test_labels_read_a_mediaeval_run_file(tmp_path):
-    """The run-file header (no annotation counts) reads with format mediaeval; either score may be
-    empty, not both; ground truth still needs its exact header and its short-term score."""
-    run = tmp_path / "run.csv"
-    run.write_text(f"{RUN_HEADER}\nvideo10.webm,0.91,0.52\nvideo11.mp4,,0.48\nvideo12.mp4,0.7,\n")
-    table = read_labels(run, format="mediaeval")
-    assert table.select(["video_id", "short_term", "n_short", "long_term", "n_long"]).to_pylist() == [
-        {"video_id": "video10", "short_term": 0.91, "n_short": None, "long_term": 0.52, "n_long": None},
-        {"video_id": "video11", "short_term": None, "n_short": None, "long_term": 0.48, "n_long": None},
-        {"video_id": "video12", "short_term": 0.7, "n_short": None, "long_term": None, "n_long": None}]
-
-    run.write_text(f"{RUN_HEADER}\nvideo10.webm,,\nvideo11.webm,1.2,0.5\n")
-    with pytest.raises(LabelFormatError) as err:
-        read_labels(run)
-    assert [line for line, _ in err.value.problems] == [2, 3]
-    assert "both empty" in err.value.problems[0][1] and "outside [0, 1]" in err.value.problems[1][1]
-
-    truth = tmp_path / "gt.csv"
-    truth.write_text(",".join(MEDIAEVAL_HEADER) + "\nvideo10.webm,,34,0.9,10\n")
-    with pytest.raises(LabelFormatError, match="line 2: short-term_memorability is empty"):
-        read_labels(truth)
-    truth.write_text("video,short-term_memorability,nb_short-term_annotations,long-term_memorability\n"
-                     "video10.webm,0.9,34,0.9\n")
-    with pytest.raises(LabelFormatError) as err:
-        read_labels(truth)
-    assert ",".join(MEDIAEVAL_HEADER) in str(err.value) and RUN_HEADER in str(err.value)
 
 
 def test_mediaeval_run_refuses_scores_outside_0_1():

@@ -1,5 +1,6 @@
 """The 3D-convolutional comparison model: its size, shapes, learning, sklearn API, errors and recipe."""
 
+import copy
 import pickle
 
 import numpy as np
@@ -15,6 +16,7 @@ from amnetvid_sk.layers import count_params
 from amnetvid_sk.metrics import spearman, spearman_scorer
 from amnetvid_sk.networks import AMNetVidNet, ScoreLSTMNet
 from amnetvid_sk.pipelines import load_recipe, network_step, reader_step, role_params
+from amnetvid_sk.subsets import spread_positions
 from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, moving_peak_inputs, write_synthetic_store
 
 AMNETVID_PARAMS = 230_937  # AMNetVidNet at the note's settings (tests/test_networks.py)
@@ -189,13 +191,27 @@ def test_grid_search(seed):
     assert np.all(np.isfinite(gs.cv_results_["mean_test_score"]))
     assert isinstance(gs.best_estimator_.module_, Conv3DNet)
     assert gs.best_estimator_.predict(SliceDict(**X)).shape == (40,)
+    # the best is the candidate of highest mean Spearman, and the refitted network has its kernel
+    best = int(np.argmax(gs.cv_results_["mean_test_score"]))
+    assert gs.best_params_ == gs.cv_results_["params"][best] and gs.cv_results_["rank_test_score"][best] == 1
+    kernel = tuple(gs.best_params_["module__kernel_size"])
+    assert all(conv.kernel_size == kernel for conv in gs.best_estimator_.module_.maps_branch.convs)
+    # each candidate's first fold score is Spearman on that fold (KFold(2): videos 0-19), fitted on the rest
+    for i, params in enumerate(gs.cv_results_["params"]):
+        fold = clone(est).set_params(**params).fit({k: v[20:] for k, v in X.items()}, y[20:])
+        rho = spearman(y[:20], fold.predict({k: v[:20] for k, v in X.items()}))
+        assert gs.cv_results_["split0_test_score"][i] == pytest.approx(rho, abs=1e-6), params
 
 
 def test_maps_only_needs_no_scores(seed):
     """With module__use_scores=False the dict may hold only 'maps', as for ConvLSTMRegressor."""
     X, y = moving_peak_inputs(20, seed=seed)
     reg = Conv3DRegressor(max_epochs=1, module__use_scores=False, random_state=0, **TINY)
-    assert reg.fit({"maps": X["maps"]}, y).predict({"maps": X["maps"]}).shape == (20,)
+    pred = reg.fit({"maps": X["maps"]}, y).predict({"maps": X["maps"]})
+    assert pred.shape == (20,) and np.all((pred > 0) & (pred < 1))
+    # the network has no scores branch at all, and its predictions come from the maps: they differ by video
+    assert reg.module_.scores_branch is None and reg.module_.maps_branch is not None
+    assert np.ptp(pred) > 0
 
 
 def test_frame_subsets_are_inherited(seed):
@@ -207,6 +223,13 @@ def test_frame_subsets_are_inherited(seed):
     pred = reg.fit(X, y).predict(X)
     assert pred.shape == (24,) and np.all(np.isfinite(pred))
     assert reg.module_.n_frames == 4
+    # a prediction is the mean of the network's on the 3 evenly spread 4-frame subsets of the 8 frames
+    one = copy.deepcopy(reg).set_params(test_subsets=1)
+    per_subset = [one.predict({"maps": maps[:, pos], "scores": scores[:, pos]}) for pos in spread_positions(8, 4, 3)]
+    np.testing.assert_allclose(pred, np.mean(per_subset, axis=0), rtol=0, atol=1e-6)
+    # the random training subsets are drawn from the seeded generator: a second fit repeats the first
+    again = Conv3DRegressor(max_epochs=2, train_subsets="random", test_subsets=3, random_state=0, **TINY).fit(X, y)
+    np.testing.assert_allclose(again.predict(X), pred, rtol=0, atol=1e-6)
     # without subsets the network still takes exactly module__n_frames frames
     with pytest.raises(ValueError, match=r"module__n_frames=8"):
         Conv3DRegressor(max_epochs=1, **TINY).fit(X, y)

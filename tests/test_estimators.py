@@ -289,7 +289,11 @@ def test_column_y_accepted_with_warning_and_1d_predictions(seed):
     reg = ScoreLSTMRegressor(max_epochs=1, random_state=0, **TINY_LSTM)
     with pytest.warns(DataConversionWarning):
         reg.fit(X, y.reshape(-1, 1))
-    assert reg.predict(X).shape == (40,)
+    pred = reg.predict(X)
+    assert pred.shape == (40,)
+    # the column is taken as the 1-D labels it holds: the same fit as from y itself
+    flat = ScoreLSTMRegressor(max_epochs=1, random_state=0, **TINY_LSTM).fit(X, y).predict(X)
+    np.testing.assert_allclose(pred, flat, rtol=0, atol=1e-6)
 
 
 def test_y_outside_unit_interval_warns(seed):
@@ -364,7 +368,11 @@ def test_convlstm_maps_only_needs_no_scores(seed):
     """With module__use_scores=False the dict may hold only 'maps'."""
     X, y = moving_peak_inputs(20, seed=seed)
     reg = ConvLSTMRegressor(max_epochs=1, module__use_scores=False, random_state=0, **TINY_CONV)
-    assert reg.fit({"maps": X["maps"]}, y).predict({"maps": X["maps"]}).shape == (20,)
+    pred = reg.fit({"maps": X["maps"]}, y).predict({"maps": X["maps"]})
+    assert pred.shape == (20,) and np.all((pred > 0) & (pred < 1))
+    # the network has no scores branch at all, and its predictions come from the maps: they differ by video
+    assert reg.module_.scores_branch is None and reg.module_.maps_branch is not None
+    assert np.ptp(pred) > 0
 
 
 def test_convlstm_shape_error_names_module_params(seed):

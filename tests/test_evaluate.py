@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+from skorch.callbacks import Callback
 
 from amnetvid_sk.evaluate import (CVResult, Table1, change_text, cross_validate, grid_search, labelled_data,
                                   load_recipe, paper_protocol, table1)
@@ -54,11 +55,57 @@ def test_convlstm_recipe_beats_mean_in_cv(moving_peak_store):
     assert res.mean > 0.5, res.scores
 
 
+class _TestPartProbe(Callback):
+    """Records, after every epoch of every fit, scipy's Spearman of the network's predictions on its
+    validation part (in the note's protocol: the round's test part), and those predictions. It predicts
+    inside ``torch.random.fork_rng``, so the training it watches draws the same random numbers as without it."""
+
+    def __init__(self):
+        self.fits = []  # per fit: {"y": validation labels, "rho": [per epoch], "pred": [per epoch]}
+
+    def on_train_begin(self, net, **kwargs):
+        self.fits.append({"y": None, "rho": [], "pred": []})
+
+    def on_epoch_end(self, net, dataset_valid=None, **kwargs):
+        import torch
+        from scipy.stats import spearmanr
+
+        fit = self.fits[-1]
+        fit["y"] = np.asarray(dataset_valid.y, dtype=np.float64).reshape(-1)
+        with torch.random.fork_rng(devices=[]):
+            pred = np.asarray(net.predict(dataset_valid.X), dtype=np.float64)
+        fit["pred"].append(pred)
+        fit["rho"].append(spearmanr(fit["y"], pred).statistic)
+
+
 def test_paper_protocol_picks_best_epoch_on_test(moving_peak_store):
     """The note's protocol gives one score per round, the best epoch's Spearman on the test part."""
-    path, *_ = moving_peak_store
-    res = paper_protocol("amnetvid_raw", path, "long", rounds=2, set_params=QUICK, write=False)
+    from scipy.stats import spearmanr
+
+    path, ids, *_ = moving_peak_store
+    probe = _TestPartProbe()
+    # lr 3e-2: a test Spearman that need not rise every epoch (whether it falls depends on the CPU's
+    # arithmetic, so it is not asserted), where picking the best epoch is more than taking the last
+    res = paper_protocol("amnetvid_raw", path, "long", rounds=2, write=False,
+                         set_params={**QUICK, "net__lr": 3e-2, "net__callbacks": [("test_part_probe", probe)]})
     assert res.protocol == "paper" and len(res.scores) == 2 and np.isfinite(res.scores).all()
+    oof = res.predictions
+    assert len(probe.fits) == 2  # one training per round
+    test_ids = oof.video_id[oof.fold == 0]
+    assert len(test_ids) == int(np.ceil(0.15 * len(ids))) and set(test_ids) <= set(ids)  # the 15% test part
+    for r, fit in enumerate(probe.fits):
+        mask = oof.fold == r
+        # the same test part every round, and it is what the network was validated on each epoch
+        assert list(oof.video_id[mask]) == list(test_ids)
+        np.testing.assert_allclose(fit["y"], oof.label[mask], atol=1e-6)
+        # every epoch ran (patience beyond max_epochs), each scored on the test part
+        assert len(fit["rho"]) == QUICK["net__max_epochs"] and np.isfinite(fit["rho"]).all()
+        best = int(np.argmax(fit["rho"]))
+        # the round's score is the best epoch's test Spearman ...
+        assert res.scores[r] == pytest.approx(max(fit["rho"]), abs=1e-6), (r, res.scores[r], fit["rho"])
+        # ... because the predictions kept are that epoch's (its weights restored at the end)
+        np.testing.assert_allclose(oof.prediction[mask], fit["pred"][best], atol=1e-5)
+        assert spearmanr(oof.label[mask], oof.prediction[mask]).statistic == pytest.approx(res.scores[r], abs=1e-6)
 
 
 def test_grid_search_sorted_by_mean(moving_peak_store):

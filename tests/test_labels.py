@@ -6,11 +6,14 @@ import pyarrow as pa
 import pytest
 
 from amnetvid_sk.errors import LabelFormatError
-from amnetvid_sk.labels import LABELS_SCHEMA, import_labels, read_labels
+from amnetvid_sk.labels import LABELS_SCHEMA, MEDIAEVAL_RUN_HEADER, import_labels, read_labels
+
+from conftest import run_cli
 
 MEDIAEVAL_HEADER = (
     "video,short-term_memorability,nb_short-term_annotations,long-term_memorability,nb_long-term_annotations"
 )
+RUN_HEADER = ",".join(MEDIAEVAL_RUN_HEADER)
 GOOD_ROWS = [
     "video3.webm,0.924,33,0.846,13",
     "video4.webm,0.923,26,0.667,12",
@@ -289,3 +292,48 @@ def test_labels_import_says_what_it_replaced_and_which_ids_have_no_video(tmp_pat
 
     again = import_labels(path, store, format="csv", return_report=True)
     assert again == LabelImport(n_rows=10, replaced=10, not_in_store=[f"ghost{i}" for i in range(7)])
+
+
+def test_labels_import_good_and_bad(tmp_path):
+    """A MediaEval file imports; a file with bad rows is rejected with line numbers, nothing written."""
+    store = tmp_path / "store"
+    good = tmp_path / "gt.csv"
+    good.write_text("video,short-term_memorability,nb_short-term_annotations,long-term_memorability,"
+                    "nb_long-term_annotations\nvideo10.webm,0.950,34,0.900,10\nvideo11.webm,0.800,30,0.700,9\n")
+    proc = run_cli("labels", "import", good, "--store", store, check=0)
+    assert "imported 2" in proc.stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text(good.read_text() + "video12.webm,1.5,30,0.7,9\nvideo10.webm,0.5,30,0.7,9\n")
+    proc = run_cli("labels", "import", bad, "--store", store)
+    assert proc.returncode == 2 and "line 4" in proc.stderr and "line 5" in proc.stderr
+    rows = run_cli("sql", "SELECT video_id FROM labels ORDER BY 1", "--store", store, "--format", "csv",
+                   check=0).stdout.split()
+    assert rows == ["video_id", "video10", "video11"]
+
+
+def test_labels_read_a_mediaeval_run_file(tmp_path):
+    """The run-file header (no annotation counts) reads with format mediaeval; either score may be
+    empty, not both; ground truth still needs its exact header and its short-term score."""
+    run = tmp_path / "run.csv"
+    run.write_text(f"{RUN_HEADER}\nvideo10.webm,0.91,0.52\nvideo11.mp4,,0.48\nvideo12.mp4,0.7,\n")
+    table = read_labels(run, format="mediaeval")
+    assert table.select(["video_id", "short_term", "n_short", "long_term", "n_long"]).to_pylist() == [
+        {"video_id": "video10", "short_term": 0.91, "n_short": None, "long_term": 0.52, "n_long": None},
+        {"video_id": "video11", "short_term": None, "n_short": None, "long_term": 0.48, "n_long": None},
+        {"video_id": "video12", "short_term": 0.7, "n_short": None, "long_term": None, "n_long": None}]
+
+    run.write_text(f"{RUN_HEADER}\nvideo10.webm,,\nvideo11.webm,1.2,0.5\n")
+    with pytest.raises(LabelFormatError) as err:
+        read_labels(run)
+    assert [line for line, _ in err.value.problems] == [2, 3]
+    assert "both empty" in err.value.problems[0][1] and "outside [0, 1]" in err.value.problems[1][1]
+
+    truth = tmp_path / "gt.csv"
+    truth.write_text(MEDIAEVAL_HEADER + "\nvideo10.webm,,34,0.9,10\n")
+    with pytest.raises(LabelFormatError, match="line 2: short-term_memorability is empty"):
+        read_labels(truth)
+    truth.write_text("video,short-term_memorability,nb_short-term_annotations,long-term_memorability\n"
+                     "video10.webm,0.9,34,0.9\n")
+    with pytest.raises(LabelFormatError) as err:
+        read_labels(truth)
+    assert MEDIAEVAL_HEADER in str(err.value) and RUN_HEADER in str(err.value)

@@ -1,6 +1,8 @@
 """Tests of sequences drawn from all stored frames: random T-frame subsets in training, the mean
 over evenly spread subsets at prediction (amnetvid_sk.subsets and the estimators' hooks)."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -190,11 +192,20 @@ def test_convlstm_maps_and_scores_take_the_same_frames():
 def test_convlstm_learns_from_random_subsets_of_28_raw_maps():
     """The AMNetVid network fits and predicts 28-frame raw maps through random 4-frame subsets."""
     maps, scores, y = make_moving_peak_dataset(24, n_frames=STORED, max_speed=0.35, jitter=0.3, seed=0)
-    reg = ConvLSTMRegressor(max_epochs=2, batch_size=8, train_split=None, random_state=0, train_subsets="random",
+    reg = ConvLSTMRegressor(max_epochs=20, batch_size=8, train_split=None, random_state=0, train_subsets="random",
                             test_subsets=2, **TINY_CONV).fit({"maps": maps, "scores": scores}, y)
     pred = reg.predict({"maps": maps, "scores": scores})
     assert pred.shape == (24,) and np.all((pred > 0) & (pred < 1))
-    assert len(reg.history) == 2 and np.isfinite(reg.history[-1, "train_loss"])
+    assert len(reg.history) == 20 and np.isfinite(reg.history[-1, "train_loss"])
+    # a prediction is the mean of the network's predictions on the 2 evenly spread 4-frame subsets
+    one = copy.deepcopy(reg).set_params(test_subsets=1)
+    per_subset = [one.predict({"maps": maps[:, pos], "scores": scores[:, pos]})
+                  for pos in spread_positions(STORED, 4, 2)]
+    np.testing.assert_allclose(pred, np.mean(per_subset, axis=0), rtol=0, atol=1e-6)
+    # it learned the peak's speed: the order of unseen 28-frame videos, far better than chance (0)
+    maps2, scores2, y2 = make_moving_peak_dataset(60, n_frames=STORED, max_speed=0.35, jitter=0.3, seed=1)
+    rho = spearman(y2, reg.predict({"maps": maps2, "scores": scores2}))
+    assert rho > 0.3, rho
 
 
 def test_pipeline_reads_all_stored_frames_from_a_store(tmp_path):
@@ -206,7 +217,20 @@ def test_pipeline_reads_all_stored_frames_from_a_store(tmp_path):
         ("net", ConvLSTMRegressor(max_epochs=1, batch_size=8, train_split=None, random_state=0,
                                   train_subsets="random", test_subsets=3, **TINY_CONV)),
     ])
-    assert pipe.fit(ids, y).predict(ids[:5]).shape == (5,)
+    pred = pipe.fit(ids, y).predict(ids[:5])
+    assert pred.shape == (5,)
+    # the reader hands the network all 28 stored frames of each video, in the order of the ids
+    X = pipe[0].transform(ids)
+    assert X["maps"].shape == (16, STORED, 3, 14, 14) and X["scores"].shape == (16, STORED)
+    np.testing.assert_allclose(X["maps"], maps, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(X["scores"], scores, rtol=0, atol=5e-3)  # stored at lower precision
+    # and the prediction is the mean over the 3 evenly spread 4-frame subsets of those frames
+    net = pipe[-1]
+    one = copy.deepcopy(net).set_params(test_subsets=1)
+    per_subset = [one.predict({"maps": X["maps"][:5, pos], "scores": X["scores"][:5, pos]})
+                  for pos in spread_positions(STORED, 4, 3)]
+    np.testing.assert_allclose(pred, np.mean(per_subset, axis=0), rtol=0, atol=1e-6)
+    assert np.ptp(pred) > 0  # videos get their own predictions
 
 
 # ----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 from .. import __version__
 from ..errors import DISK_FULL_ERRNOS, AmnetvidError, ParameterError, disk_full_errno, disk_full_message
@@ -147,8 +148,10 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 130
     except Exception as exc:
-        if not _is_user_error(exc) or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+        if not _is_user_error(exc):
             raise
+        if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):  # where, too; the status stays a user error's
+            traceback.print_exc()
         print(_error_line(exc), file=sys.stderr)
         return 2
 
