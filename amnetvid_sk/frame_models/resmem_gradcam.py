@@ -315,9 +315,9 @@ class ResMemGradCAM(FrameModel):
     threads). The network is shared by every instance on the same device in the process; on
     the CPU each batch is split over torch's threads, the parts run side by side
     (:mod:`~amnetvid_sk.frame_models.cpu_parts`), so call ``predict`` from one thread of
-    yours at a time. About 1.5 to 5 frames/s on a 2-core CPU (Grad-CAM needs a backward
-    pass); scores only (``maps="none"``) 1.5 to 1.8 times as many. The cached network has its
-    batch norms folded into the convolutions and runs its ResNet in channels-last memory format.
+    yours at a time. Grad-CAM needs a backward pass, which scores only (``maps="none"``) skip;
+    ``bench/bench_frame_models.py`` prints the frames/s of both on a machine. The cached network
+    has its batch norms folded into the convolutions and runs its ResNet in channels-last memory format.
 
     Examples
     --------
