@@ -170,6 +170,21 @@ def test_write_embeddings_adds_to_an_extraction_and_checks_it(tmp_path):
     assert fs.sql("SELECT count(*) AS n FROM frames_all").to_pylist() == [{"n": 8}]
 
 
+def test_compact_keeps_the_first_copy_of_embeddings_added_twice(tmp_path):
+    """Embeddings of one extraction written twice (two runs at once): compact keeps the copy the view
+    shows, the first part file's, once."""
+    fs = FeatureStore(tmp_path / "store", create=True)
+    fs.write_model(MODEL, "toy", {}, (), maps="none", embedding_dim=DIM)
+    eid = write_embedded(fs, [4, 4], with_embeddings=set())[0]["extraction_id"]
+    fs.write_embeddings(embeddings_table(eid, [0, 3, 6, 9], frame_values(0, 4)))
+    fs.write_embeddings(embeddings_table(eid, [0, 3, 6, 9], frame_values(0, 4) + 1))
+    before = fs.read_embeddings(["v0"])
+    assert fs.compact()["embeddings"] == (2, 1)
+    assert fs.sql("SELECT count(*) AS n FROM embeddings_all").to_pylist() == [{"n": 4}]
+    np.testing.assert_array_equal(fs.read_embeddings(["v0"]), before)
+    np.testing.assert_array_equal(before[0], frame_values(0, 4).astype(np.float16).astype(np.float32))
+
+
 def test_scores_only_model_has_no_maps_and_says_so(tmp_path):
     """A maps='none' model stores null attention; read_arrays(maps=True) explains; FrameScores reads it."""
     fs = FeatureStore(tmp_path / "store", create=True)
