@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import traceback
 import warnings
 from pathlib import Path
@@ -116,6 +117,25 @@ def fresh_loky_workers():
         yield
     finally:
         get_reusable_executor().shutdown(wait=True)
+
+
+def in_threads(func, args: list) -> list:
+    """``func(a)`` for each ``a`` of ``args``, each in its own thread, all at once; the exceptions
+    they raised (so that a test's main thread can assert there were none)."""
+    errors = []
+
+    def run(a):
+        try:
+            func(a)
+        except Exception as e:  # reported to the caller
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(a,)) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 @pytest.fixture(scope="module")

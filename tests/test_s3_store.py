@@ -19,7 +19,7 @@ import pytest
 from amnetvid_sk.testing.s3_server import KEY, SECRET, S3Server
 from amnetvid_sk.testing.s3_server import free_ports as _free_ports
 from amnetvid_sk.testing.s3_server import weed_binary as _weed
-from conftest import ROOT, fresh_loky_workers, run_cli
+from conftest import ROOT, fresh_loky_workers, in_threads, run_cli
 
 BUCKET = "amnetvid-test"
 PLUGIN_DIR = Path(__file__).resolve().parent / "plugin_pkg"
@@ -179,23 +179,14 @@ def test_two_writers_at_once_lose_nothing(s3):
     from amnetvid_sk.testing.synthetic import make_moving_peak_dataset, write_synthetic_store
 
     FeatureStore(s3, create=True)
-    errors = []
 
     def writer(seed):
-        try:
-            for batch in range(3):
-                maps, scores, y = make_moving_peak_dataset(6, seed=seed + batch)
-                # writer 0 writes videos a0000-a0005 three times, writer 1 b0000-b0005 and a0000-a0005
-                write_synthetic_store(s3, maps, scores, y, prefix="a" if batch != 1 or seed == 0 else "b")
-        except Exception as e:  # reported by the main thread
-            errors.append(e)
+        for batch in range(3):
+            maps, scores, y = make_moving_peak_dataset(6, seed=seed + batch)
+            # writer 0 writes videos a0000-a0005 three times, writer 1 b0000-b0005 and a0000-a0005
+            write_synthetic_store(s3, maps, scores, y, prefix="a" if batch != 1 or seed == 0 else "b")
 
-    threads = [threading.Thread(target=writer, args=(seed,)) for seed in (0, 10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert in_threads(writer, [0, 10]) == []
     fs = FeatureStore(s3)
     assert list(fs.video_ids()) == [f"a{i:04d}" for i in range(6)] + [f"b{i:04d}" for i in range(6)]
     assert _count(fs, "SELECT count(*) AS n FROM frames") == 12 * 4

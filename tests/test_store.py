@@ -24,6 +24,8 @@ from amnetvid_sk.store import scan as scan_module
 from amnetvid_sk.store.connection import Connection
 from amnetvid_sk.store.write import write_part
 
+from conftest import in_threads
+
 README = Path(__file__).resolve().parents[1] / "store" / "README.md"
 SHAPE = (3, 14, 14)
 
@@ -193,21 +195,12 @@ def test_two_writers_same_video_leave_one_visible(store):
     """Two threads extracting the same video at once leave exactly one visible extraction."""
     write_videos(store, {"other": 2})
     barrier = threading.Barrier(2)
-    errors = []
 
     def writer(seed):
-        try:
-            barrier.wait()
-            write_videos(store, {"same": 3 + seed}, seed=seed)
-        except Exception as e:  # surfaced by the assert below
-            errors.append(e)
+        barrier.wait()
+        write_videos(store, {"same": 3 + seed}, seed=seed)
 
-    threads = [threading.Thread(target=writer, args=(s,)) for s in (1, 2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert in_threads(writer, [1, 2]) == []
     assert store.sql("SELECT count(*) AS n FROM videos_all WHERE video_id = 'same'").to_pylist() == [{"n": 2}]
     visible = store.sql("SELECT extraction_id, n_frames FROM videos WHERE video_id = 'same'").to_pylist()
     assert len(visible) == 1
@@ -713,20 +706,12 @@ def test_cache_is_thread_safe(store, cache):
     """Threads reading at once (each may build the cache) all get the right arrays."""
     truth = write_videos(store, {f"v{i}": 5 for i in range(12)})
     ids = [[f"v{(i * 5 + j) % 12}" for j in range(9)] for i in range(6)]
-    results, errors = [None] * len(ids), []
+    results = [None] * len(ids)
 
     def work(k):
-        try:
-            results[k] = FeatureStore(store.path).read_arrays(ids[k], n_frames=2)
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
+        results[k] = FeatureStore(store.path).read_arrays(ids[k], n_frames=2)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(ids))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert in_threads(work, list(range(len(ids)))) == []
     for k, (scores, maps) in enumerate(results):
         for i, vid in enumerate(ids[k]):
             np.testing.assert_array_equal(maps[i], truth[vid][1][[0, 4]])
