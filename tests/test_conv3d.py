@@ -203,10 +203,11 @@ def test_grid_search(seed):
         assert gs.cv_results_["split0_test_score"][i] == pytest.approx(rho, abs=1e-6), params
 
 
-def test_maps_only_needs_no_scores(seed):
-    """With module__use_scores=False the dict may hold only 'maps', as for ConvLSTMRegressor."""
+@pytest.mark.parametrize("make", [ConvLSTMRegressor, Conv3DRegressor])
+def test_maps_only_needs_no_scores(make, seed):
+    """With module__use_scores=False the dict may hold only 'maps', for both regressors."""
     X, y = moving_peak_inputs(20, seed=seed)
-    reg = Conv3DRegressor(max_epochs=1, module__use_scores=False, random_state=0, **TINY)
+    reg = make(max_epochs=1, module__use_scores=False, random_state=0, **TINY)
     pred = reg.fit({"maps": X["maps"]}, y).predict({"maps": X["maps"]})
     assert pred.shape == (20,) and np.all((pred > 0) & (pred < 1))
     # the network has no scores branch at all, and its predictions come from the maps: they differ by video

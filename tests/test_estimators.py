@@ -364,17 +364,6 @@ def test_predict_before_fit_raises(seed):
 # input errors
 
 
-def test_convlstm_maps_only_needs_no_scores(seed):
-    """With module__use_scores=False the dict may hold only 'maps'."""
-    X, y = moving_peak_inputs(20, seed=seed)
-    reg = ConvLSTMRegressor(max_epochs=1, module__use_scores=False, random_state=0, **TINY_CONV)
-    pred = reg.fit({"maps": X["maps"]}, y).predict({"maps": X["maps"]})
-    assert pred.shape == (20,) and np.all((pred > 0) & (pred < 1))
-    # the network has no scores branch at all, and its predictions come from the maps: they differ by video
-    assert reg.module_.scores_branch is None and reg.module_.maps_branch is not None
-    assert np.ptp(pred) > 0
-
-
 def test_convlstm_shape_error_names_module_params(seed):
     """Raw maps into the default (JET-sized) network fail with the module__ parameters to set."""
     X, y = moving_peak_inputs(8, seed=seed)
