@@ -149,6 +149,7 @@ def load_amnet_state_dict(path, allow_unsafe_weights: bool = False) -> "OrderedD
     ckpt = _read_checkpoint(path, allow_unsafe_weights)
     return _state_dict_of(ckpt, path)
 
+
 def check_state_dict(state: Mapping, network: nn.Module, source: str) -> OrderedDict:
     """Keys and shapes must match exactly, except ``num_batches_tracked`` (absent from PyTorch 0.3 files)."""
     own = network.state_dict()

@@ -146,6 +146,7 @@ def make_moving_peak_dataset(
     scores = _frame_scores(rng, n, n_frames)
     return maps, scores, _speed_labels(rng, n, speed, max_speed, noise)
 
+
 def moving_peak_inputs(n: int, seed: int = 0, **kwargs):
     """The moving-peak set (:func:`make_moving_peak_dataset`) as the sequence regressors take it:
     ``({"maps": maps, "scores": scores}, y)``.
