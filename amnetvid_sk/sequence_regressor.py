@@ -237,8 +237,9 @@ class _SequenceRegressor(NeuralNetRegressor):
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         super().on_train_begin(net, X=X, y=y, **kwargs)
         batch_size = self.get_params_for("iterator_train").get("batch_size", self.batch_size)
+        precision, _ = _resolved_precision(self.precision, self._device())
         self._compiler = TrainingCompiler(self.compile, torch.device(self._device()), batch_size,
-                                          type(self).__name__, _resolved_precision(self.precision, self._device())[0])
+                                          type(self).__name__, precision)
         self._epochs_done = 0
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):

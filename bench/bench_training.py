@@ -43,16 +43,23 @@ from amnetvid_sk.metrics import spearman
 from amnetvid_sk.precision import resolve_precision
 from amnetvid_sk.render import render_jet
 from amnetvid_sk.testing.synthetic import make_moving_peak_dataset
-from amnetvid_sk.uncertainty import OutOfFold, spearman_interval
+from amnetvid_sk.uncertainty import OutOfFold, paired_difference, spearman_interval
 from ceiling import ceilings, load_average
+
+
+def _test_set(y_true, y_pred) -> OutOfFold:
+    """Predictions on the test videos as one fold, for the interval functions."""
+    return OutOfFold.from_arrays([f"v{i}" for i in range(len(y_true))], np.zeros(len(y_true)), y_pred, y_true)
 
 
 def held_out(y_true, y_pred) -> str:
     """A held-out Spearman with its 95% bootstrap interval over the test videos."""
-    n = len(y_true)
-    oof = OutOfFold(np.array([f"v{i}" for i in range(n)], dtype=object), np.zeros(n, np.int64),
-                    np.asarray(y_pred, np.float64), np.asarray(y_true, np.float64))
-    return spearman_interval(oof).text(digits=3)
+    return spearman_interval(_test_set(y_true, y_pred)).text(digits=3)
+
+
+def held_out_difference(y_true, y_pred, base_pred) -> str:
+    """The held-out Spearman of ``y_pred`` minus that of ``base_pred``, with its paired 95% interval."""
+    return paired_difference(_test_set(y_true, y_pred), _test_set(y_true, base_pred)).text(digits=3, signed=True)
 
 
 def flops_per_sample(module: torch.nn.Module, X, y: np.ndarray) -> float:
@@ -150,16 +157,17 @@ def raw_vs_jet(args) -> None:
         train_s = float(np.sum(reg.history[:, "dur"]))
         rate = len(y) * len(reg.history) / train_s
         pred = reg.predict({"maps": test_maps, "scores": scores_te})
-        rows[name] = (rate, spearman(y_te, pred), wall)
+        rows[name] = (rate, pred, wall)
         print(f"{name}: {len(y)} videos x {len(reg.history)} epochs in {train_s:.1f} s -> "
               f"{rate:.1f} training samples/s; held-out Spearman {held_out(y_te, pred)}")
-    (raw_rate, raw_rho, _), (_, unscaled_rho, _), (jet_rate, jet_rho, jet_wall) = rows.values()
+    (raw_rate, raw_pred, _), (_, unscaled_pred, _), (jet_rate, jet_pred, jet_wall) = rows.values()
     # seed-to-seed spread of the same raw fit, to read the Spearman difference against
     seeds = [held_out(y_te, _fit(maps, scores, y, **budget, **raw, module__map_scale=196, random_state=rs)[0]
                       .predict({"maps": maps_te, "scores": scores_te})) for rs in (1, 2, 3)]
     print(f"raw map_scale=196, random_state 1..3: held-out Spearman {', '.join(seeds)}")
     print(f"equal budget: raw trains {raw_rate / jet_rate:.1f}x faster than JET (goal >= 10x); "
-          f"Spearman raw - JET = {raw_rho - jet_rho:+.3f} (goal >= 0; unscaled raw: {unscaled_rho - jet_rho:+.3f})")
+          f"Spearman raw - JET = {held_out_difference(y_te, raw_pred, jet_pred)} (goal >= 0; unscaled raw: "
+          f"{held_out_difference(y_te, unscaled_pred, jet_pred)})")
 
     maps2, scores2, y2 = make_moving_peak_dataset(args.n_train_raw, seed=2)
     reg, wall = _fit(maps2, scores2, y2, **raw, module__map_scale=196, device=args.device)

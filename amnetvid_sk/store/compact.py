@@ -79,8 +79,8 @@ def _frame_jobs(con: Connection, duck, shapes: dict, drop_orphans: bool,
         keep += " OR extraction_id NOT IN (SELECT extraction_id FROM videos_all)"
     if table == "embeddings":
         # the view's rule: an extraction's embeddings from the first part file that has them. As a
-        # correlated EXISTS the rows stream; as `(extraction_id, filename) IN (...)` DuckDB held them all
-        # (2 bytes on disk became 11 in memory: out of memory at 100,000 videos)
+        # correlated EXISTS the rows stream; as `(extraction_id, filename) IN (...)` DuckDB held them
+        # all (2.9 GB for a 1.6 GB table: out of memory at 100,000 videos)
         dedup = (" AND EXISTS (SELECT 1 FROM (SELECT extraction_id AS eid, min(filename) AS first "
                  "FROM embeddings_all GROUP BY extraction_id) AS d "
                  "WHERE d.eid = stored.extraction_id AND d.first = stored.filename)")
