@@ -11,8 +11,8 @@ table names only modules that exist.
 LAYERS = [
     # leaves: errors, constants, the parameter checks, precision, ids, metrics; recipes by name
     ["amnetvid_sk", "amnetvid_sk._lazy", "amnetvid_sk._layers", "amnetvid_sk.errors", "amnetvid_sk._validation",
-     "amnetvid_sk.dask_backend", "amnetvid_sk.atomic_files", "amnetvid_sk.precision", "amnetvid_sk.video_ids",
-     "amnetvid_sk.sampling_keys", "amnetvid_sk.metrics", "amnetvid_sk.uncertainty", "amnetvid_sk.pipelines"],
+     "amnetvid_sk.dask_backend", "amnetvid_sk.atomic_files", "amnetvid_sk.freed_memory", "amnetvid_sk.precision",
+     "amnetvid_sk.video_ids", "amnetvid_sk.sampling_keys", "amnetvid_sk.metrics", "amnetvid_sk.uncertainty", "amnetvid_sk.pipelines"],
     # video files
     ["amnetvid_sk.video", "amnetvid_sk.testing.clips", "amnetvid_sk.testing"],
     # frame models and their renders
@@ -23,8 +23,8 @@ LAYERS = [
     # scikit-learn steps that read the store
     ["amnetvid_sk.transformers", "amnetvid_sk.short_videos"],
     # torch networks
-    ["amnetvid_sk.layers", "amnetvid_sk.networks", "amnetvid_sk.conv3d_network", "amnetvid_sk.compiling",
-     "amnetvid_sk.callbacks", "amnetvid_sk.subsets"],
+    ["amnetvid_sk.convlstm_recurrence", "amnetvid_sk.layers", "amnetvid_sk.networks", "amnetvid_sk.conv3d_network",
+     "amnetvid_sk.compiling", "amnetvid_sk.callbacks", "amnetvid_sk.subsets"],
     # estimators
     ["amnetvid_sk.sequence_regressor", "amnetvid_sk.baseline"],
     ["amnetvid_sk.estimators", "amnetvid_sk.testing.synthetic"],

@@ -1,19 +1,20 @@
 """Whether a fit runs its training steps through ``torch.compile``, and the clean fall-back.
 
 On a CPU, the ConvLSTM's convolutions already run near the machine's matmul ceiling; what is
-left is the gate arithmetic between them, a dozen passes over memory per step, which Inductor
-fuses. ``bench/bench_training.py`` prints the eager and compiled rates of each network: on a
-2-core CPU (AVX512 and AVX2) compiling gains on the working note's network in float32, but its
-steps are slower under bfloat16 autocast and for the 3D convolutions of ``Conv3DRegressor``, and
-the score LSTM has nothing to gain. Compiling costs time once per
+left is the gate arithmetic between them, which eager float32 runs through the written-out
+recurrence of :mod:`amnetvid_sk.convlstm_recurrence` and a compiled step through the plain
+per-step loop, which Inductor fuses. ``bench/bench_training.py`` prints the eager and compiled
+rates of each network: on a 2-core CPU (AVX512 and AVX2) compiled steps of the working note's
+network are now 0.92-0.98x the eager ones in float32 and slower under bfloat16 autocast, as for
+the 3D convolutions of ``Conv3DRegressor``; the score LSTM has nothing to gain. Compiling costs time once per
 process (tens of seconds on a CPU, less when Inductor's cache holds the code), needs a C++
 compiler on a CPU, and runs code that PyTorch generated for this machine, so it is opt-in:
 
 - ``compile=False`` (every regressor's default, skorch's) never compiles;
 - ``compile=True`` compiles from the first batch;
 - ``compile="auto"`` trains its first epoch eagerly, then compiles only when the epochs left
-  would take longer eagerly than :data:`AUTO_MIN_SECONDS` (a long fit gains, a short one never
-  waits for a compiler), and only a float32 fit;
+  would take longer eagerly than :data:`AUTO_MIN_SECONDS` (a short fit never waits for a
+  compiler), and only a float32 fit on a GPU (on a CPU the compiled steps measured no faster);
 - where compiling cannot work, training goes on eagerly: with no C++ compiler for a CPU, quietly
   under "auto" and with a warning under True; when the compiler fails, with one warning that
   says why.
@@ -73,8 +74,8 @@ class TrainingCompiler:
     owner : str
         The estimator's class name, for the warning.
     precision : {"float32", "bfloat16"}, default="float32"
-        What the fit runs in: "auto" compiles float32 fits only (under bfloat16 autocast the
-        compiled steps measured slower than the eager ones on a CPU).
+        What the fit runs in: "auto" compiles float32 fits on a GPU only (on a CPU, and under
+        bfloat16 autocast, the compiled steps measured no faster than the eager ones).
 
     Examples
     --------
@@ -93,7 +94,7 @@ class TrainingCompiler:
         self.active = choice is True  # "auto" turns active after its first epoch, if worth it
         self.compiled = None
         self.given_up = False
-        if choice == "auto" and precision != "float32":
+        if choice == "auto" and (precision != "float32" or device.type == "cpu"):
             self.given_up = True
         elif choice is not False:
             reason = compiler_missing(device)

@@ -77,8 +77,9 @@ class ScoreLSTMRegressor(_SequenceRegressor):
         (:mod:`amnetvid_sk.precision`). The score LSTM is too small to gain from bfloat16.
     compile : {"auto", True, False}, default=False
         Run the training steps through ``torch.compile`` (:mod:`amnetvid_sk.compiling`): True
-        from the first batch; "auto" after the first epoch, when the epochs left would take
-        more than 10 minutes eagerly. The score LSTM's steps are too small to gain. Where no
+        from the first batch; "auto" after the first epoch of a float32 fit on a GPU, when the
+        epochs left would take more than 10 minutes eagerly. The score LSTM's steps are too
+        small to gain. Where no
         compiler can run (no C++ compiler for a CPU) training is eager, with a warning for True.
     **kwargs
         Other skorch parameters (``module__*``, ``iterator_train__*``,
@@ -158,10 +159,10 @@ class ConvLSTMRegressor(_SequenceRegressor):
         emulated it is many times slower). Weights, loss and optimiser state stay float32.
     compile : {"auto", True, False}, default=False
         ``torch.compile`` of the training steps (:mod:`amnetvid_sk.compiling`), opt-in: True
-        from the first batch; "auto" once a float32 fit's first epoch shows that the rest would
-        take more than 10 minutes eagerly (a bfloat16 fit stays eager: compiled, it measured
-        slower on a CPU). It fuses the gate arithmetic between the convolutions
-        (``bench/bench_training.py`` prints the eager and compiled rates). Where no compiler can
+        from the first batch; "auto" once a float32 fit on a GPU shows in its first epoch that
+        the rest would take more than 10 minutes eagerly (a CPU fit, and a bfloat16 one, stays
+        eager: compiled, they measured no faster on a CPU). It fuses the gate arithmetic
+        between the convolutions (``bench/bench_training.py`` prints the eager and compiled rates). Where no compiler can
         run (no C++ compiler for a CPU) training is eager, with a warning for True. Compiled
         training draws dropout masks with Inductor's own generator: repeatable with
         ``random_state``, but not the eager fit's masks.

@@ -6,8 +6,9 @@
 working note's training settings as defaults (MSE, Adam at 1e-3, 20 epochs, batch 32, a 15%
 validation part, early stopping on its Spearman), ``random_state``, ``precision`` (bfloat16
 autocast where the device computes it natively), ``compile`` (:mod:`amnetvid_sk.compiling`),
-T-frame subsets of longer inputs (:mod:`amnetvid_sk.subsets`) and 1-D ``y``. The training loop
-and the devices are skorch's.
+T-frame subsets of longer inputs (:mod:`amnetvid_sk.subsets`) and 1-D ``y``. Training and
+prediction keep freed memory for the next batch (:mod:`amnetvid_sk.freed_memory`). The training
+loop and the devices are skorch's.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from skorch.utils import to_numpy, to_tensor
 from ._validation import Interval, StrOptions, validate_parameter_constraints
 from .callbacks import EarlyStoppingOnValid, valid_spearman
 from .compiling import TrainingCompiler
+from .freed_memory import keep_freed_memory
 from .precision import EMULATED, PRECISIONS, resolve_precision
 from .subsets import TRAIN_SUBSETS, SubsetBatch, mark_batches, subset_dataset
 
@@ -275,7 +277,8 @@ class _SequenceRegressor(NeuralNetRegressor):
         """Train further without re-initialising (skorch's ``partial_fit``; ``random_state`` is not applied)."""
         X = self._validate_X(X, reset=not hasattr(self, "n_features_in_"))
         y = self._validate_y(y, get_len(X))
-        return super().partial_fit(X, y, classes, **fit_params)
+        with keep_freed_memory():  # each step's large tensors reuse the last step's memory
+            return super().partial_fit(X, y, classes, **fit_params)
 
     def predict(self, X) -> np.ndarray:
         """Predicted memorability, shape (n_videos,).
@@ -287,7 +290,8 @@ class _SequenceRegressor(NeuralNetRegressor):
         self.check_is_fitted()
         X = self._validate_X(X, reset=False)
         # skorch's predict_proba loop without its nonlinearity (the network ends in a sigmoid)
-        return np.concatenate([to_numpy(batch) for batch in self.forward_iter(X, training=False)]).reshape(-1)
+        with keep_freed_memory():
+            return np.concatenate([to_numpy(batch) for batch in self.forward_iter(X, training=False)]).reshape(-1)
 
     @property
     def predict_proba(self):

@@ -6,7 +6,9 @@ frame scores; batch 32, MSE, Adam) trains on moving-peak videos
 (``amnetvid_sk.testing.synthetic.make_moving_peak_dataset``) in float32 and in the default
 precision (``precision="auto"``: bfloat16 where the device computes it natively), each eager
 and through ``torch.compile`` (``compile=True``), epoch by epoch, the four alternating so that
-all see the same load; each rate is the best epoch. Next to them: the machine's float32 and
+all see the same load; each rate is the best epoch. float32 also runs once with glibc's malloc
+left as it is (``AMNETVID_KEEP_FREED_MEMORY=0``; training keeps freed memory by default, see
+``amnetvid_sk.freed_memory``), to show what that is worth here. Next to them: the machine's float32 and
 bfloat16 matmul GFLOP/s (the ceiling), the floating-point operations of one training sample
 (counted by ``torch.utils.flop_counter``) and the fraction of the ceiling each rate reaches.
 
@@ -30,7 +32,9 @@ intra-op threads, 2 by default).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import os
 import time
 
 import numpy as np
@@ -39,6 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from amnetvid_sk.conv3d import Conv3DRegressor
 from amnetvid_sk.estimators import DEFAULT_DEVICE, ConvLSTMRegressor, MeanScoreRegressor, ScoreLSTMRegressor
+from amnetvid_sk.freed_memory import keeps_freed_memory
 from amnetvid_sk.metrics import spearman
 from amnetvid_sk.precision import resolve_precision
 from amnetvid_sk.render import render_jet
@@ -81,6 +86,25 @@ MODELS = {
 }
 
 
+#: float32 with glibc's default malloc, which gives freed blocks back (amnetvid_sk.freed_memory)
+RETURNED = "float32, freed memory returned"
+
+
+@contextlib.contextmanager
+def _freed_memory_kept(kept: bool):
+    """Training keeps freed memory (the default) or, with ``kept=False``, leaves malloc as it is."""
+    before = os.environ.get("AMNETVID_KEEP_FREED_MEMORY")
+    if not kept:
+        os.environ["AMNETVID_KEEP_FREED_MEMORY"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("AMNETVID_KEEP_FREED_MEMORY", None)
+        else:
+            os.environ["AMNETVID_KEEP_FREED_MEMORY"] = before
+
+
 def throughput(args) -> None:
     maps, scores, y = make_moving_peak_dataset(args.n_train, seed=0)
     regressor, title = MODELS[args.model]
@@ -88,6 +112,7 @@ def throughput(args) -> None:
     X = scores if args.model == "score-lstm" else {"maps": render_jet(maps, size=70), "scores": scores}
     auto, why = resolve_precision("auto", torch.device(args.device))
     configs = {"float32": dict(precision="float32", compile=False),
+               RETURNED: dict(precision="float32", compile=False),
                "float32, compiled": dict(precision="float32", compile=True),
                "auto": dict(precision="auto", compile=False),
                "auto, compiled": dict(precision="auto", compile=True)}
@@ -95,15 +120,17 @@ def throughput(args) -> None:
     for name, params in configs.items():
         # one warm-up epoch each: oneDNN picks and caches its kernels on the first batches, and
         # the compiled ones compile (their warm-up epoch minus an eager one is the compile time)
-        regs[name] = regressor(max_epochs=1, train_split=None, random_state=0, device=args.device,
-                               **params).fit(X, y)
+        with _freed_memory_kept(name != RETURNED):
+            regs[name] = regressor(max_epochs=1, train_split=None, random_state=0, device=args.device,
+                                   **params).fit(X, y)
         first_epoch[name] = float(regs[name].history[-1, "dur"])
     first8 = {k: v[:8] for k, v in X.items()} if isinstance(X, dict) else X[:8]
     per_sample = flops_per_sample(regs["float32"].module_, first8, y[:8])
     best = dict.fromkeys(regs, 0.0)
     for _ in range(args.repeat):
         for name, reg in regs.items():
-            reg.partial_fit(X, y)
+            with _freed_memory_kept(name != RETURNED):
+                reg.partial_fit(X, y)
             best[name] = max(best[name], len(y) / float(reg.history[-1, "dur"]))
     ceiling = ceilings(args.device)
     print(f"{title}, batch 32, MSE + Adam; "
@@ -119,6 +146,9 @@ def throughput(args) -> None:
                  f"less a compiled one)") if compiled else ""
         print(f"  {label}: {rate:6.1f} samples/s = {rate * per_sample / 1e9:5.0f} GFLOP/s, "
               f"{rate * per_sample / 1e9 / ceiling[runs]:.2f} of the {runs} ceiling{extra}")
+    if keeps_freed_memory():
+        print(f"  float32, freed memory kept (the default) / returned to the system: "
+              f"{best['float32'] / best[RETURNED]:.2f}x")
     print(f"  float32 compiled / eager: {best['float32, compiled'] / best['float32']:.2f}x; "
           f"auto / float32: {best['auto'] / best['float32']:.2f}x; "
           f"auto compiled / float32 eager: {best['auto, compiled'] / best['float32']:.2f}x")

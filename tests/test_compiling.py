@@ -35,22 +35,22 @@ def _small_convlstm(**params):
                              max_epochs=2, batch_size=8, random_state=0, precision="float32", **params)
 
 
-def test_auto_compiles_only_when_the_epochs_left_take_long():
-    long_fit = TrainingCompiler("auto", CPU, batch_size=32, owner="Net")
+GPU = torch.device("cuda")  # only named: a TrainingCompiler touches no device before it compiles
+
+
+def test_auto_compiles_only_long_float32_fits_on_a_gpu():
+    long_fit = TrainingCompiler("auto", GPU, batch_size=32, owner="Net")
     long_fit.after_epoch(1, epoch_seconds=AUTO_MIN_SECONDS / 10, max_epochs=20)
-    short_fit = TrainingCompiler("auto", CPU, batch_size=32, owner="Net")
+    short_fit = TrainingCompiler("auto", GPU, batch_size=32, owner="Net")
     short_fit.after_epoch(1, epoch_seconds=AUTO_MIN_SECONDS / 100, max_epochs=20)
-    if compiler_missing(CPU) is None:
-        assert long_fit.active
-    else:  # no compiler: "auto" stays eager, without a warning
-        assert not long_fit.active and long_fit.given_up
-    assert not short_fit.active
+    assert long_fit.active and not short_fit.active
     # only batches of the fit's own size go through the compiled function
     assert long_fit.module_for(torch.nn.Linear(2, 1), batch=7) is None
-    # "auto" compiles float32 fits only: under bfloat16 autocast, compiled steps were slower
-    bfloat16_fit = TrainingCompiler("auto", CPU, batch_size=32, owner="Net", precision="bfloat16")
-    bfloat16_fit.after_epoch(1, epoch_seconds=AUTO_MIN_SECONDS / 10, max_epochs=20)
-    assert not bfloat16_fit.active
+    # on a CPU, and under bfloat16 autocast, compiled steps measured no faster: "auto" stays eager
+    for device, precision in [(CPU, "float32"), (GPU, "bfloat16"), (CPU, "bfloat16")]:
+        fit = TrainingCompiler("auto", device, batch_size=32, owner="Net", precision=precision)
+        fit.after_epoch(1, epoch_seconds=AUTO_MIN_SECONDS / 10, max_epochs=20)
+        assert not fit.active and fit.given_up
 
 
 def test_auto_trains_a_small_fit_eagerly_with_the_same_result_as_false():
