@@ -11,8 +11,9 @@ table names only modules that exist.
 LAYERS = [
     # leaves: errors, constants, the parameter checks, precision, ids, metrics; recipes by name
     ["amnetvid_sk", "amnetvid_sk._lazy", "amnetvid_sk._layers", "amnetvid_sk.errors", "amnetvid_sk._validation",
-     "amnetvid_sk.dask_backend", "amnetvid_sk.atomic_files", "amnetvid_sk.freed_memory", "amnetvid_sk.precision",
-     "amnetvid_sk.video_ids", "amnetvid_sk.sampling_keys", "amnetvid_sk.metrics", "amnetvid_sk.uncertainty", "amnetvid_sk.pipelines"],
+     "amnetvid_sk.dask_backend", "amnetvid_sk.atomic_files", "amnetvid_sk.freed_memory",
+     "amnetvid_sk.precision", "amnetvid_sk.video_ids", "amnetvid_sk.sampling_keys", "amnetvid_sk.metrics",
+     "amnetvid_sk.uncertainty", "amnetvid_sk.pipelines"],
     # video files
     ["amnetvid_sk.video", "amnetvid_sk.testing.clips", "amnetvid_sk.testing"],
     # frame models and their renders

@@ -162,10 +162,10 @@ class ConvLSTMRegressor(_SequenceRegressor):
         from the first batch; "auto" once a float32 fit on a GPU shows in its first epoch that
         the rest would take more than 10 minutes eagerly (a CPU fit, and a bfloat16 one, stays
         eager: compiled, they measured no faster on a CPU). It fuses the gate arithmetic
-        between the convolutions (``bench/bench_training.py`` prints the eager and compiled rates). Where no compiler can
-        run (no C++ compiler for a CPU) training is eager, with a warning for True. Compiled
-        training draws dropout masks with Inductor's own generator: repeatable with
-        ``random_state``, but not the eager fit's masks.
+        between the convolutions (``bench/bench_training.py`` prints the eager and compiled
+        rates). Where no compiler can run (no C++ compiler for a CPU) training is eager, with
+        a warning for True. Compiled training draws dropout masks with Inductor's own
+        generator: repeatable with ``random_state``, but not the eager fit's masks.
     **kwargs
         Other skorch parameters (``module__filters``, ``module__dropout``,
         ``module__map_size``, ``callbacks__*``, ...).

@@ -32,9 +32,7 @@ intra-op threads, 2 by default).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
-import os
 import time
 
 import numpy as np
@@ -50,6 +48,7 @@ from amnetvid_sk.render import render_jet
 from amnetvid_sk.testing.synthetic import make_moving_peak_dataset
 from amnetvid_sk.uncertainty import OutOfFold, paired_difference, spearman_interval
 from ceiling import ceilings, load_average
+from timing import freed_memory_kept
 
 
 def _test_set(y_true, y_pred) -> OutOfFold:
@@ -90,21 +89,6 @@ MODELS = {
 RETURNED = "float32, freed memory returned"
 
 
-@contextlib.contextmanager
-def _freed_memory_kept(kept: bool):
-    """Training keeps freed memory (the default) or, with ``kept=False``, leaves malloc as it is."""
-    before = os.environ.get("AMNETVID_KEEP_FREED_MEMORY")
-    if not kept:
-        os.environ["AMNETVID_KEEP_FREED_MEMORY"] = "0"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("AMNETVID_KEEP_FREED_MEMORY", None)
-        else:
-            os.environ["AMNETVID_KEEP_FREED_MEMORY"] = before
-
-
 def throughput(args) -> None:
     maps, scores, y = make_moving_peak_dataset(args.n_train, seed=0)
     regressor, title = MODELS[args.model]
@@ -120,7 +104,7 @@ def throughput(args) -> None:
     for name, params in configs.items():
         # one warm-up epoch each: oneDNN picks and caches its kernels on the first batches, and
         # the compiled ones compile (their warm-up epoch minus an eager one is the compile time)
-        with _freed_memory_kept(name != RETURNED):
+        with freed_memory_kept(name != RETURNED):
             regs[name] = regressor(max_epochs=1, train_split=None, random_state=0, device=args.device,
                                    **params).fit(X, y)
         first_epoch[name] = float(regs[name].history[-1, "dur"])
@@ -129,7 +113,7 @@ def throughput(args) -> None:
     best = dict.fromkeys(regs, 0.0)
     for _ in range(args.repeat):
         for name, reg in regs.items():
-            with _freed_memory_kept(name != RETURNED):
+            with freed_memory_kept(name != RETURNED):
                 reg.partial_fit(X, y)
             best[name] = max(best[name], len(y) / float(reg.history[-1, "dur"]))
     ceiling = ceilings(args.device)

@@ -6,6 +6,7 @@ folder on ``sys.path``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -27,6 +28,22 @@ start = time.perf_counter()
 scores, maps = FeatureStore(sys.argv[1]).read_arrays(ids, n_frames=int(sys.argv[3]))
 print(time.perf_counter() - start)
 """
+
+
+@contextlib.contextmanager
+def freed_memory_kept(kept: bool):
+    """Fits and frame models keep freed memory (the package's default) or, with ``kept=False``,
+    leave glibc's malloc as it is (``AMNETVID_KEEP_FREED_MEMORY=0``), to time what keeping is worth."""
+    before = os.environ.get("AMNETVID_KEEP_FREED_MEMORY")
+    if not kept:
+        os.environ["AMNETVID_KEEP_FREED_MEMORY"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("AMNETVID_KEEP_FREED_MEMORY", None)
+        else:
+            os.environ["AMNETVID_KEEP_FREED_MEMORY"] = before
 
 
 def best_of(repeat: int, func):
