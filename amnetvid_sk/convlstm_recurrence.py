@@ -173,7 +173,8 @@ def convlstm_recurrence(x_gates: torch.Tensor, recurrent_weight: torch.Tensor, s
     ``x_gates`` [T*B, 4F, H, W] are the input convolution's gate pre-activations (bias included,
     time-major: step 0 of every video first); ``recurrent_weight`` [4F, F, k, k] (odd k) is the
     recurrent kernel, applied with 'same' padding. The state starts at zero. Runs in
-    ``x_gates``' dtype (bfloat16 under autocast), the weight cast to it.
+    ``x_gates``' dtype, the weight cast to it (:class:`~amnetvid_sk.layers.ConvLSTM` calls it in
+    float32 only: under bfloat16 autocast its plain loop measured as fast).
 
     Examples
     --------

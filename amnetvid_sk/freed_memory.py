@@ -14,11 +14,14 @@ malloc takes every block from its heap (``M_MMAP_MAX=0``) and keeps the blocks t
 for the next step (``M_TRIM_THRESHOLD`` at its maximum). On leaving, glibc's defaults come back
 and the memory freed meanwhile goes back to the system (``malloc_trim``). While it is entered,
 the process holds on to the largest memory a step has needed (its peak, which it needs anyway).
+Afterwards the heap's address space may keep holes that glibc fills with later large blocks
+before it maps new ones; such a block stays resident when freed, until the next ``malloc_trim``
+(at most the peak above).
 
 Nothing is changed when the C library is not glibc (macOS, Windows, musl), when the user chose
 malloc's behaviour (``MALLOC_MMAP_MAX_``, ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``,
-``MALLOC_TOP_PAD_`` or ``GLIBC_TUNABLES`` set, or an allocator in ``LD_PRELOAD``), or when
-``AMNETVID_KEEP_FREED_MEMORY=0``.
+``MALLOC_TOP_PAD_`` or ``GLIBC_TUNABLES`` in the environment the process started with, or an
+allocator in ``LD_PRELOAD``), or when ``AMNETVID_KEEP_FREED_MEMORY=0`` (read at each use).
 """
 
 from __future__ import annotations
@@ -45,21 +48,41 @@ _USER_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THR
                   "GLIBC_TUNABLES")
 
 _lock = threading.Lock()
-_depth = 0  # how many threads are inside keep_freed_memory: the settings change at 0 <-> 1
+_depth = 0  # how many keep_freed_memory blocks are open, in all threads: the settings change at 0 <-> 1
 
 
 def _why_not() -> str | None:
     """Why malloc is left as it is here, or None when :func:`keep_freed_memory` acts."""
     if os.environ.get("AMNETVID_KEEP_FREED_MEMORY", "1") == "0":
         return "AMNETVID_KEEP_FREED_MEMORY=0"
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    if not _glibc():
         return "the C library is not glibc"
-    chosen = sorted(k for k in _USER_SETTINGS if k in os.environ)
+    started_with = _startup_environment()
+    chosen = sorted(k for k in _USER_SETTINGS if k in started_with)
     if chosen:
         return f"malloc is configured by {', '.join(chosen)}"
-    if "malloc" in os.environ.get("LD_PRELOAD", ""):
+    if "malloc" in started_with.get("LD_PRELOAD", ""):
         return "another allocator is preloaded (LD_PRELOAD)"
     return None
+
+
+@functools.cache
+def _startup_environment() -> dict[str, str]:
+    """The environment this process started with: glibc reads its malloc settings then, and a later
+    change of ``os.environ`` (Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_`` there for the workers it
+    spawns) does not reach this process's malloc."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            raw = f.read().decode(errors="replace")
+    except OSError:
+        return dict(os.environ)
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+@functools.cache
+def _glibc() -> bool:
+    """Whether this is Linux with glibc (``platform.libc_ver`` reads the interpreter's file: once)."""
+    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 
 @functools.cache
