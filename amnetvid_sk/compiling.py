@@ -6,9 +6,10 @@ recurrence of :mod:`amnetvid_sk.convlstm_recurrence` and a compiled step through
 per-step loop, which Inductor fuses. ``bench/bench_training.py`` prints the eager and compiled
 rates of each network: on a 2-core CPU (AVX512 and AVX2) compiled steps of the working note's
 network are now 0.92-0.98x the eager ones in float32 and slower under bfloat16 autocast, as for
-the 3D convolutions of ``Conv3DRegressor``; the score LSTM has nothing to gain. Compiling costs time once per
-process (tens of seconds on a CPU, less when Inductor's cache holds the code), needs a C++
-compiler on a CPU, and runs code that PyTorch generated for this machine, so it is opt-in:
+the 3D convolutions of ``Conv3DRegressor``; the score LSTM has nothing to gain. Compiling costs
+time once per process (tens of seconds on a CPU, less when Inductor's cache holds the code),
+needs a C++ compiler on a CPU, and runs code that PyTorch generated for this machine, so it is
+opt-in:
 
 - ``compile=False`` (every regressor's default, skorch's) never compiles;
 - ``compile=True`` compiles from the first batch;

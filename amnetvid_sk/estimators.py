@@ -79,8 +79,8 @@ class ScoreLSTMRegressor(_SequenceRegressor):
         Run the training steps through ``torch.compile`` (:mod:`amnetvid_sk.compiling`): True
         from the first batch; "auto" after the first epoch of a float32 fit on a GPU, when the
         epochs left would take more than 10 minutes eagerly. The score LSTM's steps are too
-        small to gain. Where no
-        compiler can run (no C++ compiler for a CPU) training is eager, with a warning for True.
+        small to gain. Where no compiler can run (no C++ compiler for a CPU) training is eager,
+        with a warning for True.
     **kwargs
         Other skorch parameters (``module__*``, ``iterator_train__*``,
         ``callbacks__*``, ...). ``iterator_train__shuffle`` defaults to True.

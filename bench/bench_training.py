@@ -5,12 +5,12 @@ settings (4 frames of 9x70x70 JET maps as uint8, divided by 255 in the network, 
 frame scores; batch 32, MSE, Adam) trains on moving-peak videos
 (``amnetvid_sk.testing.synthetic.make_moving_peak_dataset``) in float32 and in the default
 precision (``precision="auto"``: bfloat16 where the device computes it natively), each eager
-and through ``torch.compile`` (``compile=True``), epoch by epoch, the four alternating so that
-all see the same load; each rate is the best epoch. float32 also runs once with glibc's malloc
-left as it is (``AMNETVID_KEEP_FREED_MEMORY=0``; training keeps freed memory by default, see
-``amnetvid_sk.freed_memory``), to show what that is worth here. Next to them: the machine's float32 and
-bfloat16 matmul GFLOP/s (the ceiling), the floating-point operations of one training sample
-(counted by ``torch.utils.flop_counter``) and the fraction of the ceiling each rate reaches.
+and through ``torch.compile`` (``compile=True``), plus float32 with glibc's malloc left as it is
+(``AMNETVID_KEEP_FREED_MEMORY=0``: training keeps freed memory by default, see
+``amnetvid_sk.freed_memory``), epoch by epoch, the five alternating so that all see the same
+load; each rate is the best epoch. Next to them: the machine's float32 and bfloat16 matmul
+GFLOP/s (the ceiling), the floating-point operations of one training sample (counted by
+``torch.utils.flop_counter``) and the fraction of the ceiling each rate reaches.
 
 Part ``learning-curve``: held-out Spearman of float32, compiled float32 and the default
 precision, seed by seed (raw maps, the same code path at a size that trains in seconds): the
