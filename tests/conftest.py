@@ -242,7 +242,18 @@ def tiny_tmpfs(tmp_path):
 def pytest_configure(config):
     """Under pytest-xdist, each worker gets its share of the cores for torch (and for the processes
     it starts): two workers of two torch threads each on two cores wait on each other's threads,
-    several times slower than one thread each."""
+    several times slower than one thread each.
+
+    A run with torch's kernels limited (``ATEN_CPU_CAPABILITY``, to try an AVX2 machine's path on
+    an AVX512 one) gets an Inductor cache of its own: sharing the default one with native runs
+    loaded compiled kernels of the other kind, which trained to NaN or corrupted the heap."""
+    capability = os.environ.get("ATEN_CPU_CAPABILITY")
+    if capability and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        import getpass
+        import tempfile
+
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(
+            tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}_{capability}")
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if not workers:
         return
