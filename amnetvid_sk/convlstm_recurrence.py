@@ -108,8 +108,7 @@ def _step_backward(dh, dc_next, act, c, c_prev, d_gates, dc_prev) -> None:
 
 def _channels_last_like(shape, like: torch.Tensor) -> torch.Tensor:
     """An empty [N, C, H, W] tensor, channels-last, of ``like``'s dtype and device."""
-    n, ch, hgt, wid = shape
-    return torch.empty((n, hgt, wid, ch), dtype=like.dtype, device=like.device).permute(0, 3, 1, 2)
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=torch.channels_last)
 
 
 class _Recurrence(torch.autograd.Function):
@@ -184,6 +183,23 @@ def convlstm_recurrence(x_gates: torch.Tensor, recurrent_weight: torch.Tensor, s
     >>> tuple(h.shape)
     (6, 2, 5, 5)
     """
+    _check_shapes(x_gates, recurrent_weight, steps)
     x_gates = x_gates.contiguous(memory_format=torch.channels_last)
     weight = recurrent_weight.to(x_gates.dtype)
     return _Recurrence.apply(x_gates, weight, steps)
+
+
+def _check_shapes(x_gates: torch.Tensor, weight: torch.Tensor, steps: int) -> None:
+    """ValueError naming what does not fit: the recurrence would otherwise split the batch wrongly
+    or fail deep inside a convolution."""
+    if x_gates.dim() != 4 or x_gates.shape[1] % 4:
+        raise ValueError(f"x_gates must be [T*B, 4F, H, W] (four gates of F channels); "
+                         f"got shape {tuple(x_gates.shape)}")
+    if not (isinstance(steps, int) and steps >= 1 and x_gates.shape[0] % steps == 0):
+        raise ValueError(f"steps must be a positive int that divides x_gates' first dimension "
+                         f"({x_gates.shape[0]} = T*B); got {steps!r}")
+    filters = x_gates.shape[1] // 4
+    k = weight.shape[-1] if weight.dim() == 4 else 0
+    if tuple(weight.shape) != (4 * filters, filters, k, k) or k % 2 == 0:
+        raise ValueError(f"recurrent_weight must be [4F, F, k, k] with F={filters} (from x_gates) and an odd k; "
+                         f"got shape {tuple(weight.shape)}")

@@ -35,6 +35,8 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from .errors import ParameterError
+
 __all__ = ["keep_freed_memory", "keeps_freed_memory"]
 
 # mallopt's parameters (malloc.h) and glibc's defaults for the two this module sets
@@ -47,14 +49,20 @@ _INT_MAX = 2**31 - 1
 _USER_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",
                   "GLIBC_TUNABLES")
 
+_ENV = "AMNETVID_KEEP_FREED_MEMORY"
+
 _lock = threading.Lock()
 _depth = 0  # how many keep_freed_memory blocks are open, in all threads: the settings change at 0 <-> 1
 
 
 def _why_not() -> str | None:
     """Why malloc is left as it is here, or None when :func:`keep_freed_memory` acts."""
-    if os.environ.get("AMNETVID_KEEP_FREED_MEMORY", "1") == "0":
-        return "AMNETVID_KEEP_FREED_MEMORY=0"
+    switch = os.environ.get(_ENV, "").strip()
+    if switch not in ("", "0", "1"):
+        raise ParameterError(f"the environment variable {_ENV} must be 0 (leave malloc as it is) or 1 "
+                             f"(keep freed memory during fits and predictions, the default); got {switch!r}")
+    if switch == "0":
+        return f"{_ENV}=0"
     if not _glibc():
         return "the C library is not glibc"
     started_with = _startup_environment()
@@ -101,6 +109,11 @@ def keep_freed_memory() -> Iterator[None]:
 
     Re-entrant and thread-safe: the settings change when the first block is entered and come
     back when the last one is left.
+
+    Raises
+    ------
+    ParameterError
+        ``AMNETVID_KEEP_FREED_MEMORY`` set to something other than 0 or 1.
 
     Examples
     --------

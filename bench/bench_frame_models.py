@@ -29,11 +29,11 @@ import time
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
 from amnetvid_sk.demo import photo_frames
 from amnetvid_sk.frame_models import make_frame_model, resolve_device
 from amnetvid_sk.precision import native_bfloat16, resolve_precision
+from amnetvid_sk.uncertainty import OutOfFold, spearman_interval
 from ceiling import ceilings, load_average
 from timing import freed_memory_kept
 
@@ -51,6 +51,13 @@ def build(name: str, bfloat16: bool, device, batch_size):
         return AMNet.from_random(seed=0, device=device, precision=precision,
                                  **({} if batch_size is None else {"batch_size": batch_size}))
     return make_frame_model(name, device=device, precision=precision, batch_size=batch_size)
+
+
+def _agreement(bf16: np.ndarray, fp32: np.ndarray):
+    """Spearman of the bfloat16 scores against the float32 ones, with its 95% bootstrap interval
+    over the frames."""
+    frames = [f"f{i}" for i in range(len(fp32))]
+    return spearman_interval(OutOfFold.from_arrays(frames, np.zeros(len(fp32)), bf16, fp32))
 
 
 def _timed_predict(model, frames: np.ndarray) -> tuple[float, np.ndarray]:
@@ -84,7 +91,7 @@ def bench_model(name: str, frames: np.ndarray, device, batch_size, repeats: int,
         "fps16": n / best[True],
         "ratio": best[False] / best[True],
         "kept": best[RETURNED] / best[auto == "bfloat16"],
-        "spearman": float(spearmanr(scores[True], scores[False]).statistic),
+        "spearman": _agreement(scores[True], scores[False]),
         "max_abs_diff": float(np.abs(scores[True] - scores[False]).max()),
     }
 
@@ -113,19 +120,19 @@ def main(argv=None) -> None:
           f"GFLOP/s; {load_average()}")
     print(f"{len(frames)} frames of {frames.shape[2]}x{frames.shape[1]}, best of {args.repeats} alternating rounds\n")
     header = f"{'model':<13} {'device':<7} {'batch':>5} {'fp32 fr/s':>10} {'bf16 fr/s':>10} {'bf16/fp32':>10} " \
-             f"{'Spearman':>9} {'max|diff|':>10} {'kept/ret.':>10}  goal"
+             f"{'Spearman [95% CI]':>24} {'max|diff|':>10} {'kept/ret.':>10}  goal"
     print(header)
     print("-" * len(header))
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         r = bench_model(name, frames, args.device, args.batch_size, args.repeats, auto)
         if native:
-            ok = "met" if r["ratio"] >= 1.5 and r["spearman"] >= 0.99 and auto == "bfloat16" else "NOT met"
+            ok = "met" if r["ratio"] >= 1.5 and r["spearman"].estimate >= 0.99 and auto == "bfloat16" else "NOT met"
             ok += " (native bf16: >=1.5x, >=0.99, auto=bf16)"
         else:  # emulated bfloat16: auto must stay float32, the faster one
             ok = ("met" if auto == "float32" and r["ratio"] < 1.0 else "NOT met") + " (emulated bf16: auto=fp32)"
         print(f"{r['model']:<13} {r['device']:<7} {r['batch_size']:>5} {r['fps32']:>10.2f} {r['fps16']:>10.2f} "
-              f"{r['ratio']:>9.2f}x {r['spearman']:>9.4f} {r['max_abs_diff']:>10.5f} {r['kept']:>9.2f}x  {ok}",
-              flush=True)
+              f"{r['ratio']:>9.2f}x {r['spearman'].text(digits=4):>24} {r['max_abs_diff']:>10.5f} "
+              f"{r['kept']:>9.2f}x  {ok}", flush=True)
     print(load_average())
 
 

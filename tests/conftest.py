@@ -138,6 +138,17 @@ def in_threads(func, args: list) -> list:
     return errors
 
 
+def textbook_lstm_step(gates, c_prev):
+    """One LSTM step as autograd sees the textbook expressions (Keras' gate order i, f, c, o along
+    dim 1; ``c_prev=None`` is a zero state): the reference of the written-out ones."""
+    import torch
+
+    i, f, g, o = gates.chunk(4, dim=1)
+    i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
+    c = i * torch.tanh(g) if c_prev is None else f * c_prev + i * torch.tanh(g)
+    return o * torch.tanh(c), c
+
+
 @pytest.fixture(scope="module")
 def amnet():
     """AMNet with random weights (seed 0), float32 on every CPU (auto would pick bfloat16 where it is

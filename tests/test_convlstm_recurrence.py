@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from amnetvid_sk import convlstm_recurrence as recurrence_module
 from amnetvid_sk.convlstm_recurrence import convlstm_recurrence
 from amnetvid_sk.layers import ConvLSTM, to_time_major
+from conftest import textbook_lstm_step
 
 
 def _plain_recurrence(x_gates, weight, steps):
@@ -16,10 +17,7 @@ def _plain_recurrence(x_gates, weight, steps):
     for gates in x_gates.unflatten(0, (steps, -1)).unbind(0):
         if h is not None:
             gates = gates + F.conv2d(h, weight, padding=weight.shape[-1] // 2)
-        i, f, g, o = gates.chunk(4, dim=1)
-        i, f, o, g = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o), torch.tanh(g)
-        c = i * g if c is None else f * c + i * g
-        h = o * torch.tanh(c)
+        h, c = textbook_lstm_step(gates, c)
         outputs.append(h)
     return torch.cat(outputs)
 
@@ -102,3 +100,16 @@ def test_the_layer_takes_the_recurrence_in_float32_only(seed):
     assert "_RecurrenceBackward" in _graph_names(layer(x))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert "_RecurrenceBackward" not in _graph_names(layer(x))
+
+
+@pytest.mark.parametrize("x_shape, w_shape, steps, match", [
+    ((6, 10, 5, 5), (8, 2, 3, 3), 2, r"x_gates must be \[T\*B, 4F, H, W\].*\(6, 10, 5, 5\)"),
+    ((6, 8, 5, 5), (8, 2, 3, 3), 4, r"steps must be a positive int that divides.*\(6 = T\*B\); got 4"),
+    ((6, 8, 5, 5), (8, 2, 3, 3), 0, r"steps must be .*got 0"),
+    ((6, 8, 5, 5), (8, 3, 3, 3), 2, r"recurrent_weight must be \[4F, F, k, k\] with F=2.*\(8, 3, 3, 3\)"),
+    ((6, 8, 5, 5), (8, 2, 2, 2), 2, r"odd k; got shape \(8, 2, 2, 2\)"),
+])
+def test_shapes_that_do_not_fit_are_named(x_shape, w_shape, steps, match):
+    """Gates, steps or a kernel that do not fit fail with what was expected and what came."""
+    with pytest.raises(ValueError, match=match):
+        convlstm_recurrence(torch.zeros(x_shape), torch.zeros(w_shape), steps)

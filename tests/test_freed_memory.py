@@ -96,6 +96,20 @@ def test_the_opt_out_leaves_malloc_alone(monkeypatch):
         assert freed_memory._depth == 0
 
 
+@pytest.mark.parametrize("value", ["false", "2", "off"])
+def test_a_switch_value_other_than_0_or_1_is_named(value, monkeypatch):
+    """AMNETVID_KEEP_FREED_MEMORY takes 0 or 1; anything else is an error naming both, not a guess."""
+    from amnetvid_sk.errors import ParameterError
+
+    monkeypatch.setenv("AMNETVID_KEEP_FREED_MEMORY", value)
+    with pytest.raises(ParameterError, match=rf"AMNETVID_KEEP_FREED_MEMORY must be 0 .* or 1 .*got '{value}'"):
+        with keep_freed_memory():
+            pass
+    assert freed_memory._depth == 0
+    monkeypatch.setenv("AMNETVID_KEEP_FREED_MEMORY", "1")
+    assert keeps_freed_memory()
+
+
 def test_nested_and_threaded_blocks_restore_once_all_have_left():
     """An inner block, or another thread's, leaving does not end the outer one's setting."""
     with keep_freed_memory():

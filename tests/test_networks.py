@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from amnetvid_sk.layers import same_max_pool
+from conftest import textbook_lstm_step
 from amnetvid_sk.networks import (
     LSTM,
     AMNetVidNet,
@@ -207,13 +208,6 @@ def test_batchnorm_trains_on_a_batch_of_one(seed):
     assert out.shape == (1, 1)
 
 
-def _lstm_update_by_autograd(gates, c_prev):
-    i, f, g, o = gates.chunk(4, dim=1)
-    i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
-    c = i * torch.tanh(g) if c_prev is None else f * c_prev + i * torch.tanh(g)
-    return o * torch.tanh(c), c
-
-
 @pytest.mark.parametrize("first_step", [True, False])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_lstm_update_gradients_match_autograd(first_step, layout, seed):
@@ -224,7 +218,7 @@ def test_lstm_update_gradients_match_autograd(first_step, layout, seed):
     c_prev = None if first_step else torch.randn(2, 2, 4, 4, dtype=torch.float64, requires_grad=True)
     inputs = (gates,) if first_step else (gates, c_prev)
     assert torch.autograd.gradcheck(lambda *a: _LSTMUpdate.apply(a[0], None if first_step else a[1]), inputs)
-    ours, ref = _LSTMUpdate.apply(gates, c_prev), _lstm_update_by_autograd(gates, c_prev)
+    ours, ref = _LSTMUpdate.apply(gates, c_prev), textbook_lstm_step(gates, c_prev)
     weights = [torch.randn_like(t) for t in ref]
     grads = [torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, out)), inputs) for out in (ours, ref)]
     for a, b in zip(*grads):
@@ -242,7 +236,7 @@ def test_convlstm_gradients_match_the_step_by_step_layer(seed):
         cell, state, outputs = layer.cell, None, []
         for t in range(x.shape[1]):
             gates = cell.kernel(x[:, t]) if state is None else cell.kernel(x[:, t]) + cell.recurrent_kernel(state[0])
-            state = _lstm_update_by_autograd(gates, None if state is None else state[1])
+            state = textbook_lstm_step(gates, None if state is None else state[1])
             outputs.append(state[0])
         return torch.stack(outputs, dim=1)
 
