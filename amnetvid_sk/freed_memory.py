@@ -1,5 +1,4 @@
-"""Freed memory kept in the process while a network trains or predicts, or a frame model runs
-(glibc's malloc, Linux).
+"""Freed memory kept in the process while a network trains or predicts (glibc's malloc, Linux).
 
 A training step of the working note's network allocates and frees about a GB of tensors, most
 of them larger than glibc's mmap threshold (32 MB at most). Each such tensor is a fresh mapping

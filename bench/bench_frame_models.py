@@ -9,10 +9,7 @@ with Spearman >= 0.99; everywhere, auto is the faster of the two (on an AVX2 CPU
 emulated and auto must be float32).
 
 The two modes are run alternately (``--repeats`` rounds) and the best time of
-each is kept, so that load from other processes hits both alike. In each round the default
-precision also runs once with glibc's malloc left alone (``AMNETVID_KEEP_FREED_MEMORY=0``): the
-column ``kept/ret.`` is what keeping freed memory between batches (the default, see
-``amnetvid_sk.freed_memory``) is worth.
+each is kept, so that load from other processes hits both alike.
 
 Usage::
 
@@ -35,10 +32,6 @@ from amnetvid_sk.frame_models import make_frame_model, resolve_device
 from amnetvid_sk.precision import native_bfloat16, resolve_precision
 from amnetvid_sk.uncertainty import OutOfFold, spearman_interval
 from ceiling import ceilings, load_average
-from timing import freed_memory_kept
-
-#: the default precision timed with glibc's malloc left alone (``AMNETVID_KEEP_FREED_MEMORY=0``)
-RETURNED = "returned"
 
 
 def build(name: str, bfloat16: bool, device, batch_size):
@@ -70,18 +63,16 @@ def _timed_predict(model, frames: np.ndarray) -> tuple[float, np.ndarray]:
     return time.perf_counter() - t0, s
 
 
-def bench_model(name: str, frames: np.ndarray, device, batch_size, repeats: int, auto: str) -> dict:
+def bench_model(name: str, frames: np.ndarray, device, batch_size, repeats: int) -> dict:
     models = {False: build(name, False, device, batch_size), True: build(name, True, device, batch_size)}
     for m in models.values():  # warm-up: oneDNN primitive creation, weight packing
         m.predict(frames[: min(2, len(frames))])
-    best = {False: float("inf"), True: float("inf"), RETURNED: float("inf")}
+    best = {False: float("inf"), True: float("inf")}
     scores = {}
     for _ in range(repeats):
         for bf, m in models.items():
             seconds, scores[bf] = _timed_predict(m, frames)
             best[bf] = min(best[bf], seconds)
-        with freed_memory_kept(False):  # the default precision once more, with malloc left alone
-            best[RETURNED] = min(best[RETURNED], _timed_predict(models[auto == "bfloat16"], frames)[0])
     n = len(frames)
     return {
         "model": name,
@@ -90,7 +81,6 @@ def bench_model(name: str, frames: np.ndarray, device, batch_size, repeats: int,
         "fps32": n / best[False],
         "fps16": n / best[True],
         "ratio": best[False] / best[True],
-        "kept": best[RETURNED] / best[auto == "bfloat16"],
         "spearman": _agreement(scores[True], scores[False]),
         "max_abs_diff": float(np.abs(scores[True] - scores[False]).max()),
     }
@@ -120,19 +110,19 @@ def main(argv=None) -> None:
           f"GFLOP/s; {load_average()}")
     print(f"{len(frames)} frames of {frames.shape[2]}x{frames.shape[1]}, best of {args.repeats} alternating rounds\n")
     header = f"{'model':<13} {'device':<7} {'batch':>5} {'fp32 fr/s':>10} {'bf16 fr/s':>10} {'bf16/fp32':>10} " \
-             f"{'Spearman [95% CI]':>24} {'max|diff|':>10} {'kept/ret.':>10}  goal"
+             f"{'Spearman [95% CI]':>24} {'max|diff|':>10}  goal"
     print(header)
     print("-" * len(header))
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        r = bench_model(name, frames, args.device, args.batch_size, args.repeats, auto)
+        r = bench_model(name, frames, args.device, args.batch_size, args.repeats)
         if native:
             ok = "met" if r["ratio"] >= 1.5 and r["spearman"].estimate >= 0.99 and auto == "bfloat16" else "NOT met"
             ok += " (native bf16: >=1.5x, >=0.99, auto=bf16)"
         else:  # emulated bfloat16: auto must stay float32, the faster one
             ok = ("met" if auto == "float32" and r["ratio"] < 1.0 else "NOT met") + " (emulated bf16: auto=fp32)"
         print(f"{r['model']:<13} {r['device']:<7} {r['batch_size']:>5} {r['fps32']:>10.2f} {r['fps16']:>10.2f} "
-              f"{r['ratio']:>9.2f}x {r['spearman'].text(digits=4):>24} {r['max_abs_diff']:>10.5f} "
-              f"{r['kept']:>9.2f}x  {ok}", flush=True)
+              f"{r['ratio']:>9.2f}x {r['spearman'].text(digits=4):>24} {r['max_abs_diff']:>10.5f}  {ok}",
+              flush=True)
     print(load_average())
 
 

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from ..errors import ParameterError, allowed_values
-from ..freed_memory import keep_freed_memory
 from ..precision import EMULATED, PRECISIONS, native_bfloat16, resolve_precision
 from .cpu_parts import run_parts
 from .devices import available_devices, resolve_device
@@ -288,27 +287,26 @@ class FrameModel(FrameModelIdentity):
         maps = np.empty((n, *self.map_shape), dtype=np.float32) if want_maps else None
         embs = np.empty((n, self.embedding_dim), dtype=np.float32) if want_embeddings else None
         split = self.thread_safe_forward and self.device.type == "cpu"
-        with keep_freed_memory():  # each batch's large tensors reuse the last batch's memory
-            for indices, group in groups:
-                for start in range(0, len(indices), self.batch_size):
-                    where = indices[start:start + self.batch_size]
-                    batch = group[start:start + self.batch_size]
+        for indices, group in groups:
+            for start in range(0, len(indices), self.batch_size):
+                where = indices[start:start + self.batch_size]
+                batch = group[start:start + self.batch_size]
 
-                    def run(lo: int, hi: int) -> None:
-                        # grad/inference mode and autocast are per thread: entered in the thread that runs
-                        with self._grad_mode():
-                            s, m, e = self._forward_batch(batch[lo:hi], maps=want_maps, embeddings=want_embeddings)
-                            rows = where[lo:hi]
-                            scores[rows] = s.detach().float().cpu().numpy()
-                            if want_maps:
-                                maps[rows] = normalise_maps(m.detach()).cpu().numpy()
-                            if want_embeddings:
-                                embs[rows] = e.detach().float().cpu().numpy()
+                def run(lo: int, hi: int) -> None:
+                    # grad/inference mode and autocast are per thread: entered in the thread that runs
+                    with self._grad_mode():
+                        s, m, e = self._forward_batch(batch[lo:hi], maps=want_maps, embeddings=want_embeddings)
+                        rows = where[lo:hi]
+                        scores[rows] = s.detach().float().cpu().numpy()
+                        if want_maps:
+                            maps[rows] = normalise_maps(m.detach()).cpu().numpy()
+                        if want_embeddings:
+                            embs[rows] = e.detach().float().cpu().numpy()
 
-                    if split:
-                        run_parts(run, len(where))
-                    else:
-                        run(0, len(where))
+                if split:
+                    run_parts(run, len(where))
+                else:
+                    run(0, len(where))
         return FrameOutputs(scores, maps, embs)
 
     def predict(self, frames) -> tuple[np.ndarray, np.ndarray | None]:
